@@ -1,0 +1,57 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def device_option(function):
+    return click.option(
+        "--device",
+        type=click.Choice(DEVICE_CHOICES),
+        default="auto",
+        show_default=True,
+        help="Where to compute: 'auto' uses a CUDA GPU when one is visible.",
+    )(function)
+
+
+def progress_option(function):
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Show progress bars (default: only when stderr is a terminal).",
+    )(function)
+
+
+def resolve_progress(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
+
+
+class _ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "Warning: " if record.levelno >= logging.WARNING else ""
+        return prefix + record.getMessage()
+
+
+def setup_logging(verbose: bool = True) -> None:
+    """Library messages (``pertcontrast`` logger) go to stderr, one line each."""
+    logger = logging.getLogger("pertcontrast")
+    if not any(getattr(h, "_pertcontrast", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_ConsoleFormatter())
+        handler._pertcontrast = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def echo_command_line() -> None:
+    """Log the exact command and version first (what was run is then in every log)."""
+    from pertcontrast import __version__
+
+    logging.getLogger("pertcontrast").info("pertcontrast %s: %s", __version__, " ".join(sys.argv))

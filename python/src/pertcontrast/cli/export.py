@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import click
+
+from pertcontrast.cli._common import device_option, echo_command_line, progress_option, resolve_progress, setup_logging
+
+
+@click.command("export")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.option("--model", "model_spec", required=True,
+              help="Model folder from 'pertcontrast train', or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help=".h5ad to write.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4096, show_default=True, help="Cells per block.")
+@click.option("--sample/--no-sample", default=False, show_default=True,
+              help="Also write one posterior sample (X_salient_sample, X_background_sample).")
+@click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", default=None,
+              help="Tracking server for models:/ URIs (default: MLFLOW_TRACKING_URI).")
+@device_option
+@progress_option
+def export_command(input_path, model_spec, output, batch_size, sample, mlflow_uri, device, progress):
+    """Write the salient and background latents of every cell.
+
+    INPUT is any .h5ad (or 10x file) with the model's genes (matched by name). The output
+    is INPUT plus .obsm["X_salient"], .obsm["X_background"] (posterior means) and
+    .obs["salient_norm"]; cells are streamed in blocks.
+    """
+    from pertcontrast.model_source import load_model
+    from pertcontrast.steps.export import export_file
+
+    setup_logging()
+    echo_command_line()
+    model, info = load_model(model_spec, mlflow_uri)
+    export_file(input_path, model, output, batch_size=batch_size, device=device, sample=sample,
+                model_info=info, progress=resolve_progress(progress))
+    click.echo(f"wrote {output}", err=True)
+
+
+COMMANDS = [export_command]

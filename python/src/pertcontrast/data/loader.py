@@ -1,0 +1,156 @@
+"""Minibatches from a sparse count matrix: only the batch is ever densified.
+
+Training batches hold controls and perturbed cells in a fixed proportion. Each group is
+drawn without replacement from its own shuffled order, and the smaller group cycles
+(reshuffled) when it runs out, so no batch is skipped and every cell is seen once per
+pass of its group. Each cell carries a ``stratum_weight`` that, times the plate's
+``n_cells / batch_size``, equals ``n_group / batch_group``: the estimate stays unbiased.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from pertcontrast.errors import ParameterError
+
+
+class CountRows:
+    """Row access to a cells x genes count matrix (CSR in memory or a backed AnnData).
+
+    ``gene_index`` maps model genes to columns of the matrix (for data whose genes are
+    ordered differently or are a superset of the model's).
+    """
+
+    def __init__(self, matrix, gene_index: np.ndarray | None = None):
+        self.matrix = matrix
+        self.gene_index = gene_index
+        self.n_obs = matrix.shape[0]
+
+    def dense(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):
+            # A contiguous block (export, evaluation): one slice read, fast on backed files.
+            order = np.arange(len(rows))
+            block = self.matrix[int(rows[0]) : int(rows[-1]) + 1]
+        else:
+            order = np.argsort(rows, kind="stable")
+            block = self.matrix[rows[order]]
+        if sp.issparse(block):
+            block = block.tocsr()
+            if self.gene_index is not None:
+                block = block[:, self.gene_index]
+            dense = block.toarray()
+        else:
+            dense = np.asarray(block)
+            if self.gene_index is not None:
+                dense = dense[:, self.gene_index]
+        result = np.empty_like(dense, dtype=np.float32)
+        result[order] = dense
+        return result
+
+
+@dataclass
+class CellArrays:
+    """The per-cell model inputs other than counts (see DataRegistry.encode_obs)."""
+
+    is_control: np.ndarray
+    label: np.ndarray
+    covariates: np.ndarray
+    library_group: np.ndarray
+
+    @classmethod
+    def from_encoded(cls, encoded: dict[str, np.ndarray]) -> "CellArrays":
+        return cls(**encoded)
+
+
+def make_batch(
+    counts: CountRows,
+    cells: CellArrays,
+    rows: np.ndarray,
+    stratum_weight: np.ndarray,
+    plate_index: np.ndarray,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Tensors for the given rows, on ``device``."""
+    tensors = {
+        "counts": torch.from_numpy(counts.dense(rows)),
+        "covariates": torch.from_numpy(cells.covariates[rows]),
+        "is_control": torch.from_numpy(cells.is_control[rows]),
+        "label": torch.from_numpy(cells.label[rows]),
+        "library_group": torch.from_numpy(cells.library_group[rows]),
+        "stratum_weight": torch.from_numpy(stratum_weight.astype(np.float32)),
+        "index": torch.from_numpy(plate_index.astype(np.int64)),
+    }
+    non_blocking = device.type == "cuda"
+    if non_blocking:
+        tensors = {k: v.pin_memory() for k, v in tensors.items()}
+    return {k: v.to(device, non_blocking=non_blocking) for k, v in tensors.items()}
+
+
+class StratifiedBatches:
+    """Index batches with ``round(batch_size * control_fraction)`` controls each."""
+
+    def __init__(
+        self,
+        control_rows: np.ndarray,
+        perturbed_rows: np.ndarray,
+        batch_size: int,
+        control_fraction: float,
+        rng: np.random.Generator,
+    ):
+        if len(control_rows) == 0 or len(perturbed_rows) == 0:
+            raise ParameterError("training needs both control and perturbed cells.")
+        if not 0.0 < control_fraction < 1.0:
+            raise ParameterError(f"--control-fraction must be between 0 and 1 (got {control_fraction}).")
+        self.groups = (np.asarray(control_rows), np.asarray(perturbed_rows))
+        self.n_cells = len(control_rows) + len(perturbed_rows)
+        self.batch_size = min(batch_size, self.n_cells)
+        n_controls = int(round(self.batch_size * control_fraction))
+        n_controls = min(max(n_controls, 1), self.batch_size - 1, len(control_rows))
+        n_perturbed = min(self.batch_size - n_controls, len(perturbed_rows))
+        self.per_batch = (n_controls, n_perturbed)
+        self.rng = rng
+        self._orders = [rng.permutation(g) for g in self.groups]
+        self._cursors = [0, 0]
+        plate_scale = self.n_cells / (n_controls + n_perturbed)
+        self.stratum_weights = tuple(
+            (len(group) / taken) / plate_scale for group, taken in zip(self.groups, self.per_batch)
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_cells / sum(self.per_batch))
+
+    def _take(self, group: int, count: int) -> np.ndarray:
+        taken = []
+        while count > 0:
+            order, cursor = self._orders[group], self._cursors[group]
+            chunk = order[cursor : cursor + count]
+            taken.append(chunk)
+            count -= len(chunk)
+            self._cursors[group] = cursor + len(chunk)
+            if self._cursors[group] >= len(order):
+                self._orders[group] = self.rng.permutation(self.groups[group])
+                self._cursors[group] = 0
+        return np.concatenate(taken)
+
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the next batch and their stratum weights."""
+        controls = self._take(0, self.per_batch[0])
+        perturbed = self._take(1, self.per_batch[1])
+        rows = np.concatenate([controls, perturbed])
+        weights = np.concatenate(
+            [np.full(len(controls), self.stratum_weights[0]), np.full(len(perturbed), self.stratum_weights[1])]
+        )
+        return rows, weights
+
+
+def sequential_batches(rows: np.ndarray, batch_size: int):
+    """Consecutive slices of ``rows`` (evaluation and export), in order."""
+    for start in range(0, len(rows), batch_size):
+        yield rows[start : start + batch_size]

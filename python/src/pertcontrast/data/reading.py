@@ -1,0 +1,62 @@
+"""Reading count files: ``.h5ad``, 10x ``.h5`` and 10x MatrixMarket folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pertcontrast.errors import InputDataError
+
+H5AD_SUFFIXES = (".h5ad",)
+
+
+def _read_failure(path: Path, error: Exception) -> InputDataError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return InputDataError(
+        f"{path}: cannot be read as {'an .h5ad' if path.suffix == '.h5ad' else 'a count'} file "
+        f"({reason}); it may be truncated or corrupt. Re-copy or re-create it."
+    )
+
+
+def read_anndata(path, backed: bool = False, layer: str | None = None):
+    """Read counts as AnnData; with ``backed=True`` an ``.h5ad`` stays on disk."""
+    import anndata as ad
+
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"{path}: no such file or folder.")
+    try:
+        if path.is_dir():
+            adata = _read_mtx_folder(path)
+        elif path.suffix in H5AD_SUFFIXES:
+            adata = ad.read_h5ad(path, backed="r" if backed else None)
+        elif path.suffix == ".h5":
+            import scanpy as sc
+
+            adata = sc.read_10x_h5(path)
+        else:
+            raise InputDataError(
+                f"{path}: unknown file type '{path.suffix}'; use .h5ad, a 10x .h5, or a 10x "
+                "MatrixMarket folder (matrix.mtx[.gz], barcodes, features)."
+            )
+    except InputDataError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise _read_failure(path, error) from error
+    if layer is not None:
+        if layer not in adata.layers:
+            raise InputDataError(
+                f"{path}: no layer '{layer}' (layers: {', '.join(adata.layers.keys()) or 'none'})."
+            )
+        if backed:
+            raise InputDataError(f"{path}: --layer cannot be combined with on-disk reading; drop one.")
+        adata.X = adata.layers[layer]
+    return adata
+
+
+def _read_mtx_folder(path: Path):
+    import scanpy as sc
+
+    matrices = list(path.glob("matrix.mtx*"))
+    if not matrices:
+        raise InputDataError(f"{path}: folder has no matrix.mtx or matrix.mtx.gz (10x MatrixMarket layout).")
+    return sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=False)

@@ -1,0 +1,145 @@
+"""How AnnData columns become model inputs: the data registry.
+
+A :class:`DataRegistry` is created once from the training data and saved in the model's
+config, so new data is encoded exactly like the training data (same label order, same
+covariate categories, same standardisation, same genes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pertcontrast.errors import InputDataError
+
+
+@dataclass
+class DataRegistry:
+    perturbation_key: str
+    control_label: str
+    perturbations: list[str]  # labels of perturbed cells, in classifier order
+    gene_names: list[str]
+    categorical_covariates: dict[str, list[str]] = field(default_factory=dict)
+    continuous_covariates: dict[str, tuple[float, float]] = field(default_factory=dict)
+    library_key: str | None = None  # categorical column that groups the library prior
+    library_groups: list[str] = field(default_factory=lambda: ["all"])
+
+    @property
+    def n_covariates(self) -> int:
+        return sum(len(c) for c in self.categorical_covariates.values()) + len(self.continuous_covariates)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DataRegistry":
+        data = dict(data)
+        data["continuous_covariates"] = {k: tuple(v) for k, v in data.get("continuous_covariates", {}).items()}
+        return cls(**data)
+
+    @classmethod
+    def from_obs(
+        cls,
+        obs: pd.DataFrame,
+        gene_names,
+        perturbation_key: str,
+        control_label: str,
+        categorical_covariate_keys=(),
+        continuous_covariate_keys=(),
+    ) -> "DataRegistry":
+        labels = obs[perturbation_key].astype(str)
+        perturbations = sorted(set(labels) - {control_label})
+        categorical = {}
+        for key in categorical_covariate_keys:
+            categorical[key] = sorted(obs[key].astype(str).unique().tolist())
+        continuous = {}
+        for key in continuous_covariate_keys:
+            values = pd.to_numeric(obs[key], errors="coerce").to_numpy(dtype=float)
+            sd = float(np.nanstd(values))
+            continuous[key] = (float(np.nanmean(values)), sd if sd > 0 else 1.0)
+        library_key = categorical_covariate_keys[0] if categorical_covariate_keys else None
+        groups = categorical[library_key] if library_key else ["all"]
+        return cls(
+            perturbation_key=perturbation_key,
+            control_label=control_label,
+            perturbations=perturbations,
+            gene_names=[str(g) for g in gene_names],
+            categorical_covariates=categorical,
+            continuous_covariates=continuous,
+            library_key=library_key,
+            library_groups=groups,
+        )
+
+    def encode_obs(self, obs: pd.DataFrame, require_labels: bool = True) -> dict[str, np.ndarray]:
+        """Per-cell arrays: is_control, label, covariates, library_group.
+
+        With ``require_labels=False`` (export on new data) a missing perturbation column or
+        unseen perturbation labels are allowed: those cells get label -1.
+        """
+        n = len(obs)
+        if self.perturbation_key in obs:
+            labels = obs[self.perturbation_key].astype(str).to_numpy()
+            is_control = labels == self.control_label
+            lookup = {name: i for i, name in enumerate(self.perturbations)}
+            label = np.array([lookup.get(x, -1) for x in labels], dtype=np.int64)
+            unknown = (~is_control) & (label < 0)
+            if require_labels and unknown.any():
+                examples = sorted(set(labels[unknown]))[:5]
+                raise InputDataError(
+                    f"column '{self.perturbation_key}' has labels the model was not trained on "
+                    f"({', '.join(examples)}); train on this data or drop those cells."
+                )
+            label[is_control] = -1
+        elif require_labels:
+            raise InputDataError(
+                f"obs has no column '{self.perturbation_key}' (the perturbation column); "
+                "pass --perturbation-key with the right name."
+            )
+        else:
+            is_control = np.zeros(n, dtype=bool)
+            label = np.full(n, -1, dtype=np.int64)
+        covariates = np.zeros((n, self.n_covariates), dtype=np.float32)
+        column = 0
+        for key, categories in self.categorical_covariates.items():
+            values = self._column(obs, key).astype(str).to_numpy()
+            codes = pd.Categorical(values, categories=categories).codes
+            if (codes < 0).any():
+                unseen = sorted(set(values[codes < 0]))[:5]
+                raise InputDataError(
+                    f"covariate column '{key}' has values the model was not trained on "
+                    f"({', '.join(unseen)}); the model knows {', '.join(categories[:10])}."
+                )
+            covariates[np.arange(n), column + codes] = 1.0
+            column += len(categories)
+        for key, (mean, sd) in self.continuous_covariates.items():
+            values = pd.to_numeric(self._column(obs, key), errors="coerce").to_numpy(dtype=float)
+            if not np.isfinite(values).all():
+                raise InputDataError(
+                    f"continuous covariate column '{key}' has missing or non-numeric values; "
+                    "fill them or drop the covariate."
+                )
+            covariates[:, column] = (values - mean) / sd
+            column += 1
+        if self.library_key:
+            library_group = pd.Categorical(
+                self._column(obs, self.library_key).astype(str), categories=self.library_groups
+            ).codes.astype(np.int64)
+        else:
+            library_group = np.zeros(n, dtype=np.int64)
+        return {
+            "is_control": is_control,
+            "label": label,
+            "covariates": covariates,
+            "library_group": library_group,
+        }
+
+    @staticmethod
+    def _column(obs: pd.DataFrame, key: str) -> pd.Series:
+        if key not in obs:
+            raise InputDataError(
+                f"obs has no column '{key}', which the model uses as a covariate; "
+                "add it or use a model trained without it."
+            )
+        return obs[key]

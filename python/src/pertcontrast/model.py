@@ -1,0 +1,316 @@
+"""The user-facing model: set up from AnnData, train, get latents, save and load.
+
+    model = ContrastiveModel.from_anndata(adata)      # reads what `preprocess` recorded
+    result = model.train(max_epochs=100)
+    latents = model.latents(adata)                   # {"background", "salient", "salient_norm"}
+    model.save("model/")
+    model = ContrastiveModel.load("model/")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pertcontrast import __version__
+from pertcontrast.data.loader import CellArrays, CountRows, make_batch, sequential_batches
+from pertcontrast.data.registry import DataRegistry
+from pertcontrast.errors import InputDataError, ModelLoadError, ParameterError
+from pertcontrast.io import atomic_path, write_json_atomic
+from pertcontrast.module.contrastive import Architecture
+from pertcontrast.module.vae import ContrastiveVAE
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.pt"
+HISTORY_FILE = "history.csv"
+FORMAT_VERSION = 1
+
+
+def recorded_preprocessing(adata) -> dict:
+    """Settings ``preprocess`` stored in ``uns["pertcontrast"]`` (empty when absent)."""
+    recorded = adata.uns.get("pertcontrast", {}) if hasattr(adata, "uns") else {}
+    settings = recorded.get("settings", {}) if isinstance(recorded, dict) else {}
+    return {k: (list(v) if isinstance(v, (np.ndarray, tuple)) else v) for k, v in settings.items()}
+
+
+class ContrastiveModel:
+    """Contrastive VAE for a Perturb-seq screen (background and salient latents)."""
+
+    def __init__(self, registry: DataRegistry, architecture: Architecture, module: ContrastiveVAE, adata=None):
+        self.registry = registry
+        self.architecture = architecture
+        self.module = module
+        self.adata = adata
+        self.history: pd.DataFrame | None = None
+        self.training: dict = {}
+
+    # -- set-up -------------------------------------------------------------------------
+    @classmethod
+    def from_anndata(
+        cls,
+        adata,
+        perturbation_key: str | None = None,
+        control_label: str | None = None,
+        batch_key: str | None = None,
+        categorical_covariate_keys=None,
+        continuous_covariate_keys=None,
+        n_background: int = 10,
+        n_salient: int = 10,
+        n_hidden: int = 128,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+        likelihood: str = "zinb",
+        library: str = "observed",
+        source: str = "input",
+    ) -> "ContrastiveModel":
+        """Set up a model for ``adata`` (raw counts in ``X``). Keys not given are read from
+        what ``pertcontrast preprocess`` recorded in ``adata.uns["pertcontrast"]``."""
+        from pertcontrast.data import validate
+
+        recorded = recorded_preprocessing(adata)
+        perturbation_key = perturbation_key or recorded.get("perturbation_key")
+        control_label = control_label or recorded.get("control_label")
+        if not perturbation_key or not control_label:
+            raise InputDataError(
+                f"{source}: no perturbation column/control label given and none recorded by "
+                "'pertcontrast preprocess'; pass --perturbation-key and --control-label."
+            )
+        categorical = list(categorical_covariate_keys if categorical_covariate_keys is not None
+                           else recorded.get("categorical_covariate_keys", []))
+        if batch_key and batch_key not in categorical:
+            categorical.insert(0, batch_key)
+        continuous = list(continuous_covariate_keys if continuous_covariate_keys is not None
+                          else recorded.get("continuous_covariate_keys", []))
+        _check_architecture(n_background, n_salient, n_hidden, n_layers, dropout)
+        validate.check_unique_names(adata.var_names, "gene", source)
+        validate.check_perturbations(adata.obs, perturbation_key, control_label, source,
+                                     min_control_cells=min(validate.MIN_CONTROL_CELLS, 10))
+        for key in categorical + continuous:
+            validate.check_obs_column(adata.obs, key, source, "covariate", "--covariate")
+        registry = DataRegistry.from_obs(
+            adata.obs, adata.var_names, perturbation_key, control_label, categorical, continuous
+        )
+        arch = Architecture(
+            n_genes=adata.n_vars, n_covariates=registry.n_covariates, n_labels=len(registry.perturbations),
+            n_library_groups=len(registry.library_groups), n_background=n_background, n_salient=n_salient,
+            n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, likelihood=likelihood, library=library,
+        )
+        loc, scale = _library_prior(adata, registry)
+        module = ContrastiveVAE(arch, loc, scale)
+        return cls(registry, arch, module, adata)
+
+    # -- training -----------------------------------------------------------------------
+    def train(
+        self,
+        settings=None,
+        device: str = "auto",
+        checkpoint_dir: str | Path | None = None,
+        callbacks=(),
+        progress: bool = True,
+        **overrides,
+    ):
+        """Train on the AnnData given to :meth:`from_anndata`; returns a TrainingResult.
+
+        ``settings`` is a :class:`~pertcontrast.train.settings.TrainingSettings`; keyword
+        overrides (``max_epochs=50``, ``batch_size=512``...) replace single fields.
+        """
+        from pertcontrast.data import validate
+        from pertcontrast.train.checkpoint import checkpoint_path
+        from pertcontrast.train.settings import TrainingSettings, settings_hash
+        from pertcontrast.train.trainer import Trainer, TrainingData, resolve_device, split_cells
+
+        if self.adata is None:
+            raise ParameterError("this model has no training data; create it with ContrastiveModel.from_anndata.")
+        settings = replace(settings or TrainingSettings(), **overrides)
+        validate.check_counts(self.adata.X, "training data")
+        cells = CellArrays.from_encoded(self.registry.encode_obs(self.adata.obs))
+        train_rows, validation_rows = split_cells(cells.is_control, settings.validation_fraction, settings.seed)
+        data = TrainingData(CountRows(self.adata.X), cells, train_rows, validation_rows)
+        checkpoint_file = None
+        if checkpoint_dir is not None:
+            run_hash = settings_hash(
+                settings.to_dict(), asdict(self.architecture), self.registry.to_dict(),
+                {"n_obs": int(self.adata.n_obs), "first": str(self.adata.obs_names[0]),
+                 "last": str(self.adata.obs_names[-1])},
+            )
+            checkpoint_file = checkpoint_path(checkpoint_dir, run_hash)
+        trainer = Trainer(
+            self.module, data, settings, resolve_device(device), checkpoint_file, tuple(callbacks), progress
+        )
+        result = trainer.fit()
+        self.module.cpu()
+        self.history = result.history
+        self.training = {
+            "settings": settings.to_dict(),
+            "device": str(trainer.device),
+            "max_epochs": trainer.max_epochs,
+            "steps_per_epoch": trainer.steps_per_epoch,
+            "warmup_steps": trainer.warmup_steps,
+            "epochs_run": int(len(result.history)),
+            "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "seconds": result.seconds,
+            "n_train": int(len(train_rows)),
+            "n_validation": int(len(validation_rows)),
+        }
+        if checkpoint_file is not None:
+            result.extra["checkpoint_file"] = str(checkpoint_file)
+        return result
+
+    # -- inference ----------------------------------------------------------------------
+    def gene_index(self, var_names, source: str = "data") -> np.ndarray | None:
+        """Column positions of the model's genes in ``var_names`` (None if identical)."""
+        var_names = pd.Index(var_names).astype(str)
+        genes = pd.Index(self.registry.gene_names)
+        if var_names.equals(genes):
+            return None
+        if var_names.has_duplicates:
+            duplicated = var_names[var_names.duplicated()][0]
+            raise InputDataError(f"{source}: duplicate gene name {duplicated!r}; make gene names unique.")
+        positions = var_names.get_indexer(genes)
+        missing = genes[positions < 0]
+        if len(missing):
+            raise ModelLoadError(
+                f"{source}: {len(missing)} of the model's {len(genes)} genes are missing "
+                f"({', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}); "
+                "use data with the same genes (gene names must match) or retrain."
+            )
+        return positions
+
+    def latents(
+        self,
+        adata=None,
+        batch_size: int = 4096,
+        device: str = "auto",
+        sample: bool = False,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Posterior means of the background and salient latents for every cell, streamed
+        in blocks of ``batch_size`` cells (works on backed AnnData).
+
+        Controls get their encoder's salient mean too (it is near 0 when the model fits).
+        With ``sample=True`` one posterior sample of each latent is added.
+        """
+        from tqdm.auto import tqdm
+
+        from pertcontrast.train.trainer import resolve_device
+
+        adata = self.adata if adata is None else adata
+        positions = self.gene_index(adata.var_names)
+        covariates = self.registry.encode_obs(adata.obs, require_labels=False)["covariates"]
+        rows = CountRows(adata.X, positions)
+        torch_device = resolve_device(device)
+        module = self.module.to(torch_device).eval()
+        n = adata.n_obs
+        out = {
+            "background": np.zeros((n, self.architecture.n_background), dtype=np.float32),
+            "salient": np.zeros((n, self.architecture.n_salient), dtype=np.float32),
+        }
+        if sample:
+            out["background_sample"] = np.zeros_like(out["background"])
+            out["salient_sample"] = np.zeros_like(out["salient"])
+        generator = torch.Generator(device=torch_device).manual_seed(seed)
+        blocks = list(sequential_batches(np.arange(n), batch_size))
+        for block in tqdm(blocks, desc="latents", unit="block", disable=not progress):
+            counts = torch.from_numpy(rows.dense(block)).to(torch_device)
+            cov = torch.from_numpy(covariates[block]).to(torch_device)
+            encoded = module.posterior(counts, cov)
+            for name in ("background", "salient"):
+                loc = encoded[f"{name}_loc"]
+                out[name][block] = loc.cpu().numpy()
+                if sample:
+                    noise = torch.randn(loc.shape, generator=generator, device=torch_device)
+                    out[f"{name}_sample"][block] = (loc + noise * encoded[f"{name}_scale"]).cpu().numpy()
+        module.cpu()
+        out["salient_norm"] = np.linalg.norm(out["salient"], axis=1)
+        return out
+
+    # -- persistence --------------------------------------------------------------------
+    def config(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "pertcontrast_version": __version__,
+            "architecture": asdict(self.architecture),
+            "registry": self.registry.to_dict(),
+            "training": self.training,
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write weights, config and history; config.json is written last and marks a
+        complete model folder (each file is written atomically)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / WEIGHTS_FILE, suffix=".pt") as tmp:
+            torch.save(self.module.state_dict(), tmp)
+        if self.history is not None:
+            with atomic_path(folder / HISTORY_FILE, suffix=".csv") as tmp:
+                self.history.to_csv(tmp, index=False)
+        write_json_atomic(folder / CONFIG_FILE, self.config())
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, adata=None) -> "ContrastiveModel":
+        """Load a model folder written by :meth:`save` (weights loaded with
+        ``weights_only=True``: no code from the file is ever run)."""
+        folder = Path(folder)
+        config_file, weights_file = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+        if not folder.is_dir():
+            raise ModelLoadError(f"{folder}: no such model folder.")
+        if not config_file.exists() or not weights_file.exists():
+            raise ModelLoadError(
+                f"{folder}: not a complete model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
+                "was training interrupted? Re-run 'pertcontrast train'."
+            )
+        try:
+            config = json.loads(config_file.read_text())
+            arch = Architecture(**config["architecture"])
+            registry = DataRegistry.from_dict(config["registry"])
+            state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any failure here means a damaged folder
+            raise ModelLoadError(f"{folder}: cannot read the model ({type(error).__name__}: {error}).") from error
+        module = ContrastiveVAE(arch)
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as error:
+            raise ModelLoadError(f"{folder}: weights do not match the config ({error}).") from error
+        model = cls(registry, arch, module, adata)
+        model.training = config.get("training", {})
+        if (folder / HISTORY_FILE).exists():
+            model.history = pd.read_csv(folder / HISTORY_FILE)
+        return model
+
+
+def _check_architecture(n_background, n_salient, n_hidden, n_layers, dropout) -> None:
+    for name, value in (("n-background", n_background), ("n-salient", n_salient),
+                        ("n-hidden", n_hidden), ("n-layers", n_layers)):
+        if value < 1:
+            raise ParameterError(f"--{name} must be at least 1 (got {value}).")
+    if not 0 <= dropout < 1:
+        raise ParameterError(f"--dropout must be in [0, 1) (got {dropout}).")
+
+
+def _library_prior(adata, registry: DataRegistry) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of log total counts per library group (the latent library's prior)."""
+    totals = np.zeros(adata.n_obs)
+    for block in sequential_batches(np.arange(adata.n_obs), 20_000):
+        totals[block] = np.asarray(adata.X[int(block[0]) : int(block[-1]) + 1].sum(axis=1)).ravel()
+    log_totals = np.log(np.maximum(totals, 1.0))
+    groups = registry.encode_obs(adata.obs, require_labels=False)["library_group"]
+    loc = np.zeros(len(registry.library_groups), dtype=np.float32)
+    scale = np.ones(len(registry.library_groups), dtype=np.float32)
+    for g in range(len(loc)):
+        values = log_totals[groups == g]
+        if len(values):
+            loc[g] = values.mean()
+            scale[g] = max(values.std(), 1e-2) if len(values) > 1 else 1.0
+    if not math.isfinite(float(loc.sum())):
+        raise InputDataError("library sizes could not be computed; check the count matrix.")
+    return loc, scale

@@ -1,0 +1,73 @@
+"""The neural networks of the model: plain torch modules, sizes passed in, no state."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+MIN_SCALE = 1e-4
+
+
+def mlp(n_input: int, n_hidden: int, n_layers: int, dropout: float) -> nn.Sequential:
+    """Linear -> LayerNorm -> ReLU -> Dropout, ``n_layers`` times.
+
+    LayerNorm rather than BatchNorm: a cell's latent must not depend on which other cells
+    share its minibatch (controls and perturbed cells are mixed in fixed proportions, and
+    export streams cells in arbitrary batches).
+    """
+    layers: list[nn.Module] = []
+    width = n_input
+    for _ in range(n_layers):
+        layers += [nn.Linear(width, n_hidden), nn.LayerNorm(n_hidden), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = n_hidden
+    return nn.Sequential(*layers)
+
+
+class GaussianEncoder(nn.Module):
+    """x (log-normalised counts) and covariates -> loc and scale of a diagonal Normal."""
+
+    def __init__(self, n_input: int, n_output: int, n_hidden: int, n_layers: int, dropout: float):
+        super().__init__()
+        self.body = mlp(n_input, n_hidden, n_layers, dropout)
+        self.loc = nn.Linear(n_hidden, n_output)
+        self.raw_scale = nn.Linear(n_hidden, n_output)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.body(features)
+        return self.loc(hidden), F.softplus(self.raw_scale(hidden)) + MIN_SCALE
+
+
+class CountDecoder(nn.Module):
+    """[background, salient, covariates] -> log expression proportions and dropout logits."""
+
+    def __init__(self, n_input: int, n_genes: int, n_hidden: int, n_layers: int, dropout: float):
+        super().__init__()
+        self.body = mlp(n_input, n_hidden, n_layers, dropout)
+        self.proportion_logits = nn.Linear(n_hidden, n_genes)
+        self.dropout_logits = nn.Linear(n_hidden, n_genes)
+        # Per-gene inverse dispersion lives here, in a plain torch module, so it is an
+        # ordinary parameter of the module (no entry in Pyro's global param store).
+        self.log_dispersion = nn.Parameter(torch.full((n_genes,), 0.7))
+
+    def dispersion(self) -> torch.Tensor:
+        return self.log_dispersion.exp()
+
+    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.body(latent)
+        log_proportions = torch.log_softmax(self.proportion_logits(hidden), dim=-1)
+        return log_proportions, self.dropout_logits(hidden)
+
+
+class PerturbationClassifier(nn.Module):
+    """Salient mean (and covariates) -> logits over the perturbation labels."""
+
+    def __init__(self, n_input: int, n_labels: int, n_hidden: int, dropout: float):
+        super().__init__()
+        self.body = mlp(n_input, n_hidden, 1, dropout)
+        self.logits = nn.Linear(n_hidden, n_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.body(features))

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pertcontrast.data.reading import read_anndata
+from pertcontrast.model import ContrastiveModel
+from pertcontrast.train.settings import TrainingSettings
+
+log = logging.getLogger("pertcontrast")
+
+
+def train_file(
+    input_path: str | Path,
+    output: str | Path,
+    settings: TrainingSettings,
+    model_options: dict | None = None,
+    device: str = "auto",
+    checkpoint_dir: str | Path | None = None,
+    callbacks=(),
+    progress: bool = True,
+):
+    """Train on a prepared ``.h5ad`` and save the model folder; returns (model, result).
+
+    The checkpoint folder defaults to ``<output>/checkpoints``; a re-run with the same
+    settings resumes from it, and it is removed once the model is saved.
+    """
+    adata = read_anndata(input_path)
+    model = ContrastiveModel.from_anndata(adata, source=str(input_path), **(model_options or {}))
+    output = Path(output)
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output / "checkpoints"
+    result = model.train(settings, device=device, checkpoint_dir=checkpoint_dir, callbacks=callbacks, progress=progress)
+    if result.resumed_from_epoch:
+        log.info("resumed from the checkpoint after epoch %d", result.resumed_from_epoch)
+    model.save(output)
+    checkpoint = result.extra.get("checkpoint_file")
+    if checkpoint and Path(checkpoint).exists():
+        Path(checkpoint).unlink()
+        try:
+            Path(checkpoint).parent.rmdir()
+        except OSError:
+            pass
+    return model, result

@@ -1,0 +1,65 @@
+"""Training settings: everything that changes the result of training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from pertcontrast.errors import ParameterError
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    max_epochs: int | None = None  # None: chosen from the data size (see resolve_epochs)
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-6
+    control_fraction: float = 0.3
+    warmup_steps: int | None = None  # KL and penalty warm-up; None: a quarter of the steps, at most 2000
+    validation_fraction: float = 0.1
+    early_stopping: bool = True
+    early_stopping_patience: int = 15
+    lr_patience: int = 6
+    lr_factor: float = 0.5
+    gradient_clip_norm: float = 50.0
+    wasserstein_weight: float = 5.0
+    classification_weight: float = 1.0
+    seed: int = 0
+    max_steps_auto: int = 12_000
+
+    def __post_init__(self):
+        checks = [
+            (self.max_epochs is None or self.max_epochs >= 1, "--max-epochs must be at least 1"),
+            (self.batch_size >= 2, "--batch-size must be at least 2"),
+            (self.learning_rate > 0, "--learning-rate must be positive"),
+            (0 < self.control_fraction < 1, "--control-fraction must be between 0 and 1"),
+            (self.warmup_steps is None or self.warmup_steps >= 0, "--warmup-steps must be 0 or more"),
+            (0 <= self.validation_fraction < 0.5, "--validation-fraction must be in [0, 0.5)"),
+            (self.early_stopping_patience >= 1, "--early-stopping-patience must be at least 1"),
+            (self.gradient_clip_norm > 0, "--gradient-clip-norm must be positive"),
+            (self.wasserstein_weight >= 0, "--wasserstein-weight must be 0 or more"),
+            (self.classification_weight >= 0, "--classification-weight must be 0 or more"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ParameterError(f"{message}.")
+
+    def resolve_epochs(self, steps_per_epoch: int) -> int:
+        if self.max_epochs is not None:
+            return self.max_epochs
+        return int(min(400, max(20, round(self.max_steps_auto / max(steps_per_epoch, 1)))))
+
+    def resolve_warmup(self, total_steps: int) -> int:
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return int(min(2000, total_steps // 4))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def settings_hash(*parts: dict) -> str:
+    """A short stable hash of result-affecting settings (names checkpoints, like CellBender)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,299 @@
+"""The training loop: stratified minibatches, Adam with a plateau schedule, step-counted
+warm-up, validation-based early stopping, gradient clipping, checkpoints every epoch and
+a clear stop on NaN/inf."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyro
+import torch
+
+from pertcontrast.data.loader import CellArrays, CountRows, StratifiedBatches, make_batch, sequential_batches
+from pertcontrast.errors import TrainingDivergedError
+from pertcontrast.module.elbo import TermWeights
+from pertcontrast.module.vae import TERM_NAMES, ContrastiveVAE
+from pertcontrast.train.checkpoint import load_checkpoint, save_checkpoint
+from pertcontrast.train.schedule import EarlyStopping, warmup_factor
+from pertcontrast.train.settings import TrainingSettings
+
+EpochCallback = Callable[[dict], None]
+
+
+@dataclass
+class TrainingData:
+    counts: CountRows
+    cells: CellArrays
+    train_rows: np.ndarray
+    validation_rows: np.ndarray
+
+
+@dataclass
+class TrainingResult:
+    history: pd.DataFrame
+    best_epoch: int
+    stopped_early: bool
+    resumed_from_epoch: int | None
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def split_cells(is_control: np.ndarray, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out a random ``validation_fraction`` of controls and of perturbed cells."""
+    rng = np.random.default_rng([seed, 7])
+    train, validation = [], []
+    for group in (np.flatnonzero(is_control), np.flatnonzero(~is_control)):
+        shuffled = rng.permutation(group)
+        n_validation = int(round(len(group) * validation_fraction))
+        if validation_fraction > 0 and len(group) >= 10:
+            n_validation = max(n_validation, 1)
+        validation.append(shuffled[:n_validation])
+        train.append(shuffled[n_validation:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from pertcontrast.errors import ParameterError
+
+        raise ParameterError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu.")
+    return torch.device(device)
+
+
+class _Accumulator:
+    """Sums of full-screen term estimates over the steps of an epoch."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.correct = 0
+        self.classified = 0
+
+    def add(self, terms, objective: float) -> None:
+        self.count += 1
+        self.sums["loss"] = self.sums.get("loss", 0.0) + objective
+        self.sums["elbo"] = self.sums.get("elbo", 0.0) + float(terms.elbo.detach())
+        for name, value in terms.totals.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
+        self.correct += int(terms.classifier_correct)
+        self.classified += int(terms.classifier_total)
+
+    def per_cell(self, n_cells: int, prefix: str, scale_by_steps: bool = True) -> dict[str, float]:
+        divisor = n_cells * (self.count if scale_by_steps else 1)
+        row = {f"{prefix}_{name}": value / divisor for name, value in self.sums.items()}
+        for name in TERM_NAMES:
+            row.setdefault(f"{prefix}_{name}", 0.0)
+        row[f"{prefix}_classifier_accuracy"] = self.correct / self.classified if self.classified else float("nan")
+        return row
+
+
+class Trainer:
+    def __init__(
+        self,
+        module: ContrastiveVAE,
+        data: TrainingData,
+        settings: TrainingSettings,
+        device: torch.device,
+        checkpoint_file: Path | None = None,
+        callbacks: tuple[EpochCallback, ...] = (),
+        progress: bool = True,
+    ):
+        self.module = module.to(device)
+        self.data = data
+        self.settings = settings
+        self.device = device
+        self.checkpoint_file = checkpoint_file
+        self.callbacks = callbacks
+        self.progress = progress
+        self.optimizer = torch.optim.Adam(
+            module.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, factor=settings.lr_factor, patience=settings.lr_patience, min_lr=1e-5
+        )
+        self.stopper = EarlyStopping(settings.early_stopping_patience)
+        is_control = data.cells.is_control[data.train_rows]
+        self._batches_probe = StratifiedBatches(
+            data.train_rows[is_control], data.train_rows[~is_control],
+            settings.batch_size, settings.control_fraction, np.random.default_rng(0),
+        )
+        self.steps_per_epoch = self._batches_probe.steps_per_epoch
+        self.max_epochs = settings.resolve_epochs(self.steps_per_epoch)
+        self.warmup_steps = settings.resolve_warmup(self.max_epochs * self.steps_per_epoch)
+        self.step = 0
+        self.history: list[dict] = []
+        self.best_state: dict | None = None
+        self.last_checkpoint_epoch: int | None = None
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _state(self, next_epoch: int) -> dict:
+        return {
+            "next_epoch": next_epoch,
+            "step": self.step,
+            "module": self.module.state_dict(),
+            "best_module": self.best_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "stopper": self.stopper.state_dict(),
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _restore(self, state: dict) -> int:
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.stopper.load_state_dict(state["stopper"])
+        self.best_state = state["best_module"]
+        self.history = list(state["history"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["next_epoch"])
+
+    # -- one epoch ---------------------------------------------------------------------
+    def _weights(self, full: bool = False) -> TermWeights:
+        factor = 1.0 if full else warmup_factor(self.step, self.warmup_steps)
+        return TermWeights(
+            kl=factor,
+            wasserstein=self.settings.wasserstein_weight * factor,
+            classification=self.settings.classification_weight * factor,
+        )
+
+    def _train_epoch(self, epoch: int, bar) -> dict[str, float]:
+        data, settings = self.data, self.settings
+        is_control = data.cells.is_control[data.train_rows]
+        batches = StratifiedBatches(
+            data.train_rows[is_control], data.train_rows[~is_control], settings.batch_size,
+            settings.control_fraction, np.random.default_rng([settings.seed, epoch]),
+        )
+        n_train = len(data.train_rows)
+        accumulator = _Accumulator()
+        self.module.train()
+        for _ in range(batches.steps_per_epoch):
+            rows, stratum_weight = batches.next_batch()
+            batch = make_batch(data.counts, data.cells, rows, stratum_weight, rows, self.device)
+            weights = self._weights()
+            terms = self.module.objective(batch, n_train, weights)
+            # The objective estimates a sum over the whole screen; the optimizer sees it per
+            # cell so learning rates and clipping do not depend on the screen's size.
+            loss = terms.objective / n_train
+            if not torch.isfinite(loss):
+                self._diverged(epoch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), settings.gradient_clip_norm)
+            self.optimizer.step()
+            self.step += 1
+            accumulator.add(terms, float(terms.objective.detach()))
+            if bar is not None:
+                bar.update(1)
+                if self.step % 20 == 0:
+                    bar.set_postfix(loss=f"{float(loss):.4g}", epoch=epoch + 1, refresh=False)
+        row = accumulator.per_cell(n_train, "train")
+        row["kl_weight"] = self._weights().kl
+        return row
+
+    @torch.no_grad()
+    def evaluate(self, rows: np.ndarray, prefix: str) -> dict[str, float]:
+        """Exact sums of every term over ``rows`` (dropout off, fixed sampling seed)."""
+        if len(rows) == 0:
+            return {}
+        self.module.eval()
+        accumulator = _Accumulator()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.settings.seed + 1)
+            for block in sequential_batches(rows, max(self.settings.batch_size, 1024)):
+                # stratum_weight makes every cell count exactly once: the plate's scale is
+                # len(rows) / len(block), and this undoes it.
+                weight = np.full(len(block), len(block) / len(rows))
+                batch = make_batch(self.data.counts, self.data.cells, block, weight, block, self.device)
+                terms = self.module.objective(batch, len(rows), self._weights(full=True))
+                accumulator.add(terms, float(terms.objective.detach()))
+        return accumulator.per_cell(len(rows), prefix, scale_by_steps=False)
+
+    def _diverged(self, epoch: int) -> None:
+        where = (
+            f"the last good checkpoint (epoch {self.last_checkpoint_epoch}) is kept at {self.checkpoint_file}"
+            if self.last_checkpoint_epoch is not None
+            else "no checkpoint was written yet"
+        )
+        raise TrainingDivergedError(
+            f"training loss became NaN/inf at epoch {epoch + 1}, step {self.step}; {where}. "
+            f"Try a lower --learning-rate (now {self.settings.learning_rate:g}), a smaller "
+            "--gradient-clip-norm, or --likelihood nb, and check the input for extreme counts."
+        )
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self) -> TrainingResult:
+        from tqdm.auto import tqdm
+
+        torch.manual_seed(self.settings.seed)
+        pyro.set_rng_seed(self.settings.seed)
+        start_epoch, resumed = 0, None
+        if self.checkpoint_file is not None:
+            state = load_checkpoint(self.checkpoint_file)
+            if state is not None:
+                start_epoch = resumed = self._restore(state)
+                self.last_checkpoint_epoch = start_epoch
+        started = time.perf_counter()
+        total = self.max_epochs * self.steps_per_epoch
+        bar = tqdm(
+            total=total, initial=start_epoch * self.steps_per_epoch, unit="step", desc="train",
+            disable=not self.progress, mininterval=1.0, dynamic_ncols=True,
+        )
+        stopped_early = False
+        try:
+            with pyro.validation_enabled(False):
+                stopped_early = self._loop(start_epoch, bar)
+        finally:
+            bar.close()
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state)
+        return TrainingResult(
+            history=pd.DataFrame(self.history),
+            best_epoch=self.stopper.best_epoch + 1,
+            stopped_early=stopped_early,
+            resumed_from_epoch=resumed,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _loop(self, start_epoch: int, bar) -> bool:
+        for epoch in range(start_epoch, self.max_epochs):
+            tick = time.perf_counter()
+            row = {"epoch": epoch + 1}
+            row.update(self._train_epoch(epoch, bar))
+            row.update(self.evaluate(self.data.validation_rows, "validation"))
+            row["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+            row["step"] = self.step
+            row["seconds"] = time.perf_counter() - tick
+            monitored = row.get("validation_loss", row["train_loss"])
+            if not math.isfinite(monitored):
+                self._diverged(epoch)
+            warmed_up = self.step >= self.warmup_steps
+            if warmed_up:
+                self.scheduler.step(monitored)
+                if self.stopper.update(monitored, epoch) or self.best_state is None:
+                    self.best_state = copy.deepcopy(self.module.state_dict())
+            self.history.append(row)
+            for callback in self.callbacks:
+                callback(row)
+            if self.checkpoint_file is not None:
+                save_checkpoint(self.checkpoint_file, self._state(epoch + 1))
+                self.last_checkpoint_epoch = epoch + 1
+            if bar is not None:
+                bar.set_postfix(
+                    loss=f"{row['train_loss']:.4g}", val=f"{row.get('validation_loss', float('nan')):.4g}",
+                    epoch=epoch + 1, refresh=True,
+                )
+            if self.settings.early_stopping and warmed_up and self.stopper.should_stop:
+                return True
+        return False

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "train",
     "export",
     "versions",
+    "samplesheet",
 )
 
 

@@ -67,6 +67,7 @@ class ContrastiveModel:
         dropout: float = 0.1,
         likelihood: str = "zinb",
         library: str = "observed",
+        seed: int = 0,
         source: str = "input",
     ) -> "ContrastiveModel":
         """Set up a model for ``adata`` (raw counts in ``X``). Keys not given are read from
@@ -102,7 +103,10 @@ class ContrastiveModel:
             n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, likelihood=likelihood, library=library,
         )
         loc, scale = _library_prior(adata, registry)
-        module = ContrastiveVAE(arch, loc, scale)
+        # Initial weights come from their own seeded stream: the same seed, the same model.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = ContrastiveVAE(arch, loc, scale)
         return cls(registry, arch, module, adata)
 
     # -- training -----------------------------------------------------------------------

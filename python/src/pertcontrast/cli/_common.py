@@ -38,13 +38,24 @@ class _ConsoleFormatter(logging.Formatter):
         return prefix + record.getMessage()
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(verbose: bool = True) -> None:
     """Library messages (``pertcontrast`` logger) go to stderr, one line each."""
     logger = logging.getLogger("pertcontrast")
-    if not any(getattr(h, "_pertcontrast", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _CurrentStderrHandler) for h in logger.handlers):
+        handler = _CurrentStderrHandler()
         handler.setFormatter(_ConsoleFormatter())
-        handler._pertcontrast = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False

@@ -9,11 +9,13 @@ from pertcontrast.cli._common import progress_option, resolve_progress, setup_lo
 @click.option("--preset", type=click.Choice(["tiny", "standard", "large"]), default="standard", show_default=True,
               help="Screen size: tiny (2k cells, tests), standard (15k cells), large (300k cells, written in chunks).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the same seed gives the same screen.")
+@click.option("--cell-seed", type=int, default=None,
+              help="Draw fresh cells from the same screen design as --seed (held-out data for evaluation).")
 @click.option("--n-cells", type=click.IntRange(min=50), default=None, help="Override the preset's number of cells.")
 @click.option("--n-genes", type=click.IntRange(min=200), default=None, help="Override the preset's number of genes.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help="The .h5ad file to write.")
 @progress_option
-def simulate_command(preset, seed, n_cells, n_genes, output, progress):
+def simulate_command(preset, seed, cell_seed, n_cells, n_genes, output, progress):
     """Simulate a Perturb-seq screen of raw counts with known truth.
 
     The background (continuous cell cycle on real S and G2/M marker genes, clonal
@@ -25,7 +27,7 @@ def simulate_command(preset, seed, n_cells, n_genes, output, progress):
     from pertcontrast.steps.simulate import simulate_file
 
     setup_logging()
-    n = simulate_file(output, preset=preset, seed=seed, progress=resolve_progress(progress),
+    n = simulate_file(output, preset=preset, seed=seed, cell_seed=cell_seed, progress=resolve_progress(progress),
                       n_cells=n_cells, n_genes=n_genes)
     click.echo(f"wrote {n} cells to {output}", err=True)
 

@@ -81,6 +81,7 @@ def build_model_options(options: dict) -> dict:
         "dropout": options["dropout"],
         "likelihood": options["likelihood"],
         "library": options["library"],
+        "seed": options["seed"],
     }
 
 

@@ -3,7 +3,7 @@
 Training batches hold controls and perturbed cells in a fixed proportion. Each group is
 drawn without replacement from its own shuffled order, and the smaller group cycles
 (reshuffled) when it runs out, so no batch is skipped and every cell is seen once per
-pass of its group. Each cell carries a ``stratum_weight`` that, times the plate's
+pass of its group; an epoch is the longer of the two passes. Each cell carries a ``stratum_weight`` that, times the plate's
 ``n_cells / batch_size``, equals ``n_group / batch_group``: the estimate stays unbiased.
 """
 
@@ -124,7 +124,8 @@ class StratifiedBatches:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.n_cells / sum(self.per_batch))
+        """Enough steps for every cell of both groups to be drawn at least once."""
+        return max(math.ceil(len(group) / taken) for group, taken in zip(self.groups, self.per_batch))
 
     def _take(self, group: int, count: int) -> np.ndarray:
         taken = []

@@ -45,8 +45,11 @@ class SimulationConfig:
     clone_strength: float = 0.8
     clone_gene_fraction: float = 0.2
     batch_strength: float = 0.3
-    program_size: int = 40
-    program_strength: float = 0.55
+    n_state_factors: int = 4
+    state_strength: float = 0.7
+    state_gene_fraction: float = 0.3
+    program_size: int = 60
+    program_strength: float = 0.8
     chunk_size: int = 5000
 
     @property
@@ -121,6 +124,7 @@ class _ScreenDesign:
     clone_weights: np.ndarray
     batch_effect: np.ndarray
     batch_library_shift: np.ndarray
+    state_loadings: np.ndarray  # (n_state_factors, n_genes)
     perturbations: pd.DataFrame
     perturbation_lfc: np.ndarray  # (n_perturbations, n_genes), log scale
     programs: dict[str, list[str]]
@@ -177,6 +181,13 @@ def _design(config: SimulationConfig, rng: np.random.Generator) -> _ScreenDesign
         batch_effect[batch, affected] = rng.normal(0.0, config.batch_strength, affected.sum())
     batch_library_shift = rng.normal(0.0, 0.2, config.n_batches)
 
+    # Continuous sub-states of the line (drift over days of culture): each cell has a
+    # Normal score on each factor; each factor moves a random third of the genes.
+    state_loadings = np.zeros((config.n_state_factors, n_genes))
+    for factor in range(config.n_state_factors):
+        affected = rng.random(n_genes) < config.state_gene_fraction
+        state_loadings[factor, affected] = rng.normal(0.0, config.state_strength, affected.sum())
+
     # Program genes come from genes with no cell-cycle role, so the truth stays clean.
     program_pool = shuffled_other[config.n_cycle_associated_genes:]
     programs: dict[str, list[str]] = {}
@@ -209,7 +220,7 @@ def _design(config: SimulationConfig, rng: np.random.Generator) -> _ScreenDesign
         gene_names=gene_names, gene_roles=roles, base_log_proportion=base,
         dispersion=dispersion, s_loading=s_loading, g2m_loading=g2m_loading,
         clone_effect=clone_effect, clone_weights=clone_weights, batch_effect=batch_effect,
-        batch_library_shift=batch_library_shift, perturbations=perturbations,
+        batch_library_shift=batch_library_shift, state_loadings=state_loadings, perturbations=perturbations,
         perturbation_lfc=lfc, programs=programs,
     )
 
@@ -235,6 +246,7 @@ def _cell_table(config: SimulationConfig, design: _ScreenDesign, rng: np.random.
     position = rng.random(n)
     s_activity, g2m_activity, phase = _cycle_activity(position)
     clone = rng.choice(config.n_clones, size=n, p=design.clone_weights)
+    state = rng.normal(0.0, 1.0, (n, config.n_state_factors))
     batch = rng.integers(0, config.n_batches, n)
     library = np.exp(
         rng.normal(np.log(config.mean_library_size), config.library_log_sd, n)
@@ -256,6 +268,7 @@ def _cell_table(config: SimulationConfig, design: _ScreenDesign, rng: np.random.
             "truth_g2m_activity": g2m_activity,
             "truth_clone": pd.Categorical([f"clone{c + 1}" for c in clone]),
             "truth_library_size": library,
+            **{f"truth_state_{k + 1}": state[:, k] for k in range(config.n_state_factors)},
             "truth_program": pd.Categorical(truth_program),
             "truth_responder": responder,
             "truth_escaper": has_effect & escaped,
@@ -275,6 +288,8 @@ def _counts_chunk(
         + cells.truth_g2m_activity.to_numpy()[:, None] * design.g2m_loading[None, :]
         + design.clone_effect[clone]
         + design.batch_effect[batch]
+        + cells[[f"truth_state_{k + 1}" for k in range(design.state_loadings.shape[0])]].to_numpy()
+        @ design.state_loadings
     )
     responders = cells.truth_responder.to_numpy()
     pert = cells.truth_perturbation_index.to_numpy()
@@ -288,15 +303,21 @@ def _counts_chunk(
     return sp.csr_matrix(counts)
 
 
-def iter_simulated_chunks(preset: str = "standard", seed: int = 0, **overrides):
+def iter_simulated_chunks(preset: str = "standard", seed: int = 0, cell_seed: int | None = None, **overrides):
     """Yield ``(obs_chunk, csr_chunk)`` pairs, then nothing; see :func:`simulate`.
 
-    The first item yielded is the screen-level ``(var, uns)`` pair.
+    The first item yielded is the screen-level ``(var, uns)`` pair. ``seed`` fixes the
+    screen's design (genes, programs, effects); ``cell_seed``, when given, draws a fresh
+    set of cells from that same design (held-out cells for honest evaluation).
     """
     config = preset_config(preset, **overrides)
     rng = np.random.default_rng(seed)
     design = _design(config, rng)
+    if cell_seed is not None:
+        rng = np.random.default_rng([seed, cell_seed + 1])
     cells = _cell_table(config, design, rng)
+    if cell_seed is not None:
+        cells.index = pd.Index([f"cell{cell_seed}_{i:07d}" for i in range(len(cells))], name="cell")
     var = pd.DataFrame(
         {"truth_gene_role": pd.Categorical(design.gene_roles)},
         index=pd.Index(design.gene_names, name="gene"),
@@ -323,7 +344,7 @@ def _truth_uns(config: SimulationConfig, design: _ScreenDesign, preset: str, see
     }
 
 
-def simulate(preset: str = "standard", seed: int = 0, **overrides):
+def simulate(preset: str = "standard", seed: int = 0, cell_seed: int | None = None, **overrides):
     """Simulate a screen in memory and return an AnnData of raw counts (CSR).
 
     ``obs`` holds the observed ``perturbation`` and ``batch`` columns and the truth
@@ -332,7 +353,7 @@ def simulate(preset: str = "standard", seed: int = 0, **overrides):
     """
     import anndata as ad
 
-    chunks = iter_simulated_chunks(preset, seed, **overrides)
+    chunks = iter_simulated_chunks(preset, seed, cell_seed, **overrides)
     var, uns = next(chunks)
     obs_parts, count_parts = [], []
     for obs, counts in chunks:
@@ -343,7 +364,9 @@ def simulate(preset: str = "standard", seed: int = 0, **overrides):
     return ad.AnnData(X=X, obs=obs, var=var, uns={"truth": uns})
 
 
-def simulate_to_h5ad(path, preset: str = "standard", seed: int = 0, progress: bool = False, **overrides) -> int:
+def simulate_to_h5ad(
+    path, preset: str = "standard", seed: int = 0, cell_seed: int | None = None, progress: bool = False, **overrides
+) -> int:
     """Simulate straight to an ``.h5ad`` file chunk by chunk (atomic); returns cells written.
 
     Peak memory is one chunk of cells, whatever ``n_cells`` is.
@@ -355,7 +378,7 @@ def simulate_to_h5ad(path, preset: str = "standard", seed: int = 0, progress: bo
 
     from pertcontrast.io import atomic_path
 
-    chunks = iter_simulated_chunks(preset, seed, **overrides)
+    chunks = iter_simulated_chunks(preset, seed, cell_seed, **overrides)
     var, uns = next(chunks)
     config = preset_config(preset, **overrides)
     obs_parts = []

@@ -197,7 +197,7 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 if self.step % 20 == 0:
-                    bar.set_postfix(loss=f"{float(loss):.4g}", epoch=epoch + 1, refresh=False)
+                    bar.set_postfix(loss=f"{loss.item():.4g}", epoch=epoch + 1, refresh=False)
         row = accumulator.per_cell(n_train, "train")
         row["kl_weight"] = self._weights().kl
         return row
@@ -266,6 +266,13 @@ class Trainer:
             seconds=time.perf_counter() - started,
         )
 
+    def _monitored(self, row: dict) -> float:
+        """What early stopping and the LR schedule watch: the validation objective without
+        the classifier term. The classifier can keep improving on training labels while
+        the fit to the counts no longer does; stopping on it would reward memorising."""
+        prefix = "validation" if f"validation_loss" in row else "train"
+        return row[f"{prefix}_loss"] - self.settings.classification_weight * row[f"{prefix}_classification"]
+
     def _loop(self, start_epoch: int, bar) -> bool:
         for epoch in range(start_epoch, self.max_epochs):
             tick = time.perf_counter()
@@ -275,7 +282,7 @@ class Trainer:
             row["learning_rate"] = self.optimizer.param_groups[0]["lr"]
             row["step"] = self.step
             row["seconds"] = time.perf_counter() - tick
-            monitored = row.get("validation_loss", row["train_loss"])
+            monitored = self._monitored(row)
             if not math.isfinite(monitored):
                 self._diverged(epoch)
             warmed_up = self.step >= self.warmup_steps
@@ -284,11 +291,12 @@ class Trainer:
                 if self.stopper.update(monitored, epoch) or self.best_state is None:
                     self.best_state = copy.deepcopy(self.module.state_dict())
             self.history.append(row)
-            for callback in self.callbacks:
-                callback(row)
+            # Checkpoint before anything else (e.g. a tracking server call) can fail.
             if self.checkpoint_file is not None:
                 save_checkpoint(self.checkpoint_file, self._state(epoch + 1))
                 self.last_checkpoint_epoch = epoch + 1
+            for callback in self.callbacks:
+                callback(row)
             if bar is not None:
                 bar.set_postfix(
                     loss=f"{row['train_loss']:.4g}", val=f"{row.get('validation_loss', float('nan')):.4g}",

@@ -1,0 +1,120 @@
+"""The user-facing model: save/load round trip, gene alignment, export, resumable training."""
+
+import json
+
+import anndata as ad
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pertcontrast.cli import main
+from pertcontrast.errors import ModelLoadError
+from pertcontrast.model import ContrastiveModel
+
+
+def test_round_trip_gives_identical_latents(tiny_model, tiny_prepared, tmp_path):
+    tiny_model.save(tmp_path / "model")
+    loaded = ContrastiveModel.load(tmp_path / "model")
+    before = tiny_model.latents(tiny_prepared, device="cpu")
+    after = loaded.latents(tiny_prepared, device="cpu")
+    for key in ("background", "salient", "salient_norm"):
+        np.testing.assert_array_equal(before[key], after[key])
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["registry"]["gene_names"] == list(tiny_prepared.var_names)
+    assert config["architecture"]["n_salient"] == 10
+    assert config["pertcontrast_version"]
+    assert (tmp_path / "model" / "history.csv").exists()
+
+
+def test_latent_shapes_and_batching_do_not_change_results(tiny_model, tiny_prepared):
+    full = tiny_model.latents(tiny_prepared, batch_size=5000, device="cpu")
+    small = tiny_model.latents(tiny_prepared, batch_size=7, device="cpu")
+    assert full["salient"].shape == (tiny_prepared.n_obs, 10)
+    assert full["background"].shape == (tiny_prepared.n_obs, 10)
+    np.testing.assert_allclose(full["salient"], small["salient"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(full["salient_norm"], np.linalg.norm(full["salient"], axis=1), rtol=1e-6)
+
+
+def test_genes_are_aligned_by_name(tiny_model, tiny_prepared):
+    reordered = tiny_prepared[:, ::-1].copy()
+    np.testing.assert_allclose(
+        tiny_model.latents(reordered, device="cpu")["salient"],
+        tiny_model.latents(tiny_prepared, device="cpu")["salient"], rtol=1e-5, atol=1e-6,
+    )
+
+
+def test_missing_genes_fail_naming_how_many_and_which(tiny_model, tiny_prepared):
+    missing = tiny_prepared[:, 3:].copy()
+    with pytest.raises(ModelLoadError, match=r"3 of the model's \d+ genes are missing") as error:
+        tiny_model.latents(missing, device="cpu")
+    assert str(tiny_prepared.var_names[0]) in str(error.value)
+
+
+def test_incomplete_model_folder_is_refused(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "m")
+    (tmp_path / "m" / "config.json").unlink()
+    with pytest.raises(ModelLoadError, match="not a complete model folder"):
+        ContrastiveModel.load(tmp_path / "m")
+
+
+def test_weights_are_loaded_without_unpickling_code(tiny_model, tmp_path):
+    """A weights file holding a pickled object is refused (weights_only=True)."""
+    tiny_model.save(tmp_path / "m")
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    torch.save({"evil": Payload()}, tmp_path / "m" / "model.pt")
+    with pytest.raises(ModelLoadError, match="cannot read the model"):
+        ContrastiveModel.load(tmp_path / "m")
+
+
+def test_training_is_repeatable_with_a_seed(tiny_prepared):
+    runs = []
+    for _ in range(2):
+        model = ContrastiveModel.from_anndata(tiny_prepared, n_hidden=16, seed=5)
+        model.train(max_epochs=2, batch_size=128, seed=5, progress=False, device="cpu")
+        runs.append(model.latents(tiny_prepared, device="cpu")["salient"])
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_history_has_per_epoch_terms(tiny_model):
+    history = tiny_model.history
+    assert len(history) == 3
+    for column in ("train_loss", "train_reconstruction", "train_kl_background", "train_kl_salient",
+                   "train_wasserstein", "train_classification", "train_classifier_accuracy",
+                   "validation_loss", "validation_reconstruction", "learning_rate", "kl_weight"):
+        assert column in history, column
+    assert np.isfinite(history["validation_loss"]).all()
+
+
+def test_train_and_export_commands(tiny_prepared, tmp_path):
+    prepared = tmp_path / "prepared.h5ad"
+    tiny_prepared.write_h5ad(prepared)
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", str(prepared), "--output", str(tmp_path / "model"), "--max-epochs", "2",
+                                  "--n-hidden", "16", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "model" / "checkpoints").exists()
+    result = runner.invoke(main, ["export", str(prepared), "--model", str(tmp_path / "model"),
+                                  "--output", str(tmp_path / "latents.h5ad"), "--batch-size", "100", "--sample"])
+    assert result.exit_code == 0, result.output
+    latents = ad.read_h5ad(tmp_path / "latents.h5ad")
+    assert latents.obsm["X_salient"].shape == (tiny_prepared.n_obs, 10)
+    assert latents.obsm["X_background"].shape == (tiny_prepared.n_obs, 10)
+    assert latents.obsm["X_salient_sample"].shape == (tiny_prepared.n_obs, 10)
+    assert "salient_norm" in latents.obs
+    assert (latents.X != tiny_prepared.X).nnz == 0
+    assert latents.uns["pertcontrast_export"]["model_source"] == "folder"
+    model = ContrastiveModel.load(tmp_path / "model")
+    np.testing.assert_allclose(latents.obsm["X_salient"], model.latents(tiny_prepared, device="cpu")["salient"], rtol=1e-5)
+
+
+def test_train_reads_settings_recorded_by_preprocess(tiny_prepared):
+    model = ContrastiveModel.from_anndata(tiny_prepared)
+    assert model.registry.perturbation_key == "perturbation"
+    assert model.registry.control_label == "control"
+    assert list(model.registry.categorical_covariates) == ["batch"]
+    assert model.architecture.n_covariates == tiny_prepared.obs.batch.nunique()

@@ -1,0 +1,113 @@
+"""The Pyro model/guide and the objective: shapes, the Wasserstein term, and that the
+ELBO is exactly Pyro's TraceMeanField_ELBO."""
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro.infer import TraceMeanField_ELBO
+
+from pertcontrast.module.contrastive import Architecture
+from pertcontrast.module.elbo import TermWeights, salient_wasserstein
+from pertcontrast.module.vae import ContrastiveVAE
+
+
+def make_batch(n=24, genes=30, covariates=3, labels=4, n_controls=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    is_control = torch.arange(n) < n_controls
+    return {
+        "counts": torch.poisson(torch.rand(n, genes, generator=g) * 6),
+        "covariates": torch.randn(n, covariates, generator=g),
+        "is_control": is_control,
+        "label": torch.where(is_control, -1, torch.arange(n) % labels),
+        "index": torch.arange(n),
+        "stratum_weight": torch.where(is_control, 1.5, 0.75),
+        "library_group": torch.arange(n) % 2,
+    }
+
+
+@pytest.mark.parametrize("library", ["observed", "latent"])
+@pytest.mark.parametrize("likelihood", ["zinb", "nb"])
+def test_elbo_equals_pyro_trace_mean_field_elbo(library, likelihood):
+    arch = Architecture(n_genes=30, n_covariates=3, n_labels=4, n_library_groups=2,
+                        likelihood=likelihood, library=library, n_hidden=16)
+    module = ContrastiveVAE(arch, [7.0, 7.5], [0.4, 0.5])
+    batch = make_batch()
+    pyro.set_rng_seed(3)
+    terms = module.objective(batch, 500, TermWeights())
+    pyro.set_rng_seed(3)
+    reference = TraceMeanField_ELBO().differentiable_loss(module.model, module.guide, batch, 500)
+    assert torch.allclose(-terms.elbo, reference, rtol=1e-5)
+    expected_sites = {"reconstruction", "kl_background", "kl_salient"} | ({"kl_library"} if library == "latent" else set())
+    assert expected_sites <= set(terms.totals)
+
+
+def test_terms_are_scaled_to_the_full_screen():
+    """Doubling the screen size doubles every term's estimate (plate scale n / batch)."""
+    arch = Architecture(n_genes=30, n_covariates=3, n_labels=4, n_hidden=16, dropout=0.0)
+    module = ContrastiveVAE(arch).eval()
+    batch = make_batch()
+    pyro.set_rng_seed(0)
+    small = module.objective(batch, 100, TermWeights())
+    pyro.set_rng_seed(0)
+    large = module.objective(batch, 200, TermWeights())
+    for name in small.totals:
+        assert torch.allclose(large.totals[name], 2 * small.totals[name], rtol=1e-5), name
+
+
+def test_controls_have_no_salient_kl_and_perturbed_cells_no_wasserstein():
+    arch = Architecture(n_genes=30, n_covariates=3, n_labels=4, n_hidden=16, dropout=0.0)
+    module = ContrastiveVAE(arch).eval()
+    batch = make_batch()
+    all_controls = dict(batch, is_control=torch.ones(24, dtype=torch.bool), label=torch.full((24,), -1))
+    terms = module.objective(all_controls, 24, TermWeights())
+    assert float(terms.totals["kl_salient"]) == 0.0
+    assert float(terms.totals["classification"]) == 0.0
+    none_controls = dict(batch, is_control=torch.zeros(24, dtype=torch.bool), label=torch.arange(24) % 4)
+    terms = module.objective(none_controls, 24, TermWeights())
+    assert float(terms.totals["wasserstein"]) == 0.0
+    assert float(terms.totals["kl_salient"]) > 0.0
+
+
+def test_wasserstein_is_sum_of_squared_means_and_variances():
+    loc = torch.tensor([[1.0, -2.0, 0.5]])
+    scale = torch.tensor([[0.1, 0.2, 3.0]])
+    expected = 1.0 + 4.0 + 0.25 + 0.01 + 0.04 + 9.0
+    assert torch.allclose(salient_wasserstein(loc, scale), torch.tensor([expected]))
+
+
+def test_wasserstein_term_in_objective_matches_direct_computation():
+    arch = Architecture(n_genes=30, n_covariates=3, n_labels=4, n_hidden=16, dropout=0.0)
+    module = ContrastiveVAE(arch).eval()
+    batch = make_batch()
+    terms = module.objective(batch, 24, TermWeights())
+    encoded = module.posterior(batch["counts"], batch["covariates"])
+    w2 = (encoded["salient_loc"] ** 2 + encoded["salient_scale"] ** 2).sum(-1)
+    # plate scale 24/24 = 1, times each cell's stratum weight; controls only
+    expected = (w2 * batch["stratum_weight"] * batch["is_control"]).sum()
+    assert torch.allclose(terms.totals["wasserstein"], expected, rtol=1e-5)
+
+
+def test_weights_change_only_their_terms():
+    arch = Architecture(n_genes=30, n_covariates=3, n_labels=4, n_hidden=16, dropout=0.0)
+    module = ContrastiveVAE(arch).eval()
+    batch = make_batch()
+    pyro.set_rng_seed(0)
+    base = module.objective(batch, 24, TermWeights(kl=1.0, wasserstein=0.0, classification=0.0))
+    pyro.set_rng_seed(0)
+    heavy = module.objective(batch, 24, TermWeights(kl=1.0, wasserstein=2.0, classification=3.0))
+    expected = base.objective + 2.0 * heavy.totals["wasserstein"] + 3.0 * heavy.totals["classification"]
+    assert torch.allclose(heavy.objective, expected, rtol=1e-5)
+
+
+def test_posterior_and_decoder_shapes():
+    arch = Architecture(n_genes=30, n_covariates=3, n_labels=4, n_background=5, n_salient=7, n_hidden=16)
+    module = ContrastiveVAE(arch)
+    batch = make_batch()
+    encoded = module.posterior(batch["counts"], batch["covariates"])
+    assert encoded["background_loc"].shape == (24, 5)
+    assert encoded["salient_loc"].shape == (24, 7)
+    assert (encoded["salient_scale"] > 0).all()
+    log_p = module.log_proportions(encoded["background_loc"], encoded["salient_loc"], batch["covariates"])
+    assert log_p.shape == (24, 30)
+    np.testing.assert_allclose(log_p.exp().sum(-1).numpy(), 1.0, rtol=1e-5)

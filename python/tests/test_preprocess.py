@@ -1,0 +1,204 @@
+"""`pertcontrast preprocess`: each bad input gives one clear line naming the problem; good
+input is prepared with counts kept raw and sparse."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from click.testing import CliRunner
+
+from pertcontrast.cli import main
+
+
+def run(args):
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, result.output
+
+
+def preprocess_args(path, out, *extra):
+    return ["preprocess", str(path), "--perturbation-key", "perturbation", "--control-label", "control",
+            "--output", str(out), *extra]
+
+
+@pytest.fixture()
+def screen(tiny_screen):
+    return tiny_screen.copy()
+
+
+def write(adata, tmp_path, name="in.h5ad"):
+    path = tmp_path / name
+    adata.write_h5ad(path)
+    return path
+
+
+def assert_one_line_error(code, output, *fragments):
+    assert code != 0
+    lines = [l for l in output.strip().splitlines() if l.startswith("Error")]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_prepares_a_screen(screen, tmp_path):
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "out.h5ad", "--batch-key", "batch",
+                                       "--n-top-genes", "300"))
+    assert code == 0, output
+    prepared = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert sp.isspmatrix_csr(prepared.X) or isinstance(prepared.X, sp.csr_matrix)
+    assert np.all(prepared.X.data == np.round(prepared.X.data))
+    assert 300 <= prepared.n_vars <= 300 + screen.obs.perturbation.nunique()
+    assert prepared.var.loc[prepared.var.is_perturbation_target].shape[0] >= 5
+    assert {"total_counts", "n_genes_by_counts", "pct_counts_mt", "S_score", "G2M_score", "phase"} <= set(prepared.obs)
+    recorded = prepared.uns["pertcontrast"]["settings"]
+    assert recorded["perturbation_key"] == "perturbation" and recorded["batch_key"] == "batch"
+    assert list(recorded["categorical_covariate_keys"]) == ["batch"]
+    # the called phase agrees with the simulated truth far above chance
+    agreement = (prepared.obs.phase.astype(str) == prepared.obs.truth_phase.astype(str)).mean()
+    assert agreement > 0.6
+
+
+def test_refuses_log_normalised_counts(screen, tmp_path):
+    screen.X = screen.X.copy()
+    screen.X.data = np.log1p(screen.X.data)
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad"))
+    assert_one_line_error(code, output, "in.h5ad", "non-integer", "log-normalised", "raw UMI counts")
+
+
+def test_refuses_negative_values(screen, tmp_path):
+    screen.X = screen.X.copy()
+    screen.X.data[0] = -3
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad"))
+    assert_one_line_error(code, output, "negative values", "scaled")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_refuses_nan_and_infinite_values(screen, tmp_path, bad):
+    screen.X = screen.X.copy()
+    screen.X.data[5] = bad
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad"))
+    assert_one_line_error(code, output, "NaN or infinite")
+
+
+def test_refuses_an_empty_matrix(screen, tmp_path):
+    empty = screen[:0].copy()
+    code, output = run(preprocess_args(write(empty, tmp_path), tmp_path / "o.h5ad"))
+    assert_one_line_error(code, output, "empty", "0 cells")
+
+
+def test_missing_perturbation_column_suggests_the_close_one(screen, tmp_path):
+    code, output = run(["preprocess", str(write(screen, tmp_path)), "--perturbation-key", "perturbaton",
+                        "--control-label", "control", "--output", str(tmp_path / "o.h5ad")])
+    assert_one_line_error(code, output, "no perturbation column 'perturbaton'", "Did you mean 'perturbation'", "--perturbation-key")
+
+
+def test_absent_control_label_suggests_close_matches(screen, tmp_path):
+    code, output = run(["preprocess", str(write(screen, tmp_path)), "--perturbation-key", "perturbation",
+                        "--control-label", "Control_NT", "--output", str(tmp_path / "o.h5ad")])
+    assert_one_line_error(code, output, "control label 'Control_NT' not found", "'control'", "--control-label")
+
+
+def test_too_few_control_cells(screen, tmp_path):
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad", "--min-control-cells", "100000"))
+    assert_one_line_error(code, output, "control cells", "at least 100000")
+
+
+def test_missing_batch_column(screen, tmp_path):
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad", "--batch-key", "lane"))
+    assert_one_line_error(code, output, "no covariate column 'lane'", "--batch-key")
+
+
+def test_missing_covariate_column(screen, tmp_path):
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad", "--continuous-covariate", "age"))
+    assert_one_line_error(code, output, "no covariate column 'age'")
+
+
+def test_duplicate_gene_names(screen, tmp_path):
+    names = screen.var_names.to_numpy().copy()
+    names[10] = names[11]
+    screen.var_names = names
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad"))
+    assert_one_line_error(code, output, "duplicate gene names", names[11])
+
+
+def test_duplicate_cell_names(screen, tmp_path):
+    names = screen.obs_names.to_numpy().copy()
+    names[1] = names[0]
+    screen.obs_names = names
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad"))
+    assert_one_line_error(code, output, "duplicate cell names")
+
+
+def test_all_zero_cells_and_genes_are_dropped_with_a_count(screen, tmp_path):
+    X = screen.X.tolil()
+    X[:3, :] = 0
+    X[:, :2] = 0
+    screen.X = X.tocsr()
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad", "--n-top-genes", "200"))
+    assert code == 0, output
+    assert "Warning: dropped 3 all-zero cells" in output
+    assert "Warning: dropped 2 all-zero genes" in output
+    assert ad.read_h5ad(tmp_path / "o.h5ad").n_obs <= screen.n_obs - 3
+
+
+def test_small_perturbations_are_dropped_and_reported(screen, tmp_path):
+    labels = screen.obs.perturbation.astype(str).to_numpy()
+    labels[:5] = "RARE1"
+    screen.obs["perturbation"] = labels
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad", "--n-top-genes", "200"))
+    assert code == 0, output
+    assert "RARE1" in output and "fewer than 20 cells" in output
+    assert "RARE1" not in set(ad.read_h5ad(tmp_path / "o.h5ad").obs.perturbation.astype(str))
+
+
+def test_gene_ids_skip_cell_cycle_scoring_or_map_through_a_symbol_column(screen, tmp_path):
+    screen.var["symbol"] = screen.var_names.to_numpy()
+    screen.var_names = [f"ENSG{i:011d}" for i in range(screen.n_vars)]
+    path = write(screen, tmp_path)
+    code, output = run(preprocess_args(path, tmp_path / "o.h5ad", "--n-top-genes", "200"))
+    assert code == 0, output
+    assert "Warning: cell-cycle scoring skipped" in output and "--gene-symbol-key" in output
+    assert "phase" not in ad.read_h5ad(tmp_path / "o.h5ad").obs
+    code, output = run(preprocess_args(path, tmp_path / "o2.h5ad", "--n-top-genes", "200", "--gene-symbol-key", "symbol"))
+    assert code == 0, output
+    assert "phase" in ad.read_h5ad(tmp_path / "o2.h5ad").obs
+
+
+def test_truncated_h5ad(screen, tmp_path):
+    path = write(screen, tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    code, output = run(preprocess_args(path, tmp_path / "o.h5ad"))
+    assert_one_line_error(code, output, "in.h5ad", "truncated or corrupt")
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_out_of_range_parameters(screen, tmp_path):
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad", "--n-top-genes", "5"))
+    assert_one_line_error(code, output, "--n-top-genes must be at least 10")
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / "o.h5ad", "--max-pct-mito", "150"))
+    assert_one_line_error(code, output, "--max-pct-mito")
+
+
+def test_reads_matrix_market_folders(screen, tmp_path):
+    import gzip
+
+    from scipy.io import mmwrite
+
+    folder = tmp_path / "mtx"
+    folder.mkdir()
+    mmwrite(folder / "matrix.mtx", sp.csr_matrix(screen.X.T).astype(np.int64))
+    (folder / "barcodes.tsv").write_text("\n".join(screen.obs_names) + "\n")
+    (folder / "features.tsv").write_text(
+        "\n".join(f"{g}\t{g}\tGene Expression" for g in screen.var_names) + "\n"
+    )
+    for name in ("matrix.mtx", "barcodes.tsv", "features.tsv"):
+        with open(folder / name, "rb") as src, gzip.open(folder / f"{name}.gz", "wb") as dst:
+            dst.write(src.read())
+        (folder / name).unlink()
+    from pertcontrast.data.reading import read_anndata
+
+    adata = read_anndata(folder)
+    assert adata.shape == screen.shape
+    assert (adata.X != screen.X).nnz == 0

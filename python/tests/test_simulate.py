@@ -1,0 +1,65 @@
+"""The simulated screen: truth is consistent, the background dominates, chunked writing
+equals the in-memory result."""
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from pertcontrast.data.simulate import preset_config, simulate, simulate_to_h5ad
+from pertcontrast.errors import ParameterError
+
+
+def test_truth_columns_and_counts(tiny_screen):
+    obs = tiny_screen.obs
+    for column in ("perturbation", "batch", "truth_phase", "truth_clone", "truth_program",
+                   "truth_responder", "truth_escaper"):
+        assert column in obs
+    assert sp.isspmatrix_csr(tiny_screen.X) or sp.issparse(tiny_screen.X)
+    data = tiny_screen.X.data
+    assert np.all(data == np.round(data)) and data.min() >= 0
+    controls = obs.perturbation == "control"
+    assert not obs.truth_responder[controls].any()
+    # escapers are perturbed cells of perturbations that have an effect
+    assert not (obs.truth_escaper & obs.truth_responder).any()
+    assert 0.1 < obs.truth_escaper.sum() / (obs.truth_escaper.sum() + obs.truth_responder.sum()) < 0.45
+    truth = tiny_screen.uns["truth"]
+    assert truth["perturbation_lfc"].shape == (len(truth["perturbations"]), tiny_screen.n_vars)
+    null = truth["perturbations"].query("not has_effect").perturbation
+    assert obs.loc[obs.perturbation.isin(null), "truth_program"].eq("none").all()
+
+
+def test_cell_cycle_markers_carry_real_names(tiny_screen):
+    for gene in ("MKI67", "TOP2A", "PCNA", "MCM5"):
+        assert gene in tiny_screen.var_names
+    assert tiny_screen.var_names.is_unique
+
+
+def test_knockdown_lowers_the_target_in_responders(tiny_screen):
+    obs = tiny_screen.obs
+    totals = np.asarray(tiny_screen.X.sum(1)).ravel()
+    table = tiny_screen.uns["truth"]["perturbations"]
+    target = table.query("has_effect").target_gene.iloc[0]
+    column = tiny_screen.var_names.get_loc(target)
+    expression = np.asarray(tiny_screen.X[:, column].todense()).ravel() / totals * 1e4
+    responders = (obs.perturbation == target) & obs.truth_responder
+    controls = obs.perturbation == "control"
+    assert expression[responders].mean() < 0.4 * expression[controls].mean()
+
+
+def test_same_seed_same_screen_and_chunked_file_equals_memory(tmp_path):
+    a = simulate("tiny", seed=4, n_cells=300, n_genes=400, chunk_size=70)
+    path = tmp_path / "s.h5ad"
+    simulate_to_h5ad(path, "tiny", seed=4, n_cells=300, n_genes=400, chunk_size=70)
+    b = ad.read_h5ad(path)
+    assert (a.X != b.X).nnz == 0
+    assert a.obs.equals(b.obs)
+    assert list(a.var_names) == list(b.var_names)
+
+
+def test_presets_and_bad_overrides():
+    assert preset_config("large").n_cells >= 200_000
+    with pytest.raises(ParameterError, match="not a preset"):
+        preset_config("huge")
+    with pytest.raises(ParameterError, match="--n-genes"):
+        preset_config("tiny", n_genes=100)

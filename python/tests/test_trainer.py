@@ -1,0 +1,98 @@
+"""The training loop: warm-up in steps, checkpoints that resume to the same result, and a
+clear stop with the last good checkpoint kept when the loss becomes NaN."""
+
+import numpy as np
+import pytest
+import torch
+
+from pertcontrast.data.loader import CellArrays, CountRows
+from pertcontrast.errors import TrainingDivergedError
+from pertcontrast.model import ContrastiveModel
+from pertcontrast.train.checkpoint import load_checkpoint
+from pertcontrast.train.schedule import EarlyStopping, warmup_factor
+from pertcontrast.train.settings import TrainingSettings
+from pertcontrast.train.trainer import Trainer, TrainingData, split_cells
+
+
+def make_trainer(prepared, checkpoint_file=None, callbacks=(), **overrides):
+    model = ContrastiveModel.from_anndata(prepared, n_hidden=16, seed=1)
+    settings = TrainingSettings(**{"batch_size": 128, "seed": 3, **overrides})
+    cells = CellArrays.from_encoded(model.registry.encode_obs(prepared.obs))
+    train, validation = split_cells(cells.is_control, settings.validation_fraction, settings.seed)
+    data = TrainingData(CountRows(prepared.X), cells, train, validation)
+    return Trainer(model.module, data, settings, torch.device("cpu"), checkpoint_file, callbacks, progress=False)
+
+
+def test_warmup_is_counted_in_steps():
+    assert warmup_factor(0, 100) == 0.0
+    assert warmup_factor(50, 100) == 0.5
+    assert warmup_factor(500, 100) == 1.0
+    assert warmup_factor(3, 0) == 1.0
+    assert TrainingSettings(max_epochs=2).resolve_warmup(10_000) == 2000
+    assert TrainingSettings(warmup_steps=7).resolve_warmup(10_000) == 7
+
+
+def test_early_stopping_counts_checks_without_improvement():
+    stopper = EarlyStopping(patience=2)
+    assert stopper.update(10.0, 0)
+    assert not stopper.update(10.5, 1)
+    assert not stopper.should_stop
+    assert not stopper.update(11.0, 2)
+    assert stopper.should_stop and stopper.best_epoch == 0
+
+
+def test_killed_training_resumes_from_its_checkpoint_to_the_same_result(tiny_prepared, tmp_path):
+    straight = make_trainer(tiny_prepared, max_epochs=4)
+    straight.fit()
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_second_epoch(row):
+        if row["epoch"] == 2:
+            raise Killed
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    interrupted = make_trainer(tiny_prepared, checkpoint, (kill_after_second_epoch,), max_epochs=4)
+    with pytest.raises(Killed):
+        interrupted.fit()
+    assert load_checkpoint(checkpoint)["next_epoch"] == 2
+
+    resumed = make_trainer(tiny_prepared, checkpoint, max_epochs=4)
+    result = resumed.fit()
+    assert result.resumed_from_epoch == 2
+    assert len(result.history) == 4
+    for name, value in straight.module.state_dict().items():
+        torch.testing.assert_close(resumed.module.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tiny_prepared, tmp_path):
+    checkpoint = tmp_path / "checkpoint.pt"
+    trainer = make_trainer(tiny_prepared, checkpoint, max_epochs=5)
+    objective = trainer.module.objective
+    steps_per_epoch = trainer.steps_per_epoch
+
+    def poisoned(batch, n_cells, weights):
+        terms = objective(batch, n_cells, weights)
+        if trainer.step >= steps_per_epoch + 1:  # inside the second epoch
+            terms.objective = terms.objective * float("nan")
+        return terms
+
+    trainer.module.objective = poisoned
+    with pytest.raises(TrainingDivergedError) as error:
+        trainer.fit()
+    message = str(error.value.message)
+    assert "NaN/inf at epoch 2" in message
+    assert "last good checkpoint (epoch 1)" in message and str(checkpoint) in message
+    assert "--learning-rate" in message
+    state = load_checkpoint(checkpoint)
+    assert state["next_epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["module"].values() if v.is_floating_point())
+
+
+def test_validation_split_is_stratified_and_disjoint():
+    is_control = np.arange(1000) < 200
+    train, validation = split_cells(is_control, 0.1, seed=0)
+    assert len(np.intersect1d(train, validation)) == 0
+    assert len(train) + len(validation) == 1000
+    assert is_control[validation].sum() == 20 and (~is_control[validation]).sum() == 80

@@ -1,0 +1,36 @@
+process EXPORT {
+    tag "${meta.id}"
+    label 'process_medium'
+    container "${params.container}"
+
+    input:
+    tuple val(meta), path(prepared), path(model)
+
+    output:
+    tuple val(meta), path("*.latents.h5ad"), emit: h5ad
+    path 'versions.yml'                            , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def device = task.ext.use_gpu ? 'cuda' : 'cpu'
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    export OMP_NUM_THREADS=${task.cpus}
+    pertcontrast export \\
+        '${prepared}' \\
+        --model '${model}' \\
+        --device ${device} \\
+        ${args} \\
+        --no-progress \\
+        --output '${prefix}.latents.h5ad'
+
+    pertcontrast versions --process '${task.process}' > versions.yml
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch '${prefix}.latents.h5ad'
+    pertcontrast versions --process '${task.process}' > versions.yml
+    """
+}

@@ -1,0 +1,122 @@
+"""`nextflow run . -profile test`, for real: two simulated screens end to end, then -resume.
+
+The three runs share one launch folder: the first does the work, the second (-resume) must
+execute nothing, the third (-resume, another --max_epochs) must re-run only TRAIN and EXPORT.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+
+import anndata as ad
+import pandas as pd
+import pytest
+import yaml
+
+SCREENS = ("simulated_0", "simulated_1")
+STEPS = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT")
+TEST_EPOCHS = 2  # conf/test.config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def launch_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("test_profile")
+
+
+@pytest.fixture(scope="module")
+def first_run(run_nextflow, repo, launch_dir):
+    run = run_nextflow(["run", str(repo), "-profile", "test", "--outdir", "results"], launch_dir)
+    print(f"nextflow run -profile test: {run.seconds:.0f} s wall")
+    assert run.returncode == 0, run.output[-5000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def resumed_run(first_run, run_nextflow, repo, launch_dir):
+    run = run_nextflow(["run", str(repo), "-profile", "test", "--outdir", "results", "-resume"], launch_dir)
+    assert run.returncode == 0, run.output[-5000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def retrained_run(resumed_run, run_nextflow, repo, launch_dir):
+    args = ["run", str(repo), "-profile", "test", "--outdir", "results", "-resume", "--max_epochs", str(TEST_EPOCHS + 1)]
+    run = run_nextflow(args, launch_dir)
+    assert run.returncode == 0, run.output[-5000:]
+    return run
+
+
+def test_every_step_ran_once_per_screen(first_run):
+    statuses = first_run.statuses()
+    assert sorted(statuses) == sorted(STEPS)
+    for step in STEPS:
+        assert statuses[step] == ["COMPLETED"] * len(SCREENS), step
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_prepared_screen_is_a_valid_h5ad(first_run, screen):
+    prepared = first_run.outdir / screen / "prepared" / f"{screen}.prepared.h5ad"
+    adata = ad.read_h5ad(prepared)
+    assert adata.n_obs > 1000 and adata.n_vars > 100
+    assert "perturbation" in adata.obs
+    assert (adata.obs["perturbation"] == "control").sum() > 50
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_model_folder_is_complete(first_run, screen):
+    model = first_run.outdir / screen / "model"
+    assert {"config.json", "model.pt", "history.csv"} <= {path.name for path in model.iterdir()}
+    assert json.loads((model / "config.json").read_text())
+    assert (model / "model.pt").stat().st_size > 1000
+    assert len(pd.read_csv(model / "history.csv")) == TEST_EPOCHS
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_latents_have_salient_and_background_for_every_cell(first_run, screen):
+    prepared = ad.read_h5ad(first_run.outdir / screen / "prepared" / f"{screen}.prepared.h5ad", backed="r")
+    latents = ad.read_h5ad(first_run.outdir / screen / "latents" / f"{screen}.latents.h5ad")
+    assert latents.n_obs == prepared.n_obs
+    for key in ("X_salient", "X_background"):
+        assert key in latents.obsm
+        assert latents.obsm[key].shape[0] == prepared.n_obs
+        assert latents.obsm[key].shape[1] > 0
+
+
+def test_software_versions_are_collated(first_run):
+    versions = yaml.safe_load((first_run.outdir / "pipeline_info" / "software_versions.yml").read_text())
+    for step in STEPS:
+        assert versions[step]["pertcontrast"] == version("pertcontrast")
+        assert versions[step]["torch"] == version("torch")
+        assert versions[step]["pyro-ppl"] == version("pyro-ppl")
+    assert versions["Workflow"]["Nextflow"]
+    assert versions["Workflow"]["pertcontrast"] == version("pertcontrast")
+
+
+def test_pipeline_info_has_report_timeline_and_trace(first_run):
+    names = [path.name for path in (first_run.outdir / "pipeline_info").iterdir()]
+    for prefix in ("execution_report_", "execution_timeline_", "execution_trace_"):
+        assert any(name.startswith(prefix) for name in names), prefix
+    report = next((first_run.outdir / "pipeline_info").glob("execution_report_*.html"))
+    assert "PREPROCESS" in report.read_text()
+
+
+def test_resume_runs_no_task(resumed_run):
+    statuses = resumed_run.statuses()
+    assert sorted(statuses) == sorted(STEPS)
+    assert all(status == ["CACHED"] * len(SCREENS) for status in statuses.values()), statuses
+    assert resumed_run.output.count("Cached process >") == len(STEPS) * len(SCREENS)
+    assert "Submitted process" not in resumed_run.output
+
+
+def test_training_parameter_change_reruns_only_train_and_what_follows(retrained_run):
+    statuses = retrained_run.statuses()
+    assert statuses["SIMULATE"] == ["CACHED"] * len(SCREENS)
+    assert statuses["PREPROCESS"] == ["CACHED"] * len(SCREENS)
+    assert statuses["TRAIN"] == ["COMPLETED"] * len(SCREENS)
+    assert statuses["EXPORT"] == ["COMPLETED"] * len(SCREENS)
+    for screen in SCREENS:
+        history = pd.read_csv(retrained_run.outdir / screen / "model" / "history.csv")
+        assert len(history) == TEST_EPOCHS + 1

@@ -40,7 +40,7 @@ def check_count_values(block, source: str) -> None:
         )
     if np.issubdtype(values.dtype, np.integer):
         return
-    fractional = np.abs(values - np.round(values)) > 1e-6
+    fractional = values != np.round(values)
     if fractional.any():
         example = values[fractional][0]
         raise InputDataError(

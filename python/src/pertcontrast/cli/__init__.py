@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "export",
     "versions",
     "samplesheet",
+    "registry",
+    "mlflow_sync",
 )
 
 

@@ -15,23 +15,41 @@ from pertcontrast.cli._common import device_option, echo_command_line, progress_
               help="Also write one posterior sample (X_salient_sample, X_background_sample).")
 @click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", default=None,
               help="Tracking server for models:/ URIs (default: MLFLOW_TRACKING_URI).")
+@click.option("--experiment-name", default="pertcontrast", show_default=True,
+              help="Experiment of the lookup run recorded when --model is a models:/ URI.")
+@click.option("--mlflow/--no-mlflow", "mlflow", default=True, show_default=True, envvar="PERTCONTRAST_MLFLOW",
+              help="Record a lookup run in MLflow when --model is a models:/ URI.")
 @device_option
 @progress_option
-def export_command(input_path, model_spec, output, batch_size, sample, mlflow_uri, device, progress):
+def export_command(input_path, model_spec, output, batch_size, sample, mlflow_uri, experiment_name, mlflow,
+                   device, progress):
     """Write the salient and background latents of every cell.
 
     INPUT is any .h5ad (or 10x file) with the model's genes (matched by name). The output
     is INPUT plus .obsm["X_salient"], .obsm["X_background"] (posterior means) and
     .obs["salient_norm"]; cells are streamed in blocks.
+
+    With a registry URI the resolved model name, version and run id are written to
+    .uns["pertcontrast_export"], and the export is recorded as an MLflow run of type
+    'lookup' in --experiment-name (unless --no-mlflow).
     """
+    import contextlib
+
     from pertcontrast.model_source import load_model
     from pertcontrast.steps.export import export_file
 
     setup_logging()
     echo_command_line()
     model, info = load_model(model_spec, mlflow_uri)
-    export_file(input_path, model, output, batch_size=batch_size, device=device, sample=sample,
-                model_info=info, progress=resolve_progress(progress))
+    recording = contextlib.nullcontext()
+    if mlflow and info.get("model_source") == "registry":
+        from pertcontrast.tracking.registry import tracking_uri
+        from pertcontrast.tracking.runs import lookup_run
+
+        recording = lookup_run(info, input_path, output, tracking_uri(mlflow_uri), experiment_name)
+    with recording:
+        export_file(input_path, model, output, batch_size=batch_size, device=device, sample=sample,
+                    model_info=info, progress=resolve_progress(progress))
     click.echo(f"wrote {output}", err=True)
 
 

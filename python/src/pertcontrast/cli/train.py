@@ -60,6 +60,60 @@ def training_options(function):
     return function
 
 
+def tracking_options(function):
+    options = [
+        click.option("--mlflow/--no-mlflow", "mlflow", default=True, show_default=True, envvar="PERTCONTRAST_MLFLOW",
+                     help="Track the run with MLflow (--no-mlflow or PERTCONTRAST_MLFLOW=0 turns it off)."),
+        click.option("--mlflow-uri", default=None,
+                     help="Tracking server (default: MLFLOW_TRACKING_URI; with neither, an embedded SQLite "
+                          "store in OUTPUT/mlflow). Credentials only via MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN."),
+        click.option("--experiment-name", default="pertcontrast", show_default=True, help="MLflow experiment."),
+        click.option("--run-name", default=None, help="MLflow run name (default: the screen id)."),
+        click.option("--screen-id", default=None, help="Screen id for tags and the registry (default: INPUT's file stem)."),
+        click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Extra MLflow run tag (repeatable)."),
+        click.option("--pipeline-run-name", envvar="PERTCONTRAST_PIPELINE_RUN_NAME", default=None,
+                     help="Tag pipeline.run_name (e.g. Nextflow's workflow.runName)."),
+        click.option("--pipeline-session-id", envvar="PERTCONTRAST_PIPELINE_SESSION_ID", default=None,
+                     help="Tag pipeline.session_id (e.g. Nextflow's workflow.sessionId)."),
+        click.option("--pipeline-revision", envvar="PERTCONTRAST_PIPELINE_REVISION", default=None,
+                     help="Tag pipeline.revision (the pipeline's git commit or revision)."),
+        click.option("--register-model", default=None, metavar="NAME",
+                     help="Register the trained model as a new version of NAME in the model registry."),
+        click.option("--model-alias", default=None, metavar="ALIAS",
+                     help="Point ALIAS (e.g. champion) of --register-model at the new version."),
+        click.option("--mlflow-offline-ok", is_flag=True, default=False,
+                     help="If the server cannot be reached at start, log to the embedded store instead of failing "
+                          "(upload later with 'pertcontrast mlflow sync')."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def build_tracking_options(options: dict, input_path: str):
+    """TrackingOptions from the command's options, or None with --no-mlflow."""
+    from pertcontrast.tracking.session import TrackingOptions
+
+    if not options["mlflow"]:
+        if options["register_model"] or options["model_alias"]:
+            raise click.UsageError("--register-model/--model-alias need MLflow tracking; drop --no-mlflow.")
+        return None
+    tags = {}
+    for item in options["tags"]:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"'{item}' is not KEY=VALUE.", param_hint="--tag")
+        tags[key.strip()] = value
+    for name in ("run_name", "session_id", "revision"):
+        if options[f"pipeline_{name}"]:
+            tags[f"pipeline.{name}"] = options[f"pipeline_{name}"]
+    return TrackingOptions(
+        uri=options["mlflow_uri"], experiment_name=options["experiment_name"], run_name=options["run_name"],
+        screen_id=options["screen_id"], tags=tags, register_model=options["register_model"],
+        model_alias=options["model_alias"], offline_ok=options["mlflow_offline_ok"],
+    )
+
+
 def build_settings(options: dict):
     from pertcontrast.train.settings import TrainingSettings
 
@@ -93,6 +147,7 @@ def build_model_options(options: dict) -> dict:
 @device_option
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Where epoch checkpoints go (default OUTPUT/checkpoints); a re-run with the same settings resumes.")
+@tracking_options
 @progress_option
 def train_command(input_path, output, device, checkpoint_dir, progress, **options):
     """Train the contrastive VAE on a prepared screen and save the model folder.
@@ -100,15 +155,25 @@ def train_command(input_path, output, device, checkpoint_dir, progress, **option
     INPUT is the .h5ad written by 'pertcontrast preprocess'. The folder gets the weights
     (model.pt), the config (config.json: architecture, genes, encodings, version) and the
     per-epoch training history (history.csv).
+
+    The run is tracked with MLflow (see docs/mlflow.md): parameters, per-epoch metrics,
+    summary metrics, the model folder and plots, written first to OUTPUT/mlflow_run.json
+    and then to the tracking server; --register-model adds a registry version.
     """
     from pertcontrast.steps.train import train_file
 
     setup_logging()
     echo_command_line()
     settings = build_settings(options)
+    tracking = build_tracking_options(options, input_path)
+    tracker = None
+    if tracking is not None:
+        from pertcontrast.tracking.session import TrainingTracker
+
+        tracker = TrainingTracker.connect(tracking, output)  # fails here, before training
     model, result = train_file(
         input_path, output, settings, build_model_options(options), device=device,
-        checkpoint_dir=checkpoint_dir, progress=resolve_progress(progress),
+        checkpoint_dir=checkpoint_dir, progress=resolve_progress(progress), tracker=tracker,
     )
     last = result.history.iloc[-1]
     click.echo(

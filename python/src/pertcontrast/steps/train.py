@@ -19,17 +19,29 @@ def train_file(
     checkpoint_dir: str | Path | None = None,
     callbacks=(),
     progress: bool = True,
+    tracker=None,
 ):
     """Train on a prepared ``.h5ad`` and save the model folder; returns (model, result).
 
     The checkpoint folder defaults to ``<output>/checkpoints``; a re-run with the same
-    settings resumes from it, and it is removed once the model is saved.
+    settings resumes from it, and it is removed once the model is saved. A
+    :class:`~pertcontrast.tracking.TrainingTracker` (already connected) records the run:
+    parameters before training, metrics every epoch, and the rest once the model folder
+    is complete on disk.
     """
     adata = read_anndata(input_path)
     model = ContrastiveModel.from_anndata(adata, source=str(input_path), **(model_options or {}))
     output = Path(output)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output / "checkpoints"
-    result = model.train(settings, device=device, checkpoint_dir=checkpoint_dir, callbacks=callbacks, progress=progress)
+    if tracker is not None:
+        tracker.start(model, adata, settings, input_path)
+        callbacks = (*callbacks, tracker.on_epoch)
+    try:
+        result = model.train(settings, device=device, checkpoint_dir=checkpoint_dir, callbacks=callbacks, progress=progress)
+    except BaseException as error:
+        if tracker is not None:
+            tracker.fail(error)
+        raise
     if result.resumed_from_epoch:
         log.info("resumed from the checkpoint after epoch %d", result.resumed_from_epoch)
     model.save(output)
@@ -40,4 +52,6 @@ def train_file(
             Path(checkpoint).parent.rmdir()
         except OSError:
             pass
+    if tracker is not None:
+        tracker.finish(model, result, adata)
     return model, result

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import datetime
+
+import click
+
+from pertcontrast.cli._common import setup_logging
+
+uri_option = click.option(
+    "--mlflow-uri", default=None,
+    help="Tracking server holding the registry (default: MLFLOW_TRACKING_URI). Credentials only via "
+         "MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN.",
+)
+
+
+def _when(milliseconds: int) -> str:
+    moment = datetime.datetime.fromtimestamp(milliseconds / 1000, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@click.group("registry")
+def registry_group():
+    """List, inspect and promote registered pertcontrast models.
+
+    \b
+    Examples:
+      pertcontrast registry list perturb-model
+      pertcontrast registry show perturb-model@champion
+      pertcontrast registry promote perturb-model 3 --alias champion
+    """
+
+
+@registry_group.command("list")
+@click.argument("name")
+@uri_option
+def list_command(name, mlflow_uri):
+    """List the versions of registered model NAME (newest last)."""
+    from pertcontrast.tracking.registry import list_versions
+
+    setup_logging()
+    rows = list_versions(name, mlflow_uri)
+    click.echo(f"{'version':>7}  {'aliases':<16} {'screen':<20} {'created':<20} run")
+    for row in rows:
+        click.echo(
+            f"{row['version']:>7}  {','.join(row['aliases']) or '-':<16} {row['tags'].get('screen_id', '-'):<20} "
+            f"{_when(row['created']):<20} {row['run_id'] or '-'}"
+        )
+
+
+@registry_group.command("show")
+@click.argument("spec", metavar="NAME@ALIAS|NAME/VERSION")
+@uri_option
+def show_command(spec, mlflow_uri):
+    """Show the version an alias or version number points to: run, tags, summary metrics."""
+    from pertcontrast.tracking.registry import show_version
+
+    setup_logging()
+    info = show_version(spec, mlflow_uri)
+    click.echo(f"model:        models:/{info['name']}/{info['version']}")
+    click.echo(f"aliases:      {', '.join(info['aliases']) or '-'}")
+    click.echo(f"run:          {info['run_id'] or '-'} ({info.get('run_name', '-')}, {info.get('run_status', '-')})")
+    click.echo(f"source:       {info['source']}")
+    click.echo(f"created:      {_when(info['created'])}")
+    if info["description"]:
+        click.echo(f"description:  {info['description']}")
+    for key, value in sorted(info["tags"].items()):
+        click.echo(f"tag:          {key} = {value}")
+    for key, value in info.get("metrics", {}).items():
+        click.echo(f"metric:       {key} = {value:.4g}")
+
+
+@registry_group.command("promote")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("--alias", required=True, help="Alias to point at VERSION (e.g. champion); it moves if it exists.")
+@uri_option
+def promote_command(name, version, alias, mlflow_uri):
+    """Point ALIAS of registered model NAME at VERSION."""
+    from pertcontrast.tracking.registry import promote
+
+    setup_logging()
+    previous = promote(name, str(version), alias, mlflow_uri)
+    moved = f" (was version {previous})" if previous and previous != str(version) else ""
+    click.echo(f"models:/{name}@{alias} -> version {version}{moved}")
+
+
+COMMANDS = [registry_group]

@@ -1,0 +1,40 @@
+"""The pyfunc's computation without MLflow: a cells x genes count table in, the salient
+and background coordinates out (see ``pyfunc.py`` for the input contract)."""
+
+from __future__ import annotations
+
+
+def output_columns(n_salient: int, n_background: int) -> list[str]:
+    return [f"salient_{i + 1}" for i in range(n_salient)] + [f"background_{i + 1}" for i in range(n_background)]
+
+
+def latent_table(model, counts):
+    """The pyfunc's prediction, also usable without MLflow (tests compare the two)."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    from pertcontrast.errors import InputDataError
+
+    registry = model.registry
+    covariates = list(registry.categorical_covariates) + list(registry.continuous_covariates)
+    if not isinstance(counts, pd.DataFrame):
+        raise InputDataError("predict takes a pandas DataFrame: one row per cell, one column per gene.")
+    missing_covariates = [c for c in covariates if c not in counts.columns]
+    if missing_covariates:
+        raise InputDataError(
+            f"the input has no column {', '.join(map(repr, missing_covariates))}, which the model uses "
+            "as a covariate; add it (one value per cell)."
+        )
+    genes = pd.Index(registry.gene_names)
+    # Genes are matched by name; the model's check names how many and which are missing.
+    positions = model.gene_index(pd.Index(counts.columns.astype(str)), source="input table")
+    gene_columns = counts if positions is None else counts.iloc[:, positions]
+    matrix = gene_columns.to_numpy(dtype=np.float32)
+    obs = counts[covariates].copy() if covariates else pd.DataFrame(index=counts.index)
+    obs.index = obs.index.astype(str)
+    adata = ad.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=genes))
+    latents = model.latents(adata, device="cpu")
+    values = np.concatenate([latents["salient"], latents["background"]], axis=1)
+    columns = output_columns(model.architecture.n_salient, model.architecture.n_background)
+    return pd.DataFrame(values, index=counts.index, columns=columns)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tracking_fixtures import free_port, mlflow_server, private_mlflow_server  # noqa: F401 - fixtures
+from tracking_fixtures import MlflowServer, free_port, mlflow_server, private_mlflow_server  # noqa: F401 - fixtures
 
 from pertcontrast.cli import main
 from pertcontrast.model import ContrastiveModel
@@ -48,6 +48,23 @@ def test_unreachable_server_fails_before_training(prepared_file, tmp_path):
         f"Error: MLflow tracking server {dead} (from --mlflow-uri) cannot be reached (connection refused); nothing "
         "was trained. Start the server or fix the URI, or pass --mlflow-offline-ok to log to the embedded store in "
         f"{output}/mlflow and upload later, or --no-mlflow."
+    ]
+    assert not (output / "model.pt").exists()
+
+
+def test_server_refusing_the_host_name_is_an_error_even_offline_ok(prepared_file, tmp_path):
+    """MLflow 3 answers 403 to Host headers outside --allowed-hosts: a set-up error, not 'offline'."""
+    server = MlflowServer(tmp_path / "server", extra_args=("--allowed-hosts", "mlflow.example.org")).start()
+    try:
+        output = tmp_path / "model"
+        result = CliRunner().invoke(main, ["train", str(prepared_file), "-o", str(output), *TRAIN,
+                                           "--mlflow-uri", server.uri, "--mlflow-offline-ok"])
+    finally:
+        server.stop()
+    assert result.exit_code == 1
+    assert [line for line in result.output.splitlines() if line.startswith("Error")] == [
+        f"Error: MLflow tracking server {server.uri} refused the request: the server rejected the host name of "
+        "the URI; add it to the server's --allowed-hosts."
     ]
     assert not (output / "model.pt").exists()
 
@@ -134,3 +151,28 @@ def result_history(output):
     import pandas as pd
 
     return pd.read_csv(output / "history.csv")
+
+
+def test_failed_training_marks_the_run_failed(prepared_file, tmp_path):
+    """An error during training (here from a callback) ends the run as FAILED, locally and
+    in the store, with the epochs done so far; the error itself reaches the caller."""
+    from pertcontrast.steps.train import train_file
+    from pertcontrast.tracking import TrackingOptions, TrainingTracker
+    from pertcontrast.train.settings import TrainingSettings
+
+    output = tmp_path / "model"
+    tracker = TrainingTracker.connect(TrackingOptions(), output)  # the embedded store
+
+    def fail_after_first_epoch(row):
+        if row["epoch"] == 2:
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        train_file(prepared_file, output, TrainingSettings(max_epochs=3, batch_size=128), {"n_hidden": 16},
+                   device="cpu", callbacks=(fail_after_first_epoch,), progress=False, tracker=tracker)
+    record = json.loads((output / "mlflow_run.json").read_text())
+    assert record["status"] == "FAILED"
+    run = _client(record["tracking_uri"]).get_run(record["run_id"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["pertcontrast.error"] == "disk full"
+    assert _steps(_client(record["tracking_uri"]), record["run_id"]) == [1]

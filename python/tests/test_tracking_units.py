@@ -76,7 +76,7 @@ def test_record_round_trip_and_completeness(tmp_path, monkeypatch):
     assert loaded.params["leak"] == "***"
     assert not loaded.complete_on_server
     loaded.status = "FAILED"
-    loaded.uploaded.tags = loaded.uploaded.terminated = True
+    loaded.uploaded.terminated = True
     loaded.uploaded.params = ["a", "leak"]
     loaded.uploaded.metric_rows = 1
     assert loaded.complete_on_server
@@ -112,6 +112,26 @@ def test_train_tracking_option_errors(tiny_prepared, tmp_path, extra, message, c
     assert result.exit_code == code, result.output
     assert message in result.output
     assert not (tmp_path / "m" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("message, reason", [
+    ("API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with error code 403 != 200. "
+     "Response body: 'Invalid Host header - possible DNS rebinding attack detected'",
+     "the server rejected the host name of the URI; add it to the server's --allowed-hosts"),
+    ("API request to endpoint /x failed with error code 401 != 200. Response body: 'You are not authenticated'",
+     "credentials rejected (HTTP 401)"),
+    ("API request to http://h/x failed with exception HTTPConnectionPool(host='h', port=1): Max retries exceeded "
+     "with url: /x (Caused by NewConnectionError('Failed to establish a new connection: [Errno 111] Connection refused'))",
+     "connection refused"),
+])
+def test_failure_reasons_are_short_and_actionable(message, reason):
+    from mlflow.exceptions import MlflowException
+
+    from pertcontrast.tracking.store import failure_reason, refusal_message
+
+    assert failure_reason(MlflowException(message)) == reason
+    assert (refusal_message("http://u:p@h", reason) is None) == (reason == "connection refused")
+    assert "u:p@" not in (refusal_message("http://u:p@h", reason) or "")
 
 
 def test_registry_needs_a_tracking_server(monkeypatch):

@@ -31,8 +31,9 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, root: Path, port: int | None = None):
+    def __init__(self, root: Path, port: int | None = None, extra_args: tuple[str, ...] = ()):
         self.root = Path(root)
+        self.extra_args = tuple(extra_args)
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
@@ -47,7 +48,7 @@ class MlflowServer:
             str(mlflow), "server",
             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
             "--serve-artifacts", "--artifacts-destination", str(self.root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1", *self.extra_args,
         ]
 
     def start(self) -> "MlflowServer":

@@ -21,7 +21,7 @@ class Uploaded:
     """What the server at ``RunRecord.tracking_uri`` has of this run."""
 
     params: list[str] = field(default_factory=list)
-    tags: bool = False
+    tags: list[str] = field(default_factory=list)
     metric_rows: int = 0
     summary: bool = False
     artifacts: bool = False
@@ -84,8 +84,8 @@ class RunRecord:
     def complete_on_server(self) -> bool:
         u = self.uploaded
         done = (
-            u.tags and u.terminated and u.metric_rows == len(self.metrics)
-            and set(self.params) <= set(u.params)
+            u.terminated and u.metric_rows == len(self.metrics)
+            and set(self.params) <= set(u.params) and set(self.tags) <= set(u.tags)
         )
         if self.status == "FINISHED":
             done = done and u.artifacts and (u.summary or not self.summary) and u.model_id is not None

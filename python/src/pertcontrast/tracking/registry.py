@@ -55,7 +55,7 @@ def _registry(uri: str):
     """A client for ``uri``; connection failures become one-line errors."""
     from mlflow.exceptions import MlflowException
 
-    from pertcontrast.tracking.store import credentials_hint, failure_reason, is_credentials_problem, make_client
+    from pertcontrast.tracking.store import failure_reason, make_client, refusal_message
 
     with http_limits(CHECK_LIMITS):
         try:
@@ -64,8 +64,8 @@ def _registry(uri: str):
             raise
         except MlflowException as error:
             reason = failure_reason(error)
-            if is_credentials_problem(reason):
-                raise TrackingError(credentials_hint(uri)) from error
+            if refusal_message(uri, reason):
+                raise TrackingError(refusal_message(uri, reason)) from error
             raise TrackingError(f"model registry at {redact(uri)}: {reason}") from error
         except Exception as error:  # noqa: BLE001 - network errors of any kind
             raise TrackingError(f"model registry at {redact(uri)} cannot be reached ({failure_reason(error)}).") from error
@@ -119,6 +119,15 @@ def _versions(client, name: str) -> list:
     return sorted(versions, key=lambda v: int(v.version))
 
 
+def _model_id(version) -> str:
+    """The MLflow logged-model id of a version (from its source when not filled in)."""
+    model_id = getattr(version, "model_id", None)
+    source = str(version.source or "")
+    if not model_id and source.startswith("models:/m-"):
+        model_id = source.removeprefix("models:/")
+    return model_id or ""
+
+
 def _describe(version, registered) -> dict:
     aliases = sorted(a for a, v in (registered.aliases or {}).items() if str(v) == str(version.version))
     return {
@@ -126,7 +135,7 @@ def _describe(version, registered) -> dict:
         "version": str(version.version),
         "aliases": aliases,
         "run_id": version.run_id or "",
-        "model_id": getattr(version, "model_id", None) or "",
+        "model_id": _model_id(version),
         "source": version.source,
         "status": version.status,
         "created": int(version.creation_timestamp or 0),
@@ -201,7 +210,7 @@ def load_registered_model(spec: str, tracking_uri_option: str | None = None):
         "model_version": str(version.version),
         "model_alias": ref.alias or "",
         "model_run_id": version.run_id or "",
-        "model_id": getattr(version, "model_id", None) or "",
+        "model_id": _model_id(version),
         "tracking_uri": redact(uri),
     }
     log.info("%s resolved to version %s (run %s)", ref, info["model_version"], info["model_run_id"] or "unknown")

@@ -68,7 +68,7 @@ class TrainingTracker:
     def connect(cls, options: TrackingOptions, output) -> "TrainingTracker":
         """Open the store before anything is trained; a server that cannot be reached is a
         one-line error, or with ``offline_ok`` a warning and the embedded store."""
-        from pertcontrast.tracking.store import credentials_hint, is_credentials_problem, open_store
+        from pertcontrast.tracking.store import open_store, refusal_message
 
         output = Path(output)
         if options.model_alias and not options.register_model:
@@ -79,8 +79,8 @@ class TrainingTracker:
             client, experiment = open_store(uri, options.experiment_name, artifact_root)
         except TrackingError as error:
             reason = getattr(error, "reason", str(error))
-            if is_credentials_problem(reason):
-                raise TrackingError(credentials_hint(uri)) from error
+            if refusal_message(uri, reason):
+                raise TrackingError(refusal_message(uri, reason)) from error
             if source == "embedded" or not options.offline_ok:
                 raise TrackingError(
                     f"MLflow tracking server {redact(uri)} (from {source}) cannot be reached ({reason}); nothing "

@@ -4,44 +4,53 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 
 from pertcontrast.errors import TrackingError
 from pertcontrast.tracking.uris import CHECK_LIMITS, http_limits, redact, scrub
 
 
+HOST_REJECTED = "the server rejected the host name of the URI; add it to the server's --allowed-hosts"
+
+
 def failure_reason(error: BaseException) -> str:
     """A short, credential-free reason for a failed MLflow call."""
     text = str(error)
+    if "Invalid Host header" in text:
+        return HOST_REJECTED
+    match = re.search(r"failed with error code (\d{3})", text)
+    status = int(match[1]) if match else getattr(error, "get_http_status_code", lambda: None)()
+    if status == 401:
+        return "credentials rejected (HTTP 401)"
+    if status == 403:
+        return "permission denied (HTTP 403)"
     for needle, reason in (
         ("Connection refused", "connection refused"),
         ("Failed to resolve", "host name not found"),
         ("Name or service not known", "host name not found"),
         ("timed out", "timed out"),
-        ("Read timed out", "timed out"),
         ("RemoteDisconnected", "connection closed by the server"),
         ("Connection aborted", "connection closed by the server"),
+        ("too many 5", "the server keeps failing (HTTP 5xx)"),
         ("Max retries exceeded", "server not answering"),
     ):
         if needle in text:
             return reason
-    status = getattr(error, "get_http_status_code", lambda: None)()
-    if status == 401 or "401" in text and "Unauthorized" in text:
-        return "credentials rejected (HTTP 401)"
-    if status == 403:
-        return "permission denied (HTTP 403)"
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return scrub(first[:300])
 
 
-def is_credentials_problem(reason: str) -> bool:
-    return reason.startswith("credentials rejected") or reason.startswith("permission denied")
-
-
-def credentials_hint(uri: str) -> str:
-    return (
-        f"MLflow tracking server {redact(uri)} refused the request; set MLFLOW_TRACKING_USERNAME and "
-        "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment."
-    )
+def refusal_message(uri: str, reason: str) -> str | None:
+    """For a server that answers but refuses us (credentials, host name): the error to
+    show; None for other failures. Such servers are a set-up error, never 'offline'."""
+    if reason.startswith("credentials rejected") or reason.startswith("permission denied"):
+        return (
+            f"MLflow tracking server {redact(uri)} refused the request ({reason}); set MLFLOW_TRACKING_USERNAME "
+            "and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment to an account with access."
+        )
+    if reason == HOST_REJECTED:
+        return f"MLflow tracking server {redact(uri)} refused the request: {reason}."
+    return None
 
 
 def make_client(uri: str):

@@ -36,9 +36,19 @@ class RunUploader:
             run = self.client.create_run(experiment_id, tags=record.tags, run_name=record.run_name)
             record.run_id, record.experiment_id = run.info.run_id, experiment_id
             record.tracking_uri = redact(self.uri)
-            record.uploaded.tags = True
+            record.uploaded.tags = list(record.tags)
             self._save()
         return record.run_id
+
+    def tags(self) -> None:
+        """Tags added after the run was created (e.g. the error of a failed run)."""
+        from mlflow.entities import RunTag
+
+        missing = {k: v for k, v in self.record.tags.items() if k not in self.record.uploaded.tags}
+        if missing:
+            self.client.log_batch(self.record.run_id, tags=[RunTag(k, v) for k, v in missing.items()])
+            self.record.uploaded.tags.extend(missing)
+            self._save()
 
     def params(self) -> None:
         from mlflow.entities import Param
@@ -147,6 +157,7 @@ class RunUploader:
     def finish(self, model_files: list[str], signature) -> None:
         """Everything after training, in an order that keeps the server consistent:
         results first, the run marked finished last."""
+        self.tags()
         self.params()
         self.metrics()
         if self.record.status == "FINISHED":

@@ -176,3 +176,38 @@ def test_failed_training_marks_the_run_failed(prepared_file, tmp_path):
     assert run.info.status == "FAILED"
     assert run.data.tags["pertcontrast.error"] == "disk full"
     assert _steps(_client(record["tracking_uri"]), record["run_id"]) == [1]
+
+
+def test_resumed_training_gets_a_run_with_the_whole_history(prepared_file, tmp_path, monkeypatch):
+    """A training process killed after epoch 2 (its run left RUNNING) is re-run into the
+    same folder: it resumes from the checkpoint, the stale run is marked KILLED and the new
+    run has every epoch, including those trained before the kill."""
+    from pertcontrast.steps.train import train_file
+    from pertcontrast.tracking import TrackingOptions, TrainingTracker
+    from pertcontrast.train.settings import TrainingSettings
+
+    output = tmp_path / "model"
+    settings = TrainingSettings(max_epochs=3, batch_size=128)
+
+    def killed_after_second_epoch(row):
+        if row["epoch"] == 2:
+            raise SystemExit("killed")  # stands in for SIGKILL: nothing after this runs
+
+    first = TrainingTracker.connect(TrackingOptions(), output)
+    monkeypatch.setattr(first, "fail", lambda error: None)
+    with pytest.raises(SystemExit):
+        train_file(prepared_file, output, settings, {"n_hidden": 16}, device="cpu",
+                   callbacks=(killed_after_second_epoch,), progress=False, tracker=first)
+    stale = json.loads((output / "mlflow_run.json").read_text())
+    assert stale["status"] == "RUNNING"
+
+    second = TrainingTracker.connect(TrackingOptions(), output)
+    _, result = train_file(prepared_file, output, settings, {"n_hidden": 16}, device="cpu", progress=False,
+                           tracker=second)
+    assert result.resumed_from_epoch == 2
+    record = json.loads((output / "mlflow_run.json").read_text())
+    client = _client(record["tracking_uri"])
+    assert record["run_id"] != stale["run_id"]
+    assert client.get_run(stale["run_id"]).info.status == "KILLED"
+    assert client.get_run(record["run_id"]).info.status == "FINISHED"
+    assert _steps(client, record["run_id"]) == [1, 2, 3]

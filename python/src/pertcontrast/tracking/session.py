@@ -81,7 +81,12 @@ class TrainingTracker:
             reason = getattr(error, "reason", str(error))
             if refusal_message(uri, reason):
                 raise TrackingError(refusal_message(uri, reason)) from error
-            if source == "embedded" or not options.offline_ok:
+            if source == "embedded":
+                raise TrackingError(
+                    f"the embedded MLflow store {output / EMBEDDED_FOLDER} cannot be used ({reason}); check that "
+                    "the output folder is writable, or pass --mlflow-uri or --no-mlflow."
+                ) from error
+            if not options.offline_ok:
                 raise TrackingError(
                     f"MLflow tracking server {redact(uri)} (from {source}) cannot be reached ({reason}); nothing "
                     "was trained. Start the server or fix the URI, or pass --mlflow-offline-ok to log to the "
@@ -200,8 +205,8 @@ class TrainingTracker:
             self.offline_reason = failure_reason(error)
             self._save()
             log.warning(
-                "MLflow tracking server %s stopped answering (%s); nothing is lost: training goes on and the run is kept in %s. "
-                "Upload it later with: %s", redact(self.uri), self.offline_reason, self.output / RECORD_FILE,
+                "MLflow tracking server %s stopped answering (%s); nothing is lost (training is not affected): "
+                "the run is kept in %s. Upload it later with: %s", redact(self.uri), self.offline_reason, self.output / RECORD_FILE,
                 sync_command(self.output, self.intended_uri),
             )
 
@@ -215,13 +220,9 @@ class TrainingTracker:
             {"step": int(row["epoch"]), "timestamp": now, "values": metric_values(row)}
             for row in history.to_dict("records") if int(row["epoch"]) not in seen
         ]
-        if missing:
-            self.record.metrics = sorted(self.record.metrics + missing, key=lambda r: r["step"])
-            # Rows already sent keep their place only if nothing was inserted before them.
-            first_missing = min(r["step"] for r in missing)
-            sent = self.record.metrics[: self.record.uploaded.metric_rows]
-            if any(r["step"] > first_missing for r in sent):
-                self.record.uploaded.metric_rows = 0
+        # Appended, not sorted in: rows keep the order they are sent in (the server orders
+        # a metric's history by step), so the count of rows already sent stays right.
+        self.record.metrics.extend(missing)
 
     def _close_stale_run(self) -> None:
         """A previous, killed attempt into the same folder left a RUNNING run: mark it KILLED."""

@@ -137,6 +137,9 @@ def test_registry_commands(trained, mlflow_server):  # noqa: F811
         assert result.exit_code == 0, result.output
         assert f"models:/{MODEL_NAME}/1" in result.output
         assert "summary.phase_predictability_salient" in result.output
+    result = runner.invoke(main, ["registry", "resolve", f"{MODEL_NAME}@champion", *uri])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == f"models:/{MODEL_NAME}/1"
     result = runner.invoke(main, ["registry", "show", f"{MODEL_NAME}@nope", *uri])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
@@ -193,6 +196,14 @@ def test_export_with_registry_uri_records_the_resolved_model(trained, client, pr
     assert lookup_run.data.tags["pertcontrast.model_version"] == "1"
     assert lookup_run.data.params["model_run_id"] == run_id
     assert client.get_experiment(lookup_run.info.experiment_id).name == "lookups"
+    # A pipeline pins the alias once ('registry resolve') and records what was asked for.
+    result = runner.invoke(main, ["export", str(prepared_file), "--model", f"models:/{MODEL_NAME}/1",
+                                  "--requested-model", f"models:/{MODEL_NAME}@champion",
+                                  "--output", str(tmp_path / "pinned.h5ad"), "--no-mlflow", *uri])
+    assert result.exit_code == 0, result.output
+    pinned = ad.read_h5ad(tmp_path / "pinned.h5ad").uns["pertcontrast_export"]
+    assert (pinned["model_uri"], pinned["model_resolved_uri"], pinned["model_alias"], pinned["lookup_run_id"]) == (
+        f"models:/{MODEL_NAME}@champion", f"models:/{MODEL_NAME}/1", "champion", "")
 
 
 def test_credentials_are_never_logged_or_written(trained, client):

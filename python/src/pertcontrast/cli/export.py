@@ -15,14 +15,17 @@ from pertcontrast.cli._common import device_option, echo_command_line, progress_
               help="Also write one posterior sample (X_salient_sample, X_background_sample).")
 @click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", default=None,
               help="Tracking server for models:/ URIs (default: MLFLOW_TRACKING_URI).")
+@click.option("--requested-model", default=None, metavar="models:/NAME@ALIAS",
+              help="The reference asked for, when --model is the version it was pinned to "
+                   "('pertcontrast registry resolve'); recorded in the output and the lookup run.")
 @click.option("--experiment-name", default="pertcontrast", show_default=True,
               help="Experiment of the lookup run recorded when --model is a models:/ URI.")
 @click.option("--mlflow/--no-mlflow", "mlflow", default=True, show_default=True, envvar="PERTCONTRAST_MLFLOW",
               help="Record a lookup run in MLflow when --model is a models:/ URI.")
 @device_option
 @progress_option
-def export_command(input_path, model_spec, output, batch_size, sample, mlflow_uri, experiment_name, mlflow,
-                   device, progress):
+def export_command(input_path, model_spec, output, batch_size, sample, mlflow_uri, requested_model, experiment_name,
+                   mlflow, device, progress):
     """Write the salient and background latents of every cell.
 
     INPUT is any .h5ad (or 10x file) with the model's genes (matched by name). The output
@@ -40,7 +43,14 @@ def export_command(input_path, model_spec, output, batch_size, sample, mlflow_ur
 
     setup_logging()
     echo_command_line()
-    model, info = load_model(model_spec, mlflow_uri)
+    if requested_model:
+        if not str(model_spec).startswith("models:/"):
+            raise click.UsageError("--requested-model goes with a registry --model (models:/NAME/VERSION).")
+        from pertcontrast.tracking.registry import load_registered_model
+
+        model, info = load_registered_model(model_spec, mlflow_uri, requested=requested_model)
+    else:
+        model, info = load_model(model_spec, mlflow_uri)
     recording = contextlib.nullcontext()
     if mlflow and info.get("model_source") == "registry":
         from pertcontrast.tracking.registry import tracking_uri

@@ -26,6 +26,7 @@ def registry_group():
     Examples:
       pertcontrast registry list perturb-model
       pertcontrast registry show perturb-model@champion
+      pertcontrast registry resolve perturb-model@champion     # -> models:/perturb-model/3
       pertcontrast registry promote perturb-model 3 --alias champion
     """
 
@@ -67,6 +68,18 @@ def show_command(spec, mlflow_uri):
         click.echo(f"tag:          {key} = {value}")
     for key, value in info.get("metrics", {}).items():
         click.echo(f"metric:       {key} = {value:.4g}")
+
+
+@registry_group.command("resolve")
+@click.argument("spec", metavar="NAME@ALIAS|NAME/VERSION|NAME/latest")
+@uri_option
+def resolve_command(spec, mlflow_uri):
+    """Print the fixed models:/NAME/VERSION that SPEC points to now (for pipelines: pin
+    an alias once, so every screen uses one version and -resume notices a moved alias)."""
+    from pertcontrast.tracking.registry import resolve
+
+    setup_logging()
+    click.echo(resolve(spec, mlflow_uri))
 
 
 @registry_group.command("promote")

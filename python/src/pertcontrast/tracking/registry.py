@@ -175,6 +175,16 @@ def show_version(spec: str, uri: str | None = None) -> dict:
         return info
 
 
+def resolve(spec: str, uri: str | None = None) -> str:
+    """The fixed ``models:/NAME/VERSION`` that ``spec`` (an alias, ``latest`` or a version)
+    points to now; pipelines pin it once so every screen uses the same version."""
+    uri = tracking_uri(uri)
+    ref = parse_ref(spec)
+    with _registry(uri) as client:
+        version = _resolve(client, ref, uri)
+    return str(ModelRef(ref.name, version=str(version.version)))
+
+
 def promote(name: str, version: str, alias: str, uri: str | None = None) -> str | None:
     """Point ``alias`` at ``version``; returns the version it pointed to before (or None)."""
     uri = tracking_uri(uri)
@@ -186,9 +196,10 @@ def promote(name: str, version: str, alias: str, uri: str | None = None) -> str 
         return str(previous) if previous is not None else None
 
 
-def load_registered_model(spec: str, tracking_uri_option: str | None = None):
+def load_registered_model(spec: str, tracking_uri_option: str | None = None, requested: str | None = None):
     """``(model, info)`` for ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``; ``info``
-    records what the reference resolved to (aliases move)."""
+    records what the reference resolved to (aliases move). ``requested``: the reference the
+    user asked for when ``spec`` is its pinned version (see :func:`resolve`)."""
     import mlflow
     from mlflow.models import Model
 
@@ -197,6 +208,9 @@ def load_registered_model(spec: str, tracking_uri_option: str | None = None):
 
     uri = tracking_uri(tracking_uri_option)
     ref = parse_ref(spec)
+    asked = parse_ref(requested) if requested else ref
+    if asked.name != ref.name:
+        raise ModelLoadError(f"--requested-model {requested} names another model than --model {spec}.")
     with _registry(uri) as client:
         version = _resolve(client, ref, uri)
         with tempfile.TemporaryDirectory(prefix="pertcontrast-registry-") as tmp, scoped_tracking_uri(uri):
@@ -205,13 +219,15 @@ def load_registered_model(spec: str, tracking_uri_option: str | None = None):
             model = ContrastiveModel.load(folder)
     info = {
         "model_source": "registry",
-        "model_uri": str(ref),
+        "model_uri": str(asked),
+        "model_resolved_uri": str(ModelRef(ref.name, version=str(version.version))),
         "model_name": ref.name,
         "model_version": str(version.version),
-        "model_alias": ref.alias or "",
+        "model_alias": asked.alias or "",
         "model_run_id": version.run_id or "",
         "model_id": _model_id(version),
         "tracking_uri": redact(uri),
+        "lookup_run_id": "",  # filled in by runs.lookup_run when the lookup is recorded
     }
     log.info("%s resolved to version %s (run %s)", ref, info["model_version"], info["model_run_id"] or "unknown")
     return model, info

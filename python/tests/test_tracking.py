@@ -15,6 +15,9 @@ from tracking_fixtures import mlflow_server  # noqa: F401 - fixture
 from pertcontrast.cli import main
 from pertcontrast.model import ContrastiveModel
 
+# Each module starts real MLflow servers (20-40 s each) and trains: run in CI.
+pytestmark = pytest.mark.slow
+
 MODEL_NAME = "tiny-screen-model"
 USERNAME, PASSWORD = "pc-user-7f3e21", "s3cret-pw-91ab77"
 URI_PASSWORD = "uri-pw-5521xq"

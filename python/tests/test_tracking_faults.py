@@ -13,6 +13,9 @@ from tracking_fixtures import MlflowServer, free_port, mlflow_server, private_ml
 from pertcontrast.cli import main
 from pertcontrast.model import ContrastiveModel
 
+# Each module starts real MLflow servers (20-40 s each) and trains: run in CI.
+pytestmark = pytest.mark.slow
+
 TRAIN = ["--max-epochs", "2", "--n-hidden", "16", "--batch-size", "128", "--device", "cpu", "--no-progress"]
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 EMBEDDED_FOLDER = "mlflow"
 EMBEDDED_DB = "mlflow.db"
 EMBEDDED_ARTIFACTS = "artifacts"
+# Secret values are replaced wherever they appear; the user name is not a secret (and
+# scrubbing a common word would corrupt tags), and pertcontrast never reads or writes it.
 SECRET_VARIABLES = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_USERNAME",
     "DATABRICKS_TOKEN",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -74,7 +75,7 @@ def resolve_uri(option: str | None, output: str | Path) -> tuple[str, str]:
 
 def secret_values() -> list[str]:
     values = [os.environ.get(name, "") for name in SECRET_VARIABLES]
-    return [v for v in values if len(v) >= 3]
+    return [v for v in values if len(v) >= 4]
 
 
 def scrub(value):

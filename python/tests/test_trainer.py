@@ -96,3 +96,28 @@ def test_validation_split_is_stratified_and_disjoint():
     assert len(np.intersect1d(train, validation)) == 0
     assert len(train) + len(validation) == 1000
     assert is_control[validation].sum() == 20 and (~is_control[validation]).sum() == 80
+
+
+def test_device_resident_batches_equal_host_batches(tiny_prepared):
+    """The resident path (used on CUDA when the counts fit) builds the same minibatches."""
+    from pertcontrast.data.loader import DeviceResidentCounts, make_batch
+
+    host = make_trainer(tiny_prepared, max_epochs=1, resident="off")
+    resident = DeviceResidentCounts(tiny_prepared.X, host.data.cells, torch.device("cpu"))
+    rows = np.array([5, 1, 400, 2, 2, 999])
+    weights = np.linspace(0.5, 2.0, len(rows))
+    a = make_batch(host.data.counts, host.data.cells, rows, weights, rows, torch.device("cpu"))
+    b = resident.batch(rows, weights, rows)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_resident_and_prefetch_paths_train_to_identical_weights(tiny_prepared):
+    results = []
+    for options in ({"resident": "off", "prefetch": False}, {"resident": "on"}, {"resident": "off", "prefetch": True}):
+        trainer = make_trainer(tiny_prepared, max_epochs=2, **options)
+        trainer.fit()
+        results.append(trainer.module.state_dict())
+    for other in results[1:]:
+        for name, value in results[0].items():
+            torch.testing.assert_close(other[name], value, rtol=0, atol=0)

@@ -64,5 +64,9 @@ def setup_logging(verbose: bool = True) -> None:
 def echo_command_line() -> None:
     """Log the exact command and version first (what was run is then in every log)."""
     from pertcontrast import __version__
+    from pertcontrast.tracking.uris import scrub
 
-    logging.getLogger("pertcontrast").info("pertcontrast %s: %s", __version__, " ".join(sys.argv))
+    # scrub: a tracking URI with user:password@ must never reach a log.
+    logging.getLogger("pertcontrast").info(
+        "pertcontrast %s: %s", __version__, " ".join(scrub(a) for a in sys.argv)
+    )

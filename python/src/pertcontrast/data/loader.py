@@ -155,3 +155,88 @@ def sequential_batches(rows: np.ndarray, batch_size: int):
     """Consecutive slices of ``rows`` (evaluation and export), in order."""
     for start in range(0, len(rows), batch_size):
         yield rows[start : start + batch_size]
+
+
+class DeviceResidentCounts:
+    """The whole CSR count matrix held on the compute device (the fast path on a GPU when
+    the screen fits in its memory): a minibatch is gathered and densified there, with no
+    host-to-device copy per step."""
+
+    def __init__(self, matrix, cells: CellArrays, device: torch.device):
+        csr = sp.csr_matrix(matrix)
+        self.device = device
+        self.indptr = torch.from_numpy(csr.indptr.astype(np.int64)).to(device)
+        self.indices = torch.from_numpy(csr.indices.astype(np.int64)).to(device)
+        self.values = torch.from_numpy(csr.data.astype(np.float32)).to(device)
+        self.n_genes = csr.shape[1]
+        self.cells = {
+            "covariates": torch.from_numpy(cells.covariates).to(device),
+            "is_control": torch.from_numpy(cells.is_control).to(device),
+            "label": torch.from_numpy(cells.label).to(device),
+            "library_group": torch.from_numpy(cells.library_group).to(device),
+        }
+
+    @staticmethod
+    def nbytes(matrix) -> int:
+        """Device memory the matrix would take (int64 indices, float32 values)."""
+        nnz = matrix.nnz if sp.issparse(matrix) else int(np.count_nonzero(matrix))
+        return nnz * 12 + (matrix.shape[0] + 1) * 8
+
+    def dense(self, rows: torch.Tensor) -> torch.Tensor:
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        lengths = ends - starts
+        row_of_entry = torch.repeat_interleave(torch.arange(len(rows), device=self.device), lengths)
+        first_of_row = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        entry = torch.repeat_interleave(starts, lengths) + torch.arange(len(row_of_entry), device=self.device) - first_of_row
+        out = torch.zeros(len(rows), self.n_genes, device=self.device)
+        out[row_of_entry, self.indices[entry]] = self.values[entry]
+        return out
+
+    def batch(self, rows: np.ndarray, stratum_weight: np.ndarray, plate_index: np.ndarray) -> dict[str, torch.Tensor]:
+        rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
+        tensors = {name: value[rows_t] for name, value in self.cells.items()}
+        tensors["counts"] = self.dense(rows_t)
+        tensors["stratum_weight"] = torch.from_numpy(stratum_weight.astype(np.float32)).to(self.device)
+        tensors["index"] = torch.from_numpy(plate_index.astype(np.int64)).to(self.device)
+        return tensors
+
+
+def prefetch(iterator, depth: int = 2):
+    """Run ``iterator`` in a background thread, ``depth`` items ahead: reading and
+    densifying the next minibatch overlaps with the current step (numpy, scipy and torch
+    release the GIL in their heavy parts)."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                items.put(item)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the consumer
+            items.put(error)
+        finally:
+            items.put(done)
+
+    thread = threading.Thread(target=work, daemon=True, name="pertcontrast-prefetch")
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

@@ -18,6 +18,7 @@ from pertcontrast.errors import InputDataError, ParameterError
 log = logging.getLogger("pertcontrast")
 UNS_KEY = "pertcontrast"
 ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}")
+CELL_CYCLE_COLUMNS = ("S_score", "G2M_score")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ def validate_input(adata, settings: PreprocessSettings, source: str) -> None:
         flag = "--batch-key" if key == settings.batch_key else "--categorical-covariate"
         validate.check_obs_column(adata.obs, key, source, "covariate", flag)
     for key in settings.continuous_covariate_keys:
+        if key in CELL_CYCLE_COLUMNS and settings.score_cell_cycle:
+            continue  # computed below; usable as covariates ("regress out" the cycle)
         validate.check_obs_column(adata.obs, key, source, "covariate", "--continuous-covariate")
         values = pd.to_numeric(adata.obs[key], errors="coerce")
         if values.isna().any() or not np.isfinite(values.to_numpy(dtype=float)).all():

@@ -37,7 +37,9 @@ class GaussianEncoder(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.body(features)
-        return self.loc(hidden), F.softplus(self.raw_scale(hidden)) + MIN_SCALE
+        # float32 even under mixed precision: these parameterise distributions and KLs.
+        loc, raw_scale = self.loc(hidden).float(), self.raw_scale(hidden).float()
+        return loc, F.softplus(raw_scale) + MIN_SCALE
 
 
 class CountDecoder(nn.Module):
@@ -57,8 +59,8 @@ class CountDecoder(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.body(latent)
-        log_proportions = torch.log_softmax(self.proportion_logits(hidden), dim=-1)
-        return log_proportions, self.dropout_logits(hidden)
+        log_proportions = torch.log_softmax(self.proportion_logits(hidden).float(), dim=-1)
+        return log_proportions, self.dropout_logits(hidden).float()
 
 
 class PerturbationClassifier(nn.Module):

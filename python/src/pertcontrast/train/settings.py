@@ -27,6 +27,9 @@ class TrainingSettings:
     classification_weight: float = 1.0
     seed: int = 0
     max_steps_auto: int = 12_000
+    resident: str = "auto"  # hold the counts on the device: auto (CUDA, when they fit), on, off
+    prefetch: bool = True  # build the next minibatch in a background thread
+    precision: str = "32"  # "bf16-mixed": bfloat16 matrix products on CUDA, likelihood in float32
 
     def __post_init__(self):
         checks = [
@@ -40,6 +43,8 @@ class TrainingSettings:
             (self.gradient_clip_norm > 0, "--gradient-clip-norm must be positive"),
             (self.wasserstein_weight >= 0, "--wasserstein-weight must be 0 or more"),
             (self.classification_weight >= 0, "--classification-weight must be 0 or more"),
+            (self.resident in ("auto", "on", "off"), "--resident must be auto, on or off"),
+            (self.precision in ("32", "bf16-mixed"), "--precision must be 32 or bf16-mixed"),
         ]
         for ok, message in checks:
             if not ok:

@@ -16,7 +16,15 @@ import pandas as pd
 import pyro
 import torch
 
-from pertcontrast.data.loader import CellArrays, CountRows, StratifiedBatches, make_batch, sequential_batches
+from pertcontrast.data.loader import (
+    CellArrays,
+    CountRows,
+    DeviceResidentCounts,
+    StratifiedBatches,
+    make_batch,
+    prefetch,
+    sequential_batches,
+)
 from pertcontrast.errors import TrainingDivergedError
 from pertcontrast.module.elbo import TermWeights
 from pertcontrast.module.vae import TERM_NAMES, ContrastiveVAE
@@ -129,10 +137,46 @@ class Trainer:
         self.steps_per_epoch = self._batches_probe.steps_per_epoch
         self.max_epochs = settings.resolve_epochs(self.steps_per_epoch)
         self.warmup_steps = settings.resolve_warmup(self.max_epochs * self.steps_per_epoch)
+        self.resident = self._resident_counts()
         self.step = 0
         self.history: list[dict] = []
         self.best_state: dict | None = None
         self.last_checkpoint_epoch: int | None = None
+
+    def _resident_counts(self) -> DeviceResidentCounts | None:
+        """Counts on the device when asked, or (auto) on CUDA when they use less than half
+        of the free device memory; out-of-core (backed) data always streams from disk."""
+        mode, matrix = self.settings.resident, self.data.counts.matrix
+        if mode == "off" or self.data.counts.gene_index is not None:
+            return None
+        if not hasattr(matrix, "nnz") or type(matrix).__module__.startswith("anndata"):
+            return None
+        if mode == "auto":
+            if self.device.type != "cuda":
+                return None
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if DeviceResidentCounts.nbytes(matrix) > free / 2:
+                return None
+        return DeviceResidentCounts(matrix, self.data.cells, self.device)
+
+    def _batch(self, rows: np.ndarray, weights: np.ndarray) -> dict[str, torch.Tensor]:
+        if self.resident is not None:
+            return self.resident.batch(rows, weights, rows)
+        return make_batch(self.data.counts, self.data.cells, rows, weights, rows, self.device)
+
+    def _epoch_batches(self, batches: StratifiedBatches):
+        def generate():
+            for _ in range(batches.steps_per_epoch):
+                rows, weights = batches.next_batch()
+                yield self._batch(rows, weights)
+
+        if self.settings.prefetch and self.resident is None:
+            return prefetch(generate())
+        return generate()
+
+    def _autocast(self):
+        enabled = self.settings.precision == "bf16-mixed" and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     # -- checkpoints -------------------------------------------------------------------
     def _state(self, next_epoch: int) -> dict:
@@ -178,11 +222,10 @@ class Trainer:
         n_train = len(data.train_rows)
         accumulator = _Accumulator()
         self.module.train()
-        for _ in range(batches.steps_per_epoch):
-            rows, stratum_weight = batches.next_batch()
-            batch = make_batch(data.counts, data.cells, rows, stratum_weight, rows, self.device)
+        for batch in self._epoch_batches(batches):
             weights = self._weights()
-            terms = self.module.objective(batch, n_train, weights)
+            with self._autocast():
+                terms = self.module.objective(batch, n_train, weights)
             # The objective estimates a sum over the whole screen; the optimizer sees it per
             # cell so learning rates and clipping do not depend on the screen's size.
             loss = terms.objective / n_train
@@ -215,8 +258,8 @@ class Trainer:
                 # stratum_weight makes every cell count exactly once: the plate's scale is
                 # len(rows) / len(block), and this undoes it.
                 weight = np.full(len(block), len(block) / len(rows))
-                batch = make_batch(self.data.counts, self.data.cells, block, weight, block, self.device)
-                terms = self.module.objective(batch, len(rows), self._weights(full=True))
+                with self._autocast():
+                    terms = self.module.objective(self._batch(block, weight), len(rows), self._weights(full=True))
                 accumulator.add(terms, float(terms.objective.detach()))
         return accumulator.per_cell(len(rows), prefix, scale_by_steps=False)
 

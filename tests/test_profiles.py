@@ -27,11 +27,18 @@ PROFILES = {
 }
 
 
+_CONFIGS: dict[str | None, str] = {}
+
+
 def flat_config(nextflow: str, env: dict, profile: str | None) -> str:
-    args = [nextflow, "config", str(REPO), "-flat"] + (["-profile", profile] if profile else [])
-    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    """`nextflow config -flat`, once per profile (each call starts a JVM)."""
+    if profile not in _CONFIGS:
+        args = [nextflow, "config", str(REPO), "-flat"] + (["-profile", profile] if profile else [])
+        result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        _CONFIGS[profile] = result.stdout
+    return _CONFIGS[profile]
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))

@@ -12,4 +12,6 @@ nextflow="$(bash scripts/setup-nextflow.sh | tail -n 1)"
 
 # Processes run the pertcontrast command on PATH when no container profile is given.
 export PATH="$root/.venv/bin:$PATH"
+# Nextflow's live progress display only makes sense on a terminal; logs get one line per task.
+[[ -t 1 ]] || export NXF_ANSI_LOG=false
 "$nextflow" run . -profile test --outdir results "$@" </dev/null

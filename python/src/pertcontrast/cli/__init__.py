@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "preprocess",
     "train",
     "export",
+    "report",
     "versions",
     "samplesheet",
     "registry",

@@ -1,0 +1,99 @@
+"""Report commands: ``report`` (one screen) and ``summary`` (the run)."""
+
+from __future__ import annotations
+
+import click
+
+from pertcontrast.cli._common import echo_command_line, setup_logging
+
+
+@click.command("report")
+@click.argument("latents", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Model folder from 'pertcontrast train' (config.json, history.csv).")
+@click.option("--responders", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="responders.csv from 'pertcontrast responders' (per-cell calls come from LATENTS).")
+@click.option("--de", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder from 'pertcontrast de' (volcano plots, top genes).")
+@click.option("--effects", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder from 'pertcontrast effects' (effect table, clustering heatmap).")
+@click.option("--title", default=None, metavar="ID",
+              help="Screen id: the page title and the file names (default: LATENTS without .latents.h5ad).")
+@click.option("--output-dir", "-o", required=True, type=click.Path(file_okay=False),
+              help="Folder for ID.report.html, ID.report.json and figures/.")
+@click.option("--max-points", type=click.IntRange(min=10), default=20_000, show_default=True,
+              help="Cells shown in scatter plots (a random subsample; the views are computed on it).")
+@click.option("--embedding", type=click.Choice(["umap", "pca"]), default="umap", show_default=True,
+              help="2-D view of the latents and counts: UMAP, or the first two principal components (fast).")
+@click.option("--top-perturbations", type=click.IntRange(1, 20), default=10, show_default=True,
+              help="Perturbations with their own colour (the strongest); the rest are grey.")
+@click.option("--volcanoes", type=click.IntRange(1, 24), default=6, show_default=True,
+              help="Strongest perturbations with a volcano plot and a top-genes panel.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the subsample and the views.")
+@click.option("--perturbation-key", default=None,
+              help="Perturbation column (default: recorded by 'pertcontrast preprocess').")
+@click.option("--control-label", default=None,
+              help="Control label (default: recorded by 'pertcontrast preprocess').")
+@click.option("--mlflow/--no-mlflow", "mlflow", default=False, show_default=True,
+              help="Attach the report to the model's MLflow training run (when the model folder records one).")
+@click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", default=None,
+              help="Tracking server for --mlflow (default: the one recorded in the model folder).")
+def report_command(latents, model_dir, responders, de, effects, title, output_dir, max_points, embedding,
+                   top_perturbations, volcanoes, seed, perturbation_key, control_label, mlflow, mlflow_uri):
+    """Write a self-contained HTML report of one screen.
+
+    LATENTS is the .h5ad from 'pertcontrast export' (or from 'pertcontrast responders', which
+    adds the responder calls). Writes ID.report.html (images embedded, opens offline),
+    ID.report.json (headline numbers for 'pertcontrast summary') and figures/*.png, *.svg.
+    Analysis outputs not given are shown as "not run".
+    """
+    from pertcontrast.steps.report import ReportSettings, build_report
+
+    setup_logging()
+    echo_command_line()
+    settings = ReportSettings(max_points=max_points, embedding=embedding, top_perturbations=top_perturbations,
+                              volcanoes=volcanoes, seed=seed)
+    files = build_report(latents, model_dir, output_dir, responders=responders, de=de, effects=effects,
+                         title=title, settings=settings, perturbation_key=perturbation_key,
+                         control_label=control_label)
+    if mlflow:
+        _attach(model_dir, output_dir, mlflow_uri)
+    click.echo(f"wrote {files.html}", err=True)
+
+
+def _attach(model_dir, output_dir, mlflow_uri) -> None:
+    import logging
+
+    from pertcontrast.tracking import log_report, recorded_run
+
+    log = logging.getLogger("pertcontrast")
+    run_id, recorded_uri = recorded_run(model_dir)
+    uri = mlflow_uri or recorded_uri
+    if not run_id or not uri:
+        log.warning("--mlflow: %s records no MLflow run (or no server); the report was not attached", model_dir)
+        return
+    if log_report(run_id, output_dir, uri):
+        log.info("report attached to MLflow run %s", run_id)
+
+
+@click.command("summary")
+@click.option("--report-json", "report_jsons", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="ID.report.json from 'pertcontrast report' (repeat for each screen).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="HTML page to write, e.g. summary/index.html.")
+@click.option("--link-template", default=None, metavar="TEMPLATE",
+              help="Link to each report with {id} and {html} filled in, e.g. '../{id}/report/{html}' for the "
+                   "pipeline's published layout (default: the path from --output to the HTML beside each JSON).")
+@click.option("--title", default="pertcontrast run summary", show_default=True, help="Page title.")
+def summary_command(report_jsons, output, link_template, title):
+    """Write the run summary page: one row per screen with its headline numbers and a link
+    to its report."""
+    from pertcontrast.steps.report import build_summary
+
+    setup_logging()
+    echo_command_line()
+    build_summary(report_jsons, output, link_template, title)
+    click.echo(f"wrote {output}", err=True)
+
+
+COMMANDS = [report_command, summary_command]

@@ -1,0 +1,188 @@
+"""The report steps: read the exported files, compute, draw, write
+``<id>.report.html``, ``<id>.report.json`` and ``figures/`` (formats in docs/outputs.md);
+and the run summary page across screens."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pertcontrast import __version__
+from pertcontrast.errors import ParameterError
+from pertcontrast.io import write_json_atomic, write_text_atomic
+
+log = logging.getLogger("pertcontrast")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+LATENT_SUFFIXES = (".responders.h5ad", ".latents.h5ad", ".h5ad")
+VERSION_PACKAGES = ("pertcontrast", "torch", "pyro-ppl", "anndata", "scanpy", "umap-learn", "matplotlib",
+                    "numpy", "pandas", "scikit-learn", "mlflow")
+
+
+@dataclass
+class ReportSettings:
+    max_points: int = 20_000
+    embedding: str = "umap"
+    top_perturbations: int = 10
+    volcanoes: int = 6
+    predictability_cells: int = 10_000
+    seed: int = 0
+
+    def check(self) -> None:
+        from pertcontrast.report.embedding import METHODS
+
+        problems = [
+            (self.max_points >= 10, "--max-points must be at least 10"),
+            (self.embedding in METHODS, f"--embedding must be one of {', '.join(METHODS)}"),
+            (1 <= self.top_perturbations <= 20, "--top-perturbations must be between 1 and 20"),
+            (1 <= self.volcanoes <= 24, "--volcanoes must be between 1 and 24"),
+        ]
+        for ok, message in problems:
+            if not ok:
+                raise ParameterError(message + ".")
+
+
+@dataclass
+class ReportFiles:
+    html: Path
+    json: Path
+    figures: list[Path] = field(default_factory=list)
+    headline: dict = field(default_factory=dict)
+
+
+def report_id(latents_path, title: str | None) -> str:
+    """``title``, or the latents file name without its ending; must be usable in a file name."""
+    if title is None:
+        name = Path(latents_path).name
+        title = next((name[: -len(s)] for s in LATENT_SUFFIXES if name.endswith(s) and len(name) > len(s)), name)
+    if not ID_PATTERN.match(title):
+        raise ParameterError(
+            f"--title '{title}' cannot be used in a file name; use letters, digits, '.', '_' or '-' "
+            "(not starting with '.' or '-')."
+        )
+    return title
+
+
+def build_report(latents_path, model_dir, output_dir, responders=None, de=None, effects=None,
+                 title: str | None = None, settings: ReportSettings | None = None,
+                 perturbation_key: str | None = None, control_label: str | None = None) -> ReportFiles:
+    """Write the report of one screen into ``output_dir``; the HTML is written last."""
+    from pertcontrast.report import embedding, metrics
+    from pertcontrast.report.inputs import read_analysis, read_model_folder
+    from pertcontrast.report.latents import read_latents
+
+    settings = settings or ReportSettings()
+    settings.check()
+    identifier = report_id(latents_path, title)
+    started = time.perf_counter()
+    # Read (and check) every input before any long computation.
+    model = read_model_folder(model_dir)
+    analysis = read_analysis(responders, de, effects)
+    latents = read_latents(latents_path, perturbation_key, control_label)
+    log.info("report: %s cells, %d perturbations", f"{latents.n_cells:,}", len(set(latents.perturbation)) - 1)
+
+    table = metrics.perturbation_table(latents, analysis)
+    strength = metrics.strength_column(table)
+    rows = metrics.subsample(latents.n_cells, settings.max_points, settings.seed)
+    views = embedding.views(latents, rows, settings.embedding, settings.seed)
+    log.info("report: background-removal summary")
+    removal = metrics.background_removal(latents, settings.predictability_cells, settings.seed)
+    headline = metrics.headline(identifier, latents, removal, table, analysis, model, len(rows))
+
+    output_dir = Path(output_dir)
+    figures, colourings = _draw(output_dir / "figures", latents, model, analysis, table, strength, rows, views,
+                                removal, settings)
+    content = _content(identifier, headline, latents, model, analysis, removal, table, strength, figures,
+                       colourings, settings, latents_path, model_dir, responders, de, effects)
+    from pertcontrast.report.page import render
+
+    html_path, json_path = output_dir / f"{identifier}.report.html", output_dir / f"{identifier}.report.json"
+    headline = {**headline, "report_html": html_path.name, "created": content.created,
+                "pertcontrast_version": __version__}
+    write_json_atomic(json_path, headline)
+    write_text_atomic(html_path, render(content))
+    log.info("report: wrote %s (%.1f MB) in %.0f s", html_path, html_path.stat().st_size / 1e6,
+             time.perf_counter() - started)
+    return ReportFiles(html_path, json_path, sorted((output_dir / "figures").glob("*.*")), headline)
+
+
+def _draw(folder, latents, model, analysis, table, strength, rows, views, removal, settings):
+    from pertcontrast.report import metrics, plots_cells, plots_effects, plots_training
+    from pertcontrast.report.figures import FigureWriter, figure_style
+    from pertcontrast.report.inputs import read_de_rows
+
+    writer = FigureWriter(folder)
+    shown = "all" if len(rows) == latents.n_cells else f"{len(rows):,} randomly chosen"
+    strongest = metrics.strongest(table, settings.top_perturbations)
+    with figure_style():
+        colourings = plots_cells.colourings(latents, rows, strongest, strength)
+        for colouring in colourings:
+            figure = plots_cells.scatter_figure(views, colouring, settings.embedding, settings.seed)
+            caption = f"{shown} of {latents.n_cells:,} cells." + (f" Colours: {colouring.note}." if colouring.note else "")
+            writer.save(figure, f"latents_{colouring.name}", f"Coloured by {colouring.title}.", caption)
+        if removal:
+            writer.save(plots_cells.removal_figure(removal), "background_removal",
+                        "Phase and batch predictability from each latent.",
+                        "Low bars for the salient latent mean the background was removed from it.")
+        writer.save(plots_cells.norms_figure(latents, strongest), "salient_norms", "Salient norms.",
+                    "Controls should sit near zero; perturbations with an effect above them. All cells.")
+        if model.history is not None and len(model.history):
+            writer.save(plots_training.curves_figure(model.history), "training_curves", "Training curves.",
+                        "Train (blue) and validation (orange) per epoch; the dotted line marks the best epoch.")
+        if analysis.similarity is not None and len(analysis.similarity):
+            writer.save(plots_effects.heatmap_figure(analysis.similarity, analysis.clusters), "heatmap",
+                        "Perturbation similarity.",
+                        "Correlation between perturbations' mean effect profiles, in dendrogram leaf order.")
+        if analysis.de_folder is not None:
+            chosen = metrics.strongest(table, settings.volcanoes)
+            de = read_de_rows(analysis.de_folder, chosen)
+            delta = analysis.de_settings.get("delta")
+            writer.save(plots_effects.volcano_figure(de, chosen, delta), "volcano",
+                        f"Volcano plots of the {len(chosen)} strongest perturbations.",
+                        "Genes called DE (posterior expected FDR) in colour; dashed lines at ±delta.")
+            if analysis.de_top is not None:
+                writer.save(plots_effects.top_genes_figure(analysis.de_top, chosen), "top_genes",
+                            "Top genes per perturbation.", "Up (red) and down (blue), from de_top.csv.")
+    return {saved.name: saved for saved in writer.saved}, colourings
+
+
+def _content(identifier, headline, latents, model, analysis, removal, table, strength, figures, colourings,
+             settings, latents_path, model_dir, responders, de, effects):
+    from dataclasses import asdict
+
+    from pertcontrast.report.page import ReportContent
+
+    inputs = {"latents": latents_path, "model": model_dir, "responders": responders, "de": de, "effects": effects}
+    return ReportContent(
+        title=identifier, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), headline=headline,
+        latents=latents, model=model, analysis=analysis, removal=removal, table=table, strength=strength,
+        figures=figures, colourings=colourings, method=settings.embedding, versions=software_versions(),
+        inputs={k: str(v) for k, v in inputs.items() if v is not None}, options=asdict(settings),
+    )
+
+
+def software_versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def build_summary(report_jsons, output, link_template: str | None = None, title: str = "pertcontrast run summary"):
+    """Write the run summary page: one row per screen, linking to its report."""
+    from pertcontrast.report.summary import read_headlines, render_summary
+
+    output = Path(output)
+    headlines = read_headlines(report_jsons, output.parent, link_template)
+    write_text_atomic(output, render_summary(headlines, title))
+    log.info("summary: wrote %s (%d screens)", output, len(headlines))
+    return output

@@ -1,0 +1,295 @@
+"""The report builder and the run summary page, checked on their files (the page in a
+real browser: test_report_browser.py)."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from click.testing import CliRunner
+from report_fixtures import IMG_GENE, SCRIPT_LABEL, full_report, plain_report, report_inputs  # noqa: F401
+
+from pertcontrast.cli import main
+from pertcontrast.report import markup
+from pertcontrast.report.metrics import benjamini_hochberg
+
+SECTIONS = ("latents", "background-removal", "effects", "clustering", "de", "training", "settings", "provenance")
+ALL_FIGURES = {"latents_phase", "latents_condition", "latents_perturbation", "latents_batch",
+               "latents_responder_call", "background_removal", "salient_norms", "training_curves", "heatmap",
+               "volcano", "top_genes"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+# -- the page -------------------------------------------------------------------------
+def test_full_report_has_every_section_and_figure_embedded(full_report):
+    html = full_report.html.read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in html
+    names = {p.stem for p in full_report.figures}
+    assert names == ALL_FIGURES
+    folder = full_report.html.parent / "figures"
+    for name in names:
+        assert (folder / f"{name}.png").stat().st_size > 1000
+        assert (folder / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    assert html.count('src="data:image/png;base64,') == len(names)
+    assert "Not run" not in html
+    # nothing to fetch: every src is a data: URI, links are in-page or the figure files
+    assert not re.search(r'src="(?!data:)', html)
+    assert not re.findall(r'href="(?!data:|#|figures/)', html)
+    assert full_report.html.stat().st_size < 3_000_000
+
+
+def test_headline_numbers(full_report, report_inputs):
+    headline = json.loads(full_report.json.read_text())
+    latents = ad.read_h5ad(report_inputs.latents, backed="r")
+    controls = int((latents.obs["perturbation"] == "control").sum())
+    assert headline["id"] == "screen1" and headline["report_html"] == "screen1.report.html"
+    assert headline["n_cells"] == headline["n_cells_shown"] == latents.n_obs
+    assert headline["n_control_cells"] == controls
+    assert headline["n_perturbations"] == len(report_inputs.perturbations)
+    effects = pd.read_csv(report_inputs.effects / "effects.csv")
+    assert headline["n_perturbations_with_effect"] == int((benjamini_hochberg(effects["energy_pvalue"].to_numpy())
+                                                           <= 0.05).sum())
+    assert headline["n_perturbations_with_de"] == int((effects["n_de_genes"] > 0).sum())
+    for label in ("phase", "batch"):
+        for which in ("salient", "background"):
+            assert -1 <= headline[f"{label}_predictability_{which}"] <= 1
+    assert headline["median_salient_norm_control"] > 0
+    assert headline["steps"] == {"responders": True, "de": True, "effects": True}
+    assert headline["epochs_run"] == 3
+
+
+def test_report_without_analysis_says_what_did_not_run(plain_report, report_inputs):
+    html = plain_report.html.read_text()
+    assert "Not run: no --effects folder given (run &#x27;pertcontrast effects&#x27;)." in html
+    assert "Not run: no --de folder given (run &#x27;pertcontrast de&#x27;)." in html
+    assert "responders: not run (pass --responders responders.csv)" in html
+    headline = json.loads(plain_report.json.read_text())
+    assert headline["n_cells_shown"] == 500
+    assert f"Showing 500 of {headline['n_cells']:,} cells (a random subsample)" in html
+    assert headline["n_perturbations_with_effect"] is None
+    assert headline["steps"]["effects"] is False
+    assert {p.stem for p in plain_report.figures} == ALL_FIGURES - {"heatmap", "volcano", "top_genes"}
+
+
+def test_user_supplied_text_is_escaped(full_report):
+    """A crafted label or gene name arrives as text: no tag, no attribute, no script."""
+    html = full_report.html.read_text()
+    assert SCRIPT_LABEL not in html and IMG_GENE not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert html.count("<script") == 1 and "onerror=" not in html.replace("onerror=alert(1)&gt;", "")
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    assert "default-src &#x27;none&#x27;" in csp and "unsafe-inline" not in csp
+    # the figures for papers escape them too
+    svg = (full_report.html.parent / "figures" / "latents_perturbation.svg").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in svg and SCRIPT_LABEL not in svg
+
+
+def test_markup_escapes_children_and_attributes():
+    page = markup.tag("a", SCRIPT_LABEL, href='x" onclick="alert(1)', title=IMG_GENE)
+    assert page == ('<a href="x&quot; onclick=&quot;alert(1)" title="&lt;img src=x onerror=alert(1)&gt;">'
+                    "&lt;script&gt;alert(1)&lt;/script&gt;</a>")
+    assert markup.tag("p", markup.tag("b", "x")) == "<p><b>x</b></p>"
+    assert markup.safe_url("javascript:alert(1)") is None
+    assert markup.safe_url("https://mlflow.example.org") == "https://mlflow.example.org"
+    assert markup.format_number(1234567) == "1,234,567"
+    assert markup.format_number(float("nan")) == "–"
+    assert markup.format_number(0.000123) == "1.23e-04"
+
+
+def test_benjamini_hochberg_matches_scipy():
+    from scipy.stats import false_discovery_control
+
+    p = np.array([0.01, 0.04, 0.03, 0.5, np.nan, 0.001])
+    adjusted = benjamini_hochberg(p)
+    finite = np.isfinite(p)
+    np.testing.assert_allclose(adjusted[finite], false_discovery_control(p[finite]))
+    assert np.isnan(adjusted[~finite]).all()
+
+
+def test_mlflow_run_is_linked_only_for_web_servers():
+    from pertcontrast.report.page import _mlflow
+
+    def content(uri):
+        model = SimpleNamespace(run_id="abc123", tracking_uri=uri, experiment_id="7")
+        return SimpleNamespace(model=model, latents=SimpleNamespace(uns={}))
+
+    linked = _mlflow(content("https://mlflow.example.org/"))
+    assert 'href="https://mlflow.example.org/#/experiments/7/runs/abc123"' in linked
+    assert "href" not in _mlflow(content("javascript:alert(1)//"))
+    assert "href" not in _mlflow(content("file:///tmp/mlruns"))
+
+
+# -- the command line -----------------------------------------------------------------
+def test_report_command_and_mlflow_attachment(report_inputs, tmp_path, monkeypatch):
+    from pertcontrast import tracking
+    from pertcontrast.tracking.record import RunRecord
+
+    model = tmp_path / "model"
+    shutil.copytree(report_inputs.model, model)
+    RunRecord("pertcontrast", "run", tracking_uri="http://mlflow.example.org:5000", run_id="r1",
+              experiment_id="3", status="FINISHED").save(model)
+    attached = []
+    monkeypatch.setattr(tracking, "log_report", lambda *args: attached.append(args) or True)
+    result = invoke("report", report_inputs.latents, "--model", model, "--title", "s1", "--output-dir",
+                    tmp_path / "out", "--embedding", "pca", "--max-points", 300, "--mlflow")
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "out" / "s1.report.html").read_text()
+    assert 'href="http://mlflow.example.org:5000/#/experiments/3/runs/r1"' in html
+    assert attached == [("r1", str(tmp_path / "out"), "http://mlflow.example.org:5000")]
+    assert json.loads((tmp_path / "out" / "s1.report.json").read_text())["mlflow_run_id"] == "r1"
+
+
+def _copy_h5ad(source, destination, edit):
+    shutil.copyfile(source, destination)
+    with h5py.File(destination, "r+") as f:
+        edit(f)
+    return destination
+
+
+def _bad_inputs(name, inputs, tmp_path):
+    """(arguments, message) for one kind of incomplete input."""
+    latents, model = inputs.latents, inputs.model
+    if name == "no_salient":
+        path = _copy_h5ad(latents, tmp_path / "x.latents.h5ad", lambda f: f["obsm"].pop("X_salient"))
+        return [path, "--model", model], f"{path} has no .obsm['X_salient']; run 'pertcontrast export' first."
+    if name == "no_settings":
+        path = _copy_h5ad(latents, tmp_path / "x.latents.h5ad", lambda f: f["uns"].pop("pertcontrast"))
+        return [path, "--model", model], "pass --perturbation-key and --control-label"
+    if name == "truncated":
+        path = tmp_path / "x.latents.h5ad"
+        path.write_bytes(latents.read_bytes()[:2000])
+        return [path, "--model", model], "cannot be read as an .h5ad"
+    if name == "wrong_control":
+        return [latents, "--model", model, "--control-label", "NTC"], "no cells with the control label 'NTC'"
+    if name == "no_config":
+        folder = tmp_path / "model"
+        shutil.copytree(model, folder)
+        (folder / "config.json").unlink()
+        return [latents, "--model", folder], f"{folder} has no config.json; give the model folder written by"
+    if name == "no_effects_table":
+        (tmp_path / "effects").mkdir()
+        return ([latents, "--model", model, "--effects", tmp_path / "effects"],
+                f"{tmp_path / 'effects'} has no effects.csv; give the folder written by 'pertcontrast effects'.")
+    if name == "no_de_table":
+        (tmp_path / "de").mkdir()
+        return ([latents, "--model", model, "--de", tmp_path / "de"],
+                f"{tmp_path / 'de'} has neither de.parquet nor de.csv.gz")
+    if name == "responders_columns":
+        path = tmp_path / "responders.csv"
+        pd.DataFrame({"perturbation": ["a"], "n_cells": [3]}).to_csv(path, index=False)
+        return ([latents, "--model", model, "--responders", path],
+                f"{path} lacks the column(s) n_responders, responder_fraction")
+    if name == "bad_title":
+        return [latents, "--model", model, "--title", "../elsewhere"], "cannot be used in a file name"
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("name", ["no_salient", "no_settings", "truncated", "wrong_control", "no_config",
+                                  "no_effects_table", "no_de_table", "responders_columns", "bad_title"])
+def test_incomplete_inputs_are_refused_with_one_line(name, report_inputs, tmp_path):
+    arguments, message = _bad_inputs(name, report_inputs, tmp_path)
+    result = invoke("report", *arguments, "--output-dir", tmp_path / "out", "--embedding", "pca")
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.html"))
+
+
+# -- the run summary ------------------------------------------------------------------
+def _links(html: str) -> list[str]:
+    return re.findall(r'<a href="([^"]+)"', html)
+
+
+def test_summary_links_each_report(full_report, plain_report, tmp_path):
+    output = tmp_path / "summary" / "index.html"
+    result = invoke("summary", "--report-json", full_report.json, "--report-json", plain_report.json,
+                    "--output", output)
+    assert result.exit_code == 0, result.output
+    html = output.read_text()
+    links = _links(html)
+    assert len(links) == 2
+    assert {(output.parent / link).resolve() for link in links} == {full_report.html.resolve(),
+                                                                     plain_report.html.resolve()}
+    assert html.count("<tr>") == 3  # header + one row per screen
+    assert ">screen1<" in html and ">screen2<" in html
+
+
+def test_summary_link_template_for_the_published_layout(full_report, plain_report, tmp_path):
+    output = tmp_path / "index.html"
+    result = invoke("summary", "--report-json", full_report.json, "--report-json", plain_report.json,
+                    "--output", output, "--link-template", "../{id}/report/{html}")
+    assert result.exit_code == 0, result.output
+    assert _links(output.read_text()) == ["../screen1/report/screen1.report.html",
+                                          "../screen2/report/screen2.report.html"]
+
+
+def test_summary_refuses_other_json(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text('{"cells": 3}')
+    result = invoke("summary", "--report-json", path, "--output", tmp_path / "index.html")
+    assert result.exit_code == 1
+    assert f"{path}: has no 'id' and 'report_html'; give a .report.json written by 'pertcontrast report'." \
+        in result.output
+
+
+# -- scale --------------------------------------------------------------------------
+def _large_latents(path: Path, n_cells: int, seed: int = 0) -> Path:
+    """A screen with many cells: latents, labels and sparse counts (no model needed)."""
+    rng = np.random.default_rng(seed)
+    perturbations = np.array(["control"] + [f"P{i:03d}" for i in range(60)])
+    index = rng.integers(0, len(perturbations), n_cells)
+    labels = perturbations[index]
+    phase = rng.choice(["G1", "S", "G2M"], n_cells)
+    batch = rng.choice(["b1", "b2", "b3"], n_cells)
+    effect = rng.normal(0, 1, (len(perturbations), 10)) * (perturbations != "control")[:, None]
+    salient = (effect[index] + rng.normal(0, 0.3, (n_cells, 10))).astype(np.float32)
+    background = (rng.normal(0, 1, (n_cells, 10)) + (phase == "S")[:, None]).astype(np.float32)
+    counts = sp.random(n_cells, 200, density=0.05, format="csr", random_state=seed, dtype=np.float32)
+    counts.data = np.ceil(counts.data * 5)
+    adata = ad.AnnData(X=counts, obs=pd.DataFrame({"perturbation": pd.Categorical(labels), "phase": phase,
+                                                   "batch": batch}, index=[f"c{i}" for i in range(n_cells)]))
+    adata.obsm["X_salient"], adata.obsm["X_background"] = salient, background
+    adata.uns["pertcontrast"] = {"settings": {"perturbation_key": "perturbation", "control_label": "control",
+                                              "batch_key": "batch"}}
+    adata.write_h5ad(path)
+    return path
+
+
+def test_large_screen_is_subsampled_for_plots(report_inputs, tmp_path):
+    latents = _large_latents(tmp_path / "big.latents.h5ad", 40_000)
+    result = invoke("report", latents, "--model", report_inputs.model, "--output-dir", tmp_path / "out",
+                    "--embedding", "pca", "--max-points", 4000)
+    assert result.exit_code == 0, result.output
+    headline = json.loads((tmp_path / "out" / "big.report.json").read_text())
+    assert headline["n_cells"] == 40_000 and headline["n_cells_shown"] == 4000
+    assert headline["n_perturbations"] == 60
+    # phase was put in the background only: the summary must say so
+    assert headline["phase_predictability_background"] > 0.2 > headline["phase_predictability_salient"]
+    html = (tmp_path / "out" / "big.report.html").read_text()
+    assert "Showing 4,000 of 40,000 cells (a random subsample)" in html
+    assert html.count("<tr>") > 60  # every perturbation in the table
+    assert (tmp_path / "out" / "big.report.html").stat().st_size < 2_500_000
+
+
+@pytest.mark.slow
+def test_umap_views(report_inputs, tmp_path):
+    from report_fixtures import build
+
+    files = build(report_inputs, tmp_path / "out", analysis=False, embedding="umap", max_points=400)
+    html = files.html.read_text()
+    assert "by UMAP computed on the shown cells" in html
+    assert (tmp_path / "out" / "figures" / "latents_phase.svg").exists()

@@ -60,7 +60,7 @@ class ContrastiveModel:
         batch_key: str | None = None,
         categorical_covariate_keys=None,
         continuous_covariate_keys=None,
-        n_background: int = 10,
+        n_background: int = 16,
         n_salient: int = 10,
         n_hidden: int = 128,
         n_layers: int = 1,

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "preprocess",
     "train",
     "export",
+    "analysis",
     "report",
     "versions",
     "samplesheet",

@@ -1,0 +1,66 @@
+"""Which cells an analysis uses: perturbation groups, responder filters, subsamples, and
+sparse row reads aligned to the model's genes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from pertcontrast.errors import InputDataError
+
+RESPONDER_COLUMN = "responder_call"
+
+
+def perturbation_labels(obs: pd.DataFrame, key: str, source: str = "input") -> np.ndarray:
+    if key not in obs:
+        raise InputDataError(
+            f"{source}: obs has no column '{key}' (the perturbation column); "
+            "pass --perturbation-key with the right name."
+        )
+    return obs[key].astype(str).to_numpy()
+
+
+def responder_mask(obs: pd.DataFrame, source: str = "input") -> np.ndarray:
+    """True for cells called responders by ``pertcontrast responders``."""
+    if RESPONDER_COLUMN not in obs:
+        raise InputDataError(
+            f"{source}: obs has no column '{RESPONDER_COLUMN}'; run 'pertcontrast responders' "
+            "first and give its .h5ad, or drop --responders-only."
+        )
+    return obs[RESPONDER_COLUMN].astype(str).to_numpy() == "responder"
+
+
+def subsample(rows: np.ndarray, max_cells: int | None, rng: np.random.Generator) -> np.ndarray:
+    """At most ``max_cells`` of ``rows`` (uniformly, without replacement), sorted."""
+    rows = np.asarray(rows)
+    if max_cells is not None and len(rows) > max_cells:
+        rows = rng.choice(rows, size=max_cells, replace=False)
+    return np.sort(rows)
+
+
+def perturbation_groups(
+    labels: np.ndarray,
+    control_label: str,
+    keep: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Rows of each perturbation (sorted by name), optionally restricted to ``keep``;
+    perturbations left with no cells are kept with an empty array."""
+    groups = {}
+    for perturbation in sorted(set(labels) - {control_label}):
+        mask = labels == perturbation
+        if keep is not None:
+            mask &= keep
+        groups[perturbation] = np.flatnonzero(mask)
+    return groups
+
+
+def sparse_rows(matrix, rows: np.ndarray, gene_index: np.ndarray | None = None) -> sp.csr_matrix:
+    """Rows (sorted) of a cells x genes matrix (in memory or backed) as CSR, with the
+    columns reordered to ``gene_index`` when given."""
+    rows = np.sort(np.asarray(rows))
+    block = matrix[rows]
+    block = sp.csr_matrix(block) if not sp.issparse(block) else block.tocsr()
+    if gene_index is not None:
+        block = block[:, gene_index]
+    return sp.csr_matrix(block)

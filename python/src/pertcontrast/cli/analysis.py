@@ -1,0 +1,174 @@
+"""Analysis commands: generate, responders, de, effects (thin wrappers over
+pertcontrast.steps.analysis)."""
+
+from __future__ import annotations
+
+import click
+
+from pertcontrast.cli._common import device_option, echo_command_line, progress_option, resolve_progress, setup_logging
+
+MODEL_HELP = "Model folder from 'pertcontrast train', or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION."
+
+
+def model_source_options(function):
+    function = click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", default=None,
+                            help="Tracking server for models:/ URIs (default: MLFLOW_TRACKING_URI).")(function)
+    return click.option("--model", "model_spec", required=True, help=MODEL_HELP)(function)
+
+
+def label_options(function):
+    function = click.option("--control-label", default=None,
+                            help="Control label (default: recorded by 'pertcontrast preprocess').")(function)
+    return click.option("--perturbation-key", default=None,
+                        help="Perturbation column (default: recorded by 'pertcontrast preprocess').")(function)
+
+
+@click.command("generate")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@model_source_options
+@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help=".h5ad to write.")
+@click.option("--mode", "modes", type=click.Choice(["counterfactual", "background_free", "effect"]), multiple=True,
+              help="Layer(s) to write (repeatable; default: all three).")
+@click.option("--background", type=click.Choice(["marginal", "prior"]), default="marginal", show_default=True,
+              help="Reference for background_free: average over control cells' backgrounds, or the prior mean.")
+@click.option("--n-reference", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Control cells whose backgrounds make the marginal reference.")
+@click.option("--max-cells", type=click.IntRange(min=1), default=None,
+              help="Generate for a random subsample of this many cells (for large screens).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True, help="Cells per block.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the subsample and the reference.")
+@device_option
+@progress_option
+def generate_command(input_path, model_spec, mlflow_uri, output, modes, background, n_reference, max_cells,
+                     batch_size, seed, device, progress):
+    """Decode expression without the perturbation or without the background.
+
+    Writes layers (cells x model genes, per 10k counts; effect in log2): counterfactual
+    (salient latent set to 0), background_free (the cell's salient latent on a reference
+    background) and effect (log2 fold change, model fit vs counterfactual). Layers are
+    dense: for large screens use --max-cells (memory ~ cells x genes x 4 bytes x layers).
+    """
+    from pertcontrast.analysis.generate import MODES, GenerateSettings
+    from pertcontrast.model_source import load_model
+    from pertcontrast.steps.analysis import generate_file
+
+    setup_logging()
+    echo_command_line()
+    settings = GenerateSettings(tuple(modes) or MODES, background, n_reference, max_cells, batch_size, seed)
+    model, info = load_model(model_spec, mlflow_uri)
+    generate_file(input_path, model, output, settings, device, info, resolve_progress(progress))
+    click.echo(f"wrote {output}", err=True)
+
+
+@click.command("responders")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help=".h5ad to write.")
+@click.option("--table", "table_path", type=click.Path(dir_okay=False), default=None,
+              help="Per-perturbation table (default: responders.csv beside --output).")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="Posterior probability above which a cell is a responder.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the cross-fitting split.")
+@label_options
+def responders_command(input_path, output, table_path, threshold, seed, perturbation_key, control_label):
+    """Call responders and non-responders (escapers) among perturbed cells.
+
+    INPUT is the .h5ad from 'pertcontrast export'. Each perturbed cell's salient mean is
+    projected on its perturbation's mean direction; a two-component mixture against the
+    controls' projections gives obs columns responder_score, responder_probability and
+    responder_call (control / responder / non-responder).
+    """
+    from pertcontrast.steps.analysis import responders_file
+
+    setup_logging()
+    echo_command_line()
+    result = responders_file(input_path, output, table_path, threshold, seed, perturbation_key, control_label)
+    n = int((result.call == "responder").sum())
+    click.echo(f"wrote {output}: {n} responders in {len(result.table)} perturbations", err=True)
+
+
+@click.command("de")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@model_source_options
+@click.option("--output", "-o", type=click.Path(file_okay=False), required=True, help="Folder to write (de/).")
+@click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
+              help="|log2 fold change| that counts as an effect (prob_de = P(|LFC| > delta)).")
+@click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Target posterior expected FDR (and the Benjamini-Hochberg level of the Wilcoxon test).")
+@click.option("--samples", "n_samples", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Posterior samples per cell.")
+@click.option("--max-cells-per-perturbation", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Random subsample of each perturbation's cells.")
+@click.option("--max-control-cells", type=click.IntRange(min=2), default=2000, show_default=True,
+              help="Random subsample of control cells for the Wilcoxon test.")
+@click.option("--responders-only/--all-cells", default=False, show_default=True,
+              help="Use only cells called responders (needs the output of 'pertcontrast responders').")
+@click.option("--perturbation", "perturbations", multiple=True,
+              help="Only this perturbation (repeatable; default: every perturbation).")
+@click.option("--top-n", type=click.IntRange(min=1), default=20, show_default=True, help="Genes per list in de_top.csv.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Cells per block.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and posterior samples.")
+@device_option
+@progress_option
+def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, n_samples, max_cells_per_perturbation,
+               max_control_cells, responders_only, perturbations, top_n, batch_size, seed, device, progress):
+    """Differential expression of every perturbation vs controls.
+
+    Model-based: paired posterior samples of each perturbed cell decoded with and without
+    its salient latent give a log2 fold change distribution per gene (mean, median, sd,
+    P(|LFC| > delta), Bayes factor, calls at the posterior expected FDR). Beside it a
+    Wilcoxon rank-sum test on log-normalised counts against controls (BH). Writes
+    de.parquet, de.csv.gz, de_top.csv and de_settings.json into --output.
+    """
+    from pertcontrast.analysis.de import DESettings
+    from pertcontrast.model_source import load_model
+    from pertcontrast.steps.analysis import de_file
+
+    setup_logging()
+    echo_command_line()
+    settings = DESettings(delta=delta, fdr=fdr, n_samples=n_samples,
+                          max_cells_per_perturbation=max_cells_per_perturbation,
+                          max_control_cells=max_control_cells, responders_only=responders_only,
+                          top_n=top_n, batch_size=batch_size, seed=seed)
+    model, info = load_model(model_spec, mlflow_uri)
+    result = de_file(input_path, model, output, settings, device, info, resolve_progress(progress),
+                     list(perturbations) or None)
+    n_called = int(result.table["is_de"].sum())
+    click.echo(f"wrote {output}: {n_called} DE calls over {len(result.cells_used)} perturbations", err=True)
+
+
+@click.command("effects")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@click.option("--de", "de_folder", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Folder written by 'pertcontrast de'.")
+@click.option("--output", "-o", type=click.Path(file_okay=False), required=True, help="Folder to write (effects/).")
+@click.option("--max-cells", type=click.IntRange(min=2), default=300, show_default=True,
+              help="Cells per group (perturbation, controls) for the energy distance.")
+@click.option("--permutations", "n_permutations", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Permutations for the energy distance p-value.")
+@click.option("--responders-only/--all-cells", default=False, show_default=True,
+              help="Energy distance of the responders only.")
+@click.option("--top-n", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Genes in top_up / top_down.")
+@click.option("--profile", type=click.Choice(["salient", "lfc"]), default="salient", show_default=True,
+              help="Cluster perturbations on their mean salient latent (minus the controls') or on their "
+                   "mean LFC over the genes called DE.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and permutations.")
+@label_options
+def effects_command(input_path, de_folder, output, max_cells, n_permutations, responders_only, top_n, profile, seed,
+                    perturbation_key, control_label):
+    """Perturbation effect table, perturbation clusters and gene programs.
+
+    INPUT is the .h5ad from 'pertcontrast responders' (or 'export'). Writes effects.csv,
+    perturbation_clusters.csv, perturbation_similarity.csv and gene_programs.csv.
+    """
+    from pertcontrast.analysis.effects import EffectSettings
+    from pertcontrast.steps.analysis import effects_file
+
+    setup_logging()
+    echo_command_line()
+    settings = EffectSettings(max_cells, n_permutations, responders_only, top_n, profile, seed)
+    table = effects_file(input_path, de_folder, output, settings, perturbation_key, control_label)
+    click.echo(f"wrote {output}: {len(table)} perturbations in {table['cluster'].nunique()} clusters", err=True)
+
+
+COMMANDS = [generate_command, responders_command, de_command, effects_command]

@@ -1,0 +1,163 @@
+"""The analysis commands on a tiny screen: output formats (docs/outputs.md), streaming,
+settings and errors. Quality on a realistic screen is in test_analysis_quality.py."""
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from pertcontrast.analysis.de import DESettings
+from pertcontrast.analysis.differential import differential_expression
+from pertcontrast.analysis.generate import GenerateSettings, generate_expression
+from pertcontrast.cli import main
+from pertcontrast.errors import InputDataError, ParameterError
+
+DE_COLUMNS = ["perturbation", "gene", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "is_de",
+              "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
+EFFECT_COLUMNS = ["perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance",
+                  "energy_pvalue", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "cluster"]
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tiny_model, tiny_prepared, tmp_path_factory):
+    """export -> responders -> de -> effects through the CLI, once for this module."""
+    folder = tmp_path_factory.mktemp("analysis")
+    tiny_model.save(folder / "model")
+    tiny_prepared.write_h5ad(folder / "prepared.h5ad")
+    runner = CliRunner()
+    commands = [
+        ["export", str(folder / "prepared.h5ad"), "--model", str(folder / "model"), "-o", str(folder / "latents.h5ad")],
+        ["responders", str(folder / "latents.h5ad"), "-o", str(folder / "responders.h5ad")],
+        ["de", str(folder / "responders.h5ad"), "--model", str(folder / "model"), "-o", str(folder / "de"),
+         "--samples", "3", "--max-cells-per-perturbation", "60", "--device", "cpu", "--no-progress"],
+        ["effects", str(folder / "responders.h5ad"), "--de", str(folder / "de"), "-o", str(folder / "effects"),
+         "--permutations", "20"],
+    ]
+    for command in commands:
+        result = runner.invoke(main, command)
+        assert result.exit_code == 0, (command[0], result.output)
+    return folder
+
+
+def test_responders_output(tiny_files, tiny_prepared):
+    out = ad.read_h5ad(tiny_files / "responders.h5ad")
+    assert (out.X != tiny_prepared.X).nnz == 0
+    call = out.obs["responder_call"]
+    assert set(call.cat.categories) == {"control", "responder", "non-responder"}
+    is_control = (out.obs["perturbation"] == "control").to_numpy()
+    assert (call[is_control] == "control").all() and (call[~is_control] != "control").all()
+    assert out.obs["responder_probability"][is_control].isna().all()
+    probability = out.obs["responder_probability"][~is_control]
+    assert probability.between(0, 1).all()
+    assert ((probability > 0.5) == (call[~is_control] == "responder")).all()
+    assert out.obs["responder_score"][~is_control].notna().all()
+    table = pd.read_csv(tiny_files / "responders.csv")
+    assert list(table.columns[:5]) == ["perturbation", "n_cells", "n_responders", "responder_fraction", "null_threshold"]
+    assert table["n_cells"].sum() == (~is_control).sum()
+    assert out.uns["pertcontrast_responders"]["threshold"] == 0.5
+
+
+def test_de_output(tiny_files, tiny_model):
+    table = pd.read_parquet(tiny_files / "de" / "de.parquet")
+    assert list(table.columns) == DE_COLUMNS
+    perturbations = sorted(tiny_model.registry.perturbations)
+    assert len(table) == len(perturbations) * len(tiny_model.registry.gene_names)
+    assert sorted(table["perturbation"].unique()) == perturbations
+    assert table["prob_de"].between(0, 1).all() and table["wilcoxon_padj"].between(0, 1).all()
+    assert (table["lfc_sd"] >= 0).all() and (table["mean_expression"] >= 0).all()
+    assert table["is_de"].dtype == bool and table["wilcoxon_is_de"].dtype == bool
+    csv = pd.read_csv(tiny_files / "de" / "de.csv.gz")
+    np.testing.assert_allclose(csv["lfc_mean"], table["lfc_mean"], rtol=1e-6)
+    top = pd.read_csv(tiny_files / "de" / "de_top.csv")
+    assert list(top.columns[:6]) == ["perturbation", "direction", "rank", "gene", "lfc_mean", "prob_de"]
+    assert set(top["direction"]) == {"up", "down"} and top["rank"].max() <= 20
+    assert (top.loc[top["direction"] == "up", "lfc_mean"] > 0).all()
+    settings = json.loads((tiny_files / "de" / "de_settings.json").read_text())
+    assert settings["delta"] == 0.25 and settings["fdr"] == 0.05 and settings["samples"] == 3
+    assert settings["responders_only"] is False
+    assert set(settings["cells_used"]) == set(perturbations)
+    assert max(settings["cells_used"].values()) <= 60
+
+
+def test_effects_output(tiny_files):
+    effects = pd.read_csv(tiny_files / "effects" / "effects.csv")
+    assert list(effects.columns) == EFFECT_COLUMNS
+    assert effects["energy_pvalue"].between(1 / 21 - 1e-12, 1).all()
+    assert (effects["energy_distance"] > -1e-9).all()
+    assert (effects["n_de_genes"] == effects["n_de_up"] + effects["n_de_down"]).all()
+    clusters = pd.read_csv(tiny_files / "effects" / "perturbation_clusters.csv")
+    assert list(clusters.columns) == ["perturbation", "cluster", "leaf_order"]
+    assert sorted(clusters["leaf_order"]) == list(range(len(clusters)))
+    similarity = pd.read_csv(tiny_files / "effects" / "perturbation_similarity.csv", index_col=0)
+    assert list(similarity.index) == list(clusters["perturbation"]) == list(similarity.columns)
+    programs = pd.read_csv(tiny_files / "effects" / "gene_programs.csv")
+    assert list(programs.columns[:2]) == ["gene", "program"]
+    assert all(c.startswith("cluster_") for c in programs.columns[2:])
+
+
+def test_generate_layers_are_consistent_and_streamed(tiny_model, tiny_prepared, tmp_path):
+    settings = GenerateSettings(batch_size=100, n_reference=20)
+    rows, layers = generate_expression(tiny_model, tiny_prepared, settings, device="cpu")
+    assert list(rows) == list(range(tiny_prepared.n_obs))
+    n_genes = len(tiny_model.registry.gene_names)
+    for name in ("counterfactual", "background_free", "effect"):
+        assert layers[name].shape == (tiny_prepared.n_obs, n_genes) and layers[name].dtype == np.float32
+    np.testing.assert_allclose(layers["counterfactual"].sum(axis=1), 1e4, rtol=1e-3)
+    np.testing.assert_allclose(layers["background_free"].sum(axis=1), 1e4, rtol=1e-3)
+    is_control = (tiny_prepared.obs["perturbation"] == "control").to_numpy()
+    assert np.abs(layers["effect"][is_control]).max() == 0.0
+    assert np.abs(layers["effect"][~is_control]).max() > 0.0
+    # The background-free expression of controls is the reference itself: identical rows.
+    controls = layers["background_free"][is_control]
+    np.testing.assert_allclose(controls, np.broadcast_to(controls[0], controls.shape), rtol=1e-4)
+    _, big = generate_expression(tiny_model, tiny_prepared, GenerateSettings(batch_size=5000, n_reference=20), "cpu")
+    for name in layers:
+        np.testing.assert_allclose(big[name], layers[name], rtol=1e-4, atol=1e-5)
+
+
+def test_generate_command_prior_background_and_max_cells(tiny_files, tiny_model, tmp_path):
+    result = CliRunner().invoke(main, [
+        "generate", str(tiny_files / "latents.h5ad"), "--model", str(tiny_files / "model"), "-o",
+        str(tmp_path / "generated.h5ad"), "--background", "prior", "--max-cells", "150", "--mode", "background_free",
+        "--mode", "effect", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    generated = ad.read_h5ad(tmp_path / "generated.h5ad")
+    assert generated.shape == (150, len(tiny_model.registry.gene_names))
+    assert set(generated.layers) == {"background_free", "effect"}
+    assert list(generated.var_names) == tiny_model.registry.gene_names
+    info = generated.uns["pertcontrast_generate"]
+    assert info["background"] == "prior" and info["max_cells"] == 150 and info["model_source"] == "folder"
+    assert generated.obs_names.isin(ad.read_h5ad(tiny_files / "latents.h5ad", backed="r").obs_names).all()
+
+
+def test_de_is_repeatable_and_restricted_to_responders(tiny_model, tiny_files):
+    responders = ad.read_h5ad(tiny_files / "responders.h5ad")
+    settings = DESettings(n_samples=2, max_cells_per_perturbation=40, responders_only=True, seed=3)
+    first = differential_expression(tiny_model, responders, settings, device="cpu")
+    second = differential_expression(tiny_model, responders, settings, device="cpu")
+    pd.testing.assert_frame_equal(first.table, second.table)
+    n_responders = responders.obs.loc[responders.obs["responder_call"] == "responder", "perturbation"]
+    for perturbation, used in first.cells_used.items():
+        assert used == min(40, int((n_responders == perturbation).sum()))
+    latents = ad.read_h5ad(tiny_files / "latents.h5ad")
+    with pytest.raises(InputDataError, match="run 'pertcontrast responders' first"):
+        differential_expression(tiny_model, latents, settings, device="cpu")
+
+
+def test_settings_errors_name_the_flag():
+    with pytest.raises(ParameterError, match="--fdr"):
+        DESettings(fdr=1.5)
+    with pytest.raises(ParameterError, match="--mode"):
+        GenerateSettings(modes=("nonsense",))
+    with pytest.raises(ParameterError, match="--background"):
+        GenerateSettings(background="average")
+
+
+def test_responders_needs_exported_latents(tiny_files, tmp_path):
+    result = CliRunner().invoke(main, ["responders", str(tiny_files / "prepared.h5ad"), "-o", str(tmp_path / "r.h5ad")])
+    assert result.exit_code == 1
+    assert "X_salient" in result.output and "pertcontrast export" in result.output
+    assert not (tmp_path / "r.h5ad").exists()

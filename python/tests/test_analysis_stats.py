@@ -1,0 +1,159 @@
+"""Pure pieces of the analysis: FDR procedures, the rank-sum test, the null mixture,
+energy distance, responder scores and clustering (cheap, no model)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.spatial.distance import cdist
+from scipy.stats import mannwhitneyu
+
+from pertcontrast.analysis.clustering import cluster_rows
+from pertcontrast.analysis.energy import energy_distance, energy_test
+from pertcontrast.analysis.mixture import fit_null_mixture
+from pertcontrast.analysis.multiple_testing import benjamini_hochberg, log10_bayes_factor, posterior_fdr_calls
+from pertcontrast.analysis.responders import call_responders
+from pertcontrast.analysis.wilcoxon import log_normalise, rank_sum_test
+
+
+def test_benjamini_hochberg_matches_the_step_up_definition(rng):
+    p = rng.random(200) ** 3
+    p[[3, 17]] = np.nan
+    adjusted = benjamini_hochberg(p)
+    assert np.isnan(adjusted[[3, 17]]).all()
+    finite = np.isfinite(p)
+    m = finite.sum()
+    ranks = p[finite].argsort().argsort() + 1
+    expected = np.array([min(1.0, (p[finite][p[finite] >= x] * m / ranks[p[finite] >= x]).min())
+                         for x in p[finite]])
+    np.testing.assert_allclose(adjusted[finite], expected)
+    np.testing.assert_allclose(benjamini_hochberg([0.01, 0.04, 0.03, 0.5]), [0.04, 0.16 / 3, 0.16 / 3, 0.5])
+
+
+def test_posterior_fdr_takes_the_largest_set_with_mean_error_below_target():
+    prob = np.array([0.99, 0.2, 0.97, 0.9, 0.5, 0.999, np.nan])
+    # Sorted: 0.999, 0.99, 0.97, 0.9, 0.5, 0.2 -> running mean errors 0.001, 0.0055, 0.0137, 0.0353, 0.128...
+    calls = posterior_fdr_calls(prob, fdr=0.05)
+    assert calls.tolist() == [True, False, True, True, False, True, False]
+    assert not posterior_fdr_calls(np.full(5, 0.9), fdr=0.05).any()
+    assert posterior_fdr_calls(np.full(5, 0.96), fdr=0.05).all()
+
+
+def test_bayes_factor_is_log10_odds_and_finite():
+    np.testing.assert_allclose(log10_bayes_factor([0.5, 0.9, 0.01]), [0.0, np.log10(9), np.log10(1 / 99)])
+    assert np.isfinite(log10_bayes_factor([0.0, 1.0])).all()
+
+
+def test_sparse_rank_sum_equals_scipy_with_ties(rng):
+    x = np.log1p(rng.poisson(0.4, (60, 40)) * 1.0)
+    y = np.log1p(rng.poisson(0.6, (90, 40)) * 1.0)
+    x[:, 0] = y[:, 0] = 0.0  # all tied
+    x[:, 1] = rng.random(60)  # no ties
+    u, p = rank_sum_test(sp.csr_matrix(x), sp.csr_matrix(y), gene_block=7)
+    expected = mannwhitneyu(x, y, axis=0, method="asymptotic")
+    np.testing.assert_allclose(u, expected.statistic)
+    np.testing.assert_allclose(p, np.nan_to_num(expected.pvalue, nan=1.0), atol=1e-12)
+    assert p[0] == 1.0
+
+
+def test_log_normalise_is_log1p_of_counts_per_10k():
+    counts = sp.csr_matrix(np.array([[1, 0, 3], [0, 0, 5]], dtype=float))
+    np.testing.assert_allclose(log_normalise(counts).toarray(),
+                               np.log1p(np.array([[2500, 0, 7500], [0, 0, 10000]])))
+
+
+def test_null_mixture_recovers_weight_and_posteriors(rng):
+    null = rng.normal(0.0, 1.0, 5000)
+    responders = rng.normal(4.0, 1.2, 700)
+    escapers = rng.normal(0.0, 1.0, 300)
+    scores = np.concatenate([responders, escapers])
+    fit = fit_null_mixture(scores, null.mean(), null.std())
+    assert fit.weight == pytest.approx(0.7, abs=0.05)
+    assert fit.mean == pytest.approx(4.0, abs=0.2)
+    posterior = fit.posterior(scores)
+    assert posterior[:700].mean() > 0.9 and posterior[700:].mean() < 0.2
+
+
+def test_null_mixture_finds_few_responders_without_effect(rng):
+    scores = rng.normal(0.0, 1.0, 400)
+    fit = fit_null_mixture(scores, 0.0, 1.0)
+    assert (fit.posterior(scores) > 0.5).mean() < 0.05
+
+
+def test_energy_distance_matches_direct_computation(rng):
+    x, y = rng.normal(size=(40, 3)), rng.normal(size=(30, 3)) + 0.3
+    direct = (2 * np.mean([np.linalg.norm(a - b) for a in x for b in y])
+              - np.mean([np.linalg.norm(a - b) for a in x for b in x])
+              - np.mean([np.linalg.norm(a - b) for a in y for b in y]))
+    assert energy_distance(x, y) == pytest.approx(direct)
+    observed, _ = energy_test(x, y, n_permutations=0)
+    assert observed == pytest.approx(direct)
+    assert energy_distance(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert cdist(x, y).shape == (40, 30)
+
+
+def test_energy_permutation_pvalue_separates_shift_from_none(rng):
+    shifted = energy_test(rng.normal(size=(100, 4)) + 0.8, rng.normal(size=(100, 4)), n_permutations=200, seed=1)
+    assert shifted[1] < 0.01
+    nulls = [energy_test(rng.normal(size=(60, 4)), rng.normal(size=(60, 4)), 100, seed=s)[1] for s in range(20)]
+    assert np.mean(np.array(nulls) < 0.05) <= 0.2
+    repeat = energy_test(np.ones((5, 2)), np.zeros((5, 2)), 50, seed=3)
+    assert repeat == energy_test(np.ones((5, 2)), np.zeros((5, 2)), 50, seed=3)
+
+
+def test_responder_calls_on_synthetic_salient(rng):
+    d = 6
+    controls = rng.normal(0, 0.3, (1000, d))
+    direction = np.eye(d)[0]
+    responders = rng.normal(0, 0.3, (300, d)) + 2.0 * direction
+    escapers = rng.normal(0, 0.3, (100, d))
+    nothing = rng.normal(0, 0.3, (400, d))
+    salient = np.vstack([controls, responders, escapers, nothing])
+    labels = ["control"] * 1000 + ["A"] * 400 + ["B"] * 400
+    result = call_responders(salient, labels, "control")
+    truth = np.r_[np.zeros(1000), np.ones(300), np.zeros(500)].astype(bool)
+    called = np.asarray(result.call) == "responder"
+    assert (called == truth).mean() > 0.97
+    assert np.isnan(result.probability[:1000]).all()
+    table = result.table.set_index("perturbation")
+    assert table.loc["A", "responder_fraction"] == pytest.approx(0.75, abs=0.05)
+    assert table.loc["B", "responder_fraction"] < 0.05
+
+
+def test_clustering_groups_zero_profiles_and_chooses_k(rng):
+    programs = np.zeros((3, 50))
+    programs[0, :10], programs[1, 10:20], programs[2, 20:30] = 1.0, -1.0, 1.0
+    rows, truth = [], []
+    for k in range(3):
+        for _ in range(4):
+            rows.append(programs[k] * rng.uniform(0.8, 1.2) + rng.normal(0, 0.05, 50))
+            truth.append(k)
+    for _ in range(4):
+        rows.append(rng.normal(0, 0.05, 50))
+        truth.append(3)
+    labels, leaf, _ = cluster_rows(np.array(rows))
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, labels) == 1.0
+    assert sorted(leaf) == list(range(len(rows)))
+    assert set(labels) == {1, 2, 3, 4}
+    flat, _, score = cluster_rows(rng.normal(0, 1, (10, 50)))
+    assert set(flat) == {1} and np.isnan(score)
+
+
+def test_a_wider_spread_than_the_controls_is_not_a_responder_population(rng):
+    # Cells of a no-effect perturbation spread wider than the (over-fitted) controls.
+    scores = rng.normal(0.05, 2.0, 300)
+    fit = fit_null_mixture(scores, 0.0, 1.0)
+    assert fit.null_sd == pytest.approx(2.0, abs=0.25)  # the empirical null from the lower half
+    assert (fit.posterior(scores) > 0.5).mean() < 0.02
+    narrow = fit_null_mixture(rng.normal(0.3, 1.0, 300), 0.0, 1.0)  # a small shift of everything
+    assert not narrow.separated and narrow.posterior(np.array([0.3, 3.0])).max() == 0.0
+
+
+def test_responder_probability_never_decreases_with_the_score(rng):
+    scores = np.concatenate([rng.normal(0, 1, 300), rng.normal(5, 3, 300)])
+    fit = fit_null_mixture(scores, 0.0, 1.0)
+    assert fit.separated
+    order = np.argsort(scores)
+    assert np.all(np.diff(fit.posterior(scores)[order]) >= 0)
+    assert fit.posterior(np.array([-6.0]))[0] < 0.5  # the far lower tail is not a responder

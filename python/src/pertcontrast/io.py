@@ -12,6 +12,13 @@ import tempfile
 from pathlib import Path
 
 
+def _default_mode(directory: bool) -> int:
+    """Permissions a plain open()/mkdir() would give (mkstemp/mkdtemp use 0600/0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path beside ``destination``; rename onto it only on success."""
@@ -24,6 +31,8 @@ def atomic_path(destination: str | os.PathLike, suffix: str = ""):
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, _default_mode(directory=False))
         os.replace(tmp_path, destination)
     finally:
         if tmp_path.exists():
@@ -38,6 +47,7 @@ def atomic_dir(destination: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(directory=True))
         if destination.exists():
             old = destination.with_name(f".{destination.name}.old")
             if old.exists():

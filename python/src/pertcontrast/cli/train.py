@@ -55,6 +55,13 @@ def training_options(function):
         click.option("--classification-weight", type=float, default=1.0, show_default=True,
                      help="Weight of the perturbation classifier on the salient mean (0 turns it off)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed (CPU runs are repeatable)."),
+        click.option("--sampling", type=click.Choice(["auto", "random", "buffered"]), default="auto", show_default=True,
+                     help="Minibatch rows: random, or buffered (shuffled file blocks, for data read from disk). "
+                          "auto: buffered when the counts stay on disk."),
+        click.option("--resident", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+                     help="Keep all counts on the device (GPU) and build minibatches there. auto: on CUDA when they fit."),
+        click.option("--precision", type=click.Choice(["32", "bf16-mixed"]), default="32", show_default=True,
+                     help="bf16-mixed: bfloat16 matrix products on CUDA (likelihood stays float32)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -148,9 +155,12 @@ def build_model_options(options: dict) -> dict:
 @device_option
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Where epoch checkpoints go (default OUTPUT/checkpoints); a re-run with the same settings resumes.")
+@click.option("--backed", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+              help="Keep the counts on disk and read them in blocks (out-of-core). auto: when they would "
+                   "take more than 1 GB in memory.")
 @tracking_options
 @progress_option
-def train_command(input_path, output, device, checkpoint_dir, progress, **options):
+def train_command(input_path, output, device, checkpoint_dir, backed, progress, **options):
     """Train the contrastive VAE on a prepared screen and save the model folder.
 
     INPUT is the .h5ad written by 'pertcontrast preprocess'. The folder gets the weights
@@ -175,6 +185,7 @@ def train_command(input_path, output, device, checkpoint_dir, progress, **option
     model, result = train_file(
         input_path, output, settings, build_model_options(options), device=device,
         checkpoint_dir=checkpoint_dir, progress=resolve_progress(progress), tracker=tracker,
+        backed={"auto": "auto", "yes": True, "no": False}[backed],
     )
     last = result.history.iloc[-1]
     click.echo(

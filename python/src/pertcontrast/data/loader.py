@@ -31,15 +31,28 @@ class CountRows:
         self.gene_index = gene_index
         self.n_obs = matrix.shape[0]
 
+    @property
+    def on_disk(self) -> bool:
+        """A backed (on-disk) matrix: reads should be contiguous slices."""
+        return not isinstance(self.matrix, np.ndarray) and not sp.issparse(self.matrix)
+
+    def block(self, start: int, stop: int):
+        """Rows ``start:stop`` as they are stored (CSR stays CSR): one sequential read."""
+        block = self.matrix[start:stop]
+        return block.tocsr() if sp.issparse(block) else np.asarray(block)
+
     def dense(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows)
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):
-            # A contiguous block (export, evaluation): one slice read, fast on backed files.
-            order = np.arange(len(rows))
-            block = self.matrix[int(rows[0]) : int(rows[-1]) + 1]
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        span = int(ordered[-1] - ordered[0] + 1) if len(rows) else 0
+        if len(rows) and (span == len(rows) or (self.on_disk and span <= 16 * len(rows))):
+            # Contiguous or nearly so: one slice read (fast on backed files), then pick rows.
+            block = self.block(int(ordered[0]), int(ordered[-1]) + 1)
+            if span != len(rows):
+                block = block[ordered - ordered[0]]
         else:
-            order = np.argsort(rows, kind="stable")
-            block = self.matrix[rows[order]]
+            block = self.matrix[ordered]
         if sp.issparse(block):
             block = block.tocsr()
             if self.gene_index is not None:
@@ -92,6 +105,18 @@ def make_batch(
     return {k: v.to(device, non_blocking=non_blocking) for k, v in tensors.items()}
 
 
+def split_batch(batch_size: int, control_fraction: float, n_controls: int, n_perturbed: int) -> tuple[int, int]:
+    """(controls, perturbed) per batch: the fixed proportion, at least one of each."""
+    batch_size = min(batch_size, n_controls + n_perturbed)
+    controls = min(max(int(round(batch_size * control_fraction)), 1), batch_size - 1, n_controls)
+    return controls, min(batch_size - controls, n_perturbed)
+
+
+def steps_for(per_batch: tuple[int, int], n_controls: int, n_perturbed: int) -> int:
+    """Enough steps for every cell of both groups to be drawn at least once."""
+    return max(math.ceil(n_controls / per_batch[0]), math.ceil(n_perturbed / per_batch[1]))
+
+
 class StratifiedBatches:
     """Index batches with ``round(batch_size * control_fraction)`` controls each."""
 
@@ -102,7 +127,10 @@ class StratifiedBatches:
         batch_size: int,
         control_fraction: float,
         rng: np.random.Generator,
+        population: tuple[int, int] | None = None,
     ):
+        """``population``: (controls, perturbed) of the whole training set when these rows
+        are only a buffer of it (out-of-core), so the weights stay unbiased."""
         if len(control_rows) == 0 or len(perturbed_rows) == 0:
             raise ParameterError("training needs both control and perturbed cells.")
         if not 0.0 < control_fraction < 1.0:
@@ -110,22 +138,18 @@ class StratifiedBatches:
         self.groups = (np.asarray(control_rows), np.asarray(perturbed_rows))
         self.n_cells = len(control_rows) + len(perturbed_rows)
         self.batch_size = min(batch_size, self.n_cells)
-        n_controls = int(round(self.batch_size * control_fraction))
-        n_controls = min(max(n_controls, 1), self.batch_size - 1, len(control_rows))
-        n_perturbed = min(self.batch_size - n_controls, len(perturbed_rows))
-        self.per_batch = (n_controls, n_perturbed)
+        self.per_batch = split_batch(self.batch_size, control_fraction, len(control_rows), len(perturbed_rows))
+        n_controls, n_perturbed = self.per_batch
         self.rng = rng
         self._orders = [rng.permutation(g) for g in self.groups]
         self._cursors = [0, 0]
-        plate_scale = self.n_cells / (n_controls + n_perturbed)
-        self.stratum_weights = tuple(
-            (len(group) / taken) / plate_scale for group, taken in zip(self.groups, self.per_batch)
-        )
+        sizes = population or (len(control_rows), len(perturbed_rows))
+        plate_scale = sum(sizes) / (n_controls + n_perturbed)
+        self.stratum_weights = tuple((size / taken) / plate_scale for size, taken in zip(sizes, self.per_batch))
 
     @property
     def steps_per_epoch(self) -> int:
-        """Enough steps for every cell of both groups to be drawn at least once."""
-        return max(math.ceil(len(group) / taken) for group, taken in zip(self.groups, self.per_batch))
+        return steps_for(self.per_batch, len(self.groups[0]), len(self.groups[1]))
 
     def _take(self, group: int, count: int) -> np.ndarray:
         taken = []
@@ -240,3 +264,68 @@ def prefetch(iterator, depth: int = 2):
                 items.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
+
+
+class ShuffleBufferEpoch:
+    """One out-of-core epoch: the file is cut into contiguous blocks of ``block_rows``
+    cells; blocks are visited in random order, ``blocks_per_buffer`` at a time. Each buffer
+    is read with sequential slice reads, kept as CSR in memory, and served as stratified
+    minibatches (controls in the fixed proportion, weights from the whole training set).
+    Peak memory is one buffer, whatever the number of cells. Mixing several random blocks
+    per buffer keeps batches varied even when the file is sorted (by lane, by guide...).
+    """
+
+    def __init__(self, counts: CountRows, cells: CellArrays, train_rows: np.ndarray, batch_size: int,
+                 control_fraction: float, rng: np.random.Generator, block_rows: int = 4096,
+                 blocks_per_buffer: int = 8):
+        self.counts, self.cells, self.rng = counts, cells, rng
+        self.batch_size, self.control_fraction = batch_size, control_fraction
+        self.train_rows = np.sort(train_rows)
+        is_control = cells.is_control[self.train_rows]
+        self.population = (int(is_control.sum()), int((~is_control).sum()))
+        n_blocks = math.ceil(counts.n_obs / block_rows)
+        order = rng.permutation(n_blocks)
+        self.buffers = []
+        for start in range(0, n_blocks, blocks_per_buffer):
+            blocks = np.sort(order[start : start + blocks_per_buffer])
+            rows = np.concatenate([
+                self.train_rows[np.searchsorted(self.train_rows, b * block_rows):
+                                np.searchsorted(self.train_rows, (b + 1) * block_rows)]
+                for b in blocks
+            ])
+            n_controls = int(cells.is_control[rows].sum())
+            n_perturbed = len(rows) - n_controls
+            if n_controls and n_perturbed:  # a buffer without both kinds cannot be stratified
+                per_batch = split_batch(batch_size, control_fraction, n_controls, n_perturbed)
+                self.buffers.append((blocks, rows, steps_for(per_batch, n_controls, n_perturbed)))
+        self.block_rows = block_rows
+
+    @property
+    def steps(self) -> int:
+        return sum(steps for _, _, steps in self.buffers)
+
+    def _read(self, blocks: np.ndarray, rows: np.ndarray) -> CountRows:
+        parts = []
+        for b in blocks:
+            start = int(b) * self.block_rows
+            block = self.counts.block(start, min(start + self.block_rows, self.counts.n_obs))
+            keep = rows[(rows >= start) & (rows < start + self.block_rows)] - start
+            parts.append(block[keep])
+        stacked = sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.vstack(parts)
+        return CountRows(stacked, self.counts.gene_index)
+
+    def __iter__(self):
+        """Yields ``(buffer_counts, buffer_cells, local_rows, weights, global_rows)``."""
+        for blocks, rows, steps in self.buffers:
+            buffer_counts = self._read(blocks, rows)
+            local_cells = CellArrays(
+                is_control=self.cells.is_control[rows], label=self.cells.label[rows],
+                covariates=self.cells.covariates[rows], library_group=self.cells.library_group[rows],
+            )
+            local = np.arange(len(rows))
+            controls, perturbed = local[local_cells.is_control], local[~local_cells.is_control]
+            batches = StratifiedBatches(controls, perturbed, self.batch_size, self.control_fraction,
+                                        self.rng, population=self.population)
+            for _ in range(steps):
+                local_rows, weights = batches.next_batch()
+                yield buffer_counts, local_cells, local_rows, weights, rows[local_rows]

@@ -60,3 +60,27 @@ def _read_mtx_folder(path: Path):
     if not matrices:
         raise InputDataError(f"{path}: folder has no matrix.mtx or matrix.mtx.gz (10x MatrixMarket layout).")
     return sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=False)
+
+
+def in_memory_bytes(path) -> int:
+    """What reading an .h5ad's X into memory would take (0 when unknown or not .h5ad)."""
+    import h5py
+
+    path = Path(path)
+    if path.suffix not in H5AD_SUFFIXES or not path.is_file():
+        return 0
+    try:
+        with h5py.File(path, "r") as f:
+            X = f["X"]
+            if isinstance(X, h5py.Dataset):
+                return int(X.size * X.dtype.itemsize)
+            return int(X["data"].shape[0] * (X["data"].dtype.itemsize + X["indices"].dtype.itemsize))
+    except (OSError, KeyError):
+        return 0
+
+
+def should_read_backed(path, backed: str | bool = "auto", limit_bytes: float = 1e9) -> bool:
+    """``auto``: keep counts on disk when they would take more than ``limit_bytes``."""
+    if backed == "auto":
+        return in_memory_bytes(path) > limit_bytes
+    return bool(backed)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pertcontrast.data.reading import read_anndata
+from pertcontrast.data.reading import read_anndata, should_read_backed
 from pertcontrast.model import ContrastiveModel
 from pertcontrast.train.settings import TrainingSettings
 
@@ -20,16 +20,21 @@ def train_file(
     callbacks=(),
     progress: bool = True,
     tracker=None,
+    backed: str | bool = "auto",
 ):
     """Train on a prepared ``.h5ad`` and save the model folder; returns (model, result).
 
-    The checkpoint folder defaults to ``<output>/checkpoints``; a re-run with the same
+    ``backed``: keep the counts on disk and read them in blocks ("auto": when they would
+    take more than 1 GB in memory). The checkpoint folder defaults to ``<output>/checkpoints``; a re-run with the same
     settings resumes from it, and it is removed once the model is saved. A
     :class:`~pertcontrast.tracking.TrainingTracker` (already connected) records the run:
     parameters before training, metrics every epoch, and the rest once the model folder
     is complete on disk.
     """
-    adata = read_anndata(input_path)
+    on_disk = should_read_backed(input_path, backed)
+    if on_disk:
+        log.info("reading counts from disk in blocks (out-of-core): %s", input_path)
+    adata = read_anndata(input_path, backed=on_disk)
     model = ContrastiveModel.from_anndata(adata, source=str(input_path), **(model_options or {}))
     output = Path(output)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output / "checkpoints"

@@ -30,6 +30,7 @@ class TrainingSettings:
     resident: str = "auto"  # hold the counts on the device: auto (CUDA, when they fit), on, off
     prefetch: bool = True  # build the next minibatch in a background thread
     precision: str = "32"  # "bf16-mixed": bfloat16 matrix products on CUDA, likelihood in float32
+    sampling: str = "auto"  # "random" rows, or "buffered" (shuffled file blocks); auto: buffered on disk
 
     def __post_init__(self):
         checks = [
@@ -45,6 +46,7 @@ class TrainingSettings:
             (self.classification_weight >= 0, "--classification-weight must be 0 or more"),
             (self.resident in ("auto", "on", "off"), "--resident must be auto, on or off"),
             (self.precision in ("32", "bf16-mixed"), "--precision must be 32 or bf16-mixed"),
+            (self.sampling in ("auto", "random", "buffered"), "--sampling must be auto, random or buffered"),
         ]
         for ok, message in checks:
             if not ok:

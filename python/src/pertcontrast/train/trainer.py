@@ -20,6 +20,7 @@ from pertcontrast.data.loader import (
     CellArrays,
     CountRows,
     DeviceResidentCounts,
+    ShuffleBufferEpoch,
     StratifiedBatches,
     make_batch,
     prefetch,
@@ -129,12 +130,9 @@ class Trainer:
             self.optimizer, factor=settings.lr_factor, patience=settings.lr_patience, min_lr=1e-5
         )
         self.stopper = EarlyStopping(settings.early_stopping_patience)
-        is_control = data.cells.is_control[data.train_rows]
-        self._batches_probe = StratifiedBatches(
-            data.train_rows[is_control], data.train_rows[~is_control],
-            settings.batch_size, settings.control_fraction, np.random.default_rng(0),
-        )
-        self.steps_per_epoch = self._batches_probe.steps_per_epoch
+        # Reading random rows from disk is slow: on-disk data is sampled in shuffled blocks.
+        self.buffered = settings.sampling == "buffered" or (settings.sampling == "auto" and data.counts.on_disk)
+        self.steps_per_epoch = self._sampler(0).steps
         self.max_epochs = settings.resolve_epochs(self.steps_per_epoch)
         self.warmup_steps = settings.resolve_warmup(self.max_epochs * self.steps_per_epoch)
         self.resident = self._resident_counts()
@@ -147,9 +145,7 @@ class Trainer:
         """Counts on the device when asked, or (auto) on CUDA when they use less than half
         of the free device memory; out-of-core (backed) data always streams from disk."""
         mode, matrix = self.settings.resident, self.data.counts.matrix
-        if mode == "off" or self.data.counts.gene_index is not None:
-            return None
-        if not hasattr(matrix, "nnz") or type(matrix).__module__.startswith("anndata"):
+        if mode == "off" or self.buffered or self.data.counts.on_disk or self.data.counts.gene_index is not None:
             return None
         if mode == "auto":
             if self.device.type != "cuda":
@@ -164,10 +160,29 @@ class Trainer:
             return self.resident.batch(rows, weights, rows)
         return make_batch(self.data.counts, self.data.cells, rows, weights, rows, self.device)
 
-    def _epoch_batches(self, batches: StratifiedBatches):
+    def _sampler(self, epoch: int):
+        """This epoch's minibatch plan; seeded by (seed, epoch) so a resumed run replays it."""
+        data, settings = self.data, self.settings
+        rng = np.random.default_rng([settings.seed, epoch])
+        if self.buffered:
+            return ShuffleBufferEpoch(data.counts, data.cells, data.train_rows, settings.batch_size,
+                                      settings.control_fraction, rng)
+        is_control = data.cells.is_control[data.train_rows]
+        batches = StratifiedBatches(data.train_rows[is_control], data.train_rows[~is_control],
+                                    settings.batch_size, settings.control_fraction, rng)
+        batches.steps = batches.steps_per_epoch
+        return batches
+
+    def _epoch_batches(self, epoch: int):
+        sampler = self._sampler(epoch)
+
         def generate():
-            for _ in range(batches.steps_per_epoch):
-                rows, weights = batches.next_batch()
+            if self.buffered:
+                for buffer_counts, buffer_cells, local, weights, rows in sampler:
+                    yield make_batch(buffer_counts, buffer_cells, local, weights, rows, self.device)
+                return
+            for _ in range(sampler.steps):
+                rows, weights = sampler.next_batch()
                 yield self._batch(rows, weights)
 
         if self.settings.prefetch and self.resident is None:
@@ -214,15 +229,10 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, bar) -> dict[str, float]:
         data, settings = self.data, self.settings
-        is_control = data.cells.is_control[data.train_rows]
-        batches = StratifiedBatches(
-            data.train_rows[is_control], data.train_rows[~is_control], settings.batch_size,
-            settings.control_fraction, np.random.default_rng([settings.seed, epoch]),
-        )
         n_train = len(data.train_rows)
         accumulator = _Accumulator()
         self.module.train()
-        for batch in self._epoch_batches(batches):
+        for batch in self._epoch_batches(epoch):
             weights = self._weights()
             with self._autocast():
                 terms = self.module.objective(batch, n_train, weights)

@@ -199,6 +199,7 @@ class Browser:
         params = {"format": "png"}
         if selector:
             box = self.evaluate(f"""(() => {{
+                window.scrollTo(0, 0);  // sticky headers back at the top, not over the element
                 const el = document.querySelector({json.dumps(selector)});
                 const r = el.getBoundingClientRect();
                 return {{x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}};

@@ -3,7 +3,8 @@ analysis outputs written by the tests in the formats of docs/outputs.md.
 
 One perturbation is labelled ``<script>alert(1)</script>`` and one gene
 ``<img src=x onerror=alert(1)>`` (the report must show them as text). Import the fixtures
-into a test module: ``from report_fixtures import report_inputs, full_report, plain_report``.
+as a plugin of a test module: ``pytest_plugins = ["report_fixtures"]`` (so the session
+fixtures are built once for all modules).
 """
 
 from __future__ import annotations

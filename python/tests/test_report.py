@@ -14,11 +14,15 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
-from report_fixtures import IMG_GENE, SCRIPT_LABEL, full_report, plain_report, report_inputs  # noqa: F401
 
 from pertcontrast.cli import main
 from pertcontrast.report import markup
 from pertcontrast.report.metrics import benjamini_hochberg
+
+pytest_plugins = ["report_fixtures"]  # session fixtures shared by the report test modules
+# what report_fixtures names one perturbation and one gene
+SCRIPT_LABEL = "<script>alert(1)</script>"
+IMG_GENE = "<img src=x onerror=alert(1)>"
 
 SECTIONS = ("latents", "background-removal", "effects", "clustering", "de", "training", "settings", "provenance")
 ALL_FIGURES = {"latents_phase", "latents_condition", "latents_perturbation", "latents_batch",

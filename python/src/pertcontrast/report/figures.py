@@ -98,7 +98,11 @@ def category_colours(categories: list[str], fixed: dict[str, str] | None = None)
 
     fixed = fixed or {}
     free = [c for c in categories if c not in fixed]
-    palette = colormaps["tab10" if len(free) <= 10 else "tab20"].colors
+    # no greys (grey means control / other in every figure): tab10 without grey, plus black
+    if len(free) <= 10:
+        palette = [c for c in colormaps["tab10"].colors if len(set(c[:3])) > 1] + [(0.0, 0.0, 0.0)]
+    else:
+        palette = [c for c in colormaps["tab20"].colors if len(set(c[:3])) > 1]
     colours = {c: _hex(palette[i % len(palette)]) for i, c in enumerate(free)}
     colours.update({c: v for c, v in fixed.items() if c in categories})
     return colours

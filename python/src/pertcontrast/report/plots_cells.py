@@ -21,8 +21,9 @@ class Colouring:
     name: str
     title: str
     labels: np.ndarray  # one per plotted cell
-    colours: dict[str, str]  # legend order; drawn in this order (first is underneath)
+    colours: dict[str, str]  # legend order
     note: str = ""
+    muted: tuple[str, ...] = ()  # drawn underneath, smaller; the other categories stand out
 
 
 def colourings(latents, rows: np.ndarray, strongest: list[str], strength: str) -> list[Colouring]:
@@ -41,8 +42,8 @@ def colourings(latents, rows: np.ndarray, strongest: list[str], strength: str) -
     grouped = np.where(np.isin(labels, shown), labels, np.where(labels == control, control, OTHER))
     colours = {OTHER: OTHER_GREY, control: CONTROL_GREY, **category_colours(shown)}
     result.append(Colouring("perturbation", "perturbation", grouped, colours,
-                            f"the {len(shown)} strongest perturbations by {strength.replace('_', ' ')}; "
-                            "the rest in light grey"))
+                            f"the {len(shown)} strongest perturbations by {strength.replace('_', ' ')}, drawn "
+                            "larger; controls in grey, the other perturbations in light grey", muted=(OTHER, control)))
     if latents.batch is not None:
         batches = latents.batch[rows]
         result.append(Colouring("batch", f"batch ({latents.batch_key})", batches,
@@ -62,9 +63,11 @@ def scatter_figure(views: dict[str, np.ndarray], colouring: Colouring, method: s
     n = len(colouring.labels)
     size = 10.0 if n < 2000 else 4.0 if n < 8000 else 1.2
     draw = _draw_order(colouring, seed)
-    colours = np.array([colouring.colours.get(v, OTHER_GREY) for v in colouring.labels[draw]])
+    labels = colouring.labels[draw]
+    colours = np.array([colouring.colours.get(v, OTHER_GREY) for v in labels])
+    sizes = np.where(np.isin(labels, colouring.muted), size, max(size, 6.0)) if colouring.muted else size
     for axis, (name, coords) in zip(axes, views.items()):
-        axis.scatter(coords[draw, 0], coords[draw, 1], c=colours, s=size, linewidths=0, rasterized=True)
+        axis.scatter(coords[draw, 0], coords[draw, 1], c=colours, s=sizes, linewidths=0, rasterized=True)
         axis.set_title(VIEW_TITLES.get(name, name))
         axis.set_xticks([])
         axis.set_yticks([])
@@ -127,13 +130,12 @@ def _horizontal() -> dict:
 
 
 def _draw_order(colouring: Colouring, seed: int) -> np.ndarray:
-    """Shuffled, with the first legend entries (grey 'other' and controls) underneath."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(colouring.labels))
-    rank = {c: i for i, c in enumerate(colouring.colours)}
-    layer = np.array([0 if rank.get(v, 0) < 2 and colouring.name == "perturbation" else 1
-                      for v in colouring.labels[order]])
-    return order[np.argsort(layer, kind="stable")]
+    """Shuffled (no category hides another by drawing order), muted categories underneath."""
+    order = np.random.default_rng(seed).permutation(len(colouring.labels))
+    if not colouring.muted:
+        return order
+    on_top = ~np.isin(colouring.labels[order], colouring.muted)
+    return order[np.argsort(on_top, kind="stable")]
 
 
 def _legend_handle(colour: str):

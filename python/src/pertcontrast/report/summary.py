@@ -85,6 +85,7 @@ def render_summary(headlines: list[dict], title: str) -> str:
                      "background was removed). With effect: energy-distance test, BH ≤ 0.05."),
             class_="page"),
         tag("main", tag("section", sortable_table(summary_table(headlines), "summary-table", links,
-                                                  search_label="Filter screens"), id="screens")),
+                                                  search_label="Filter screens", placeholder="screen id…"),
+                        id="screens")),
     ], "\n")
     return render_page(title, body)

@@ -14,7 +14,7 @@ GENES_SHOWN = 5  # of each ';'-separated list (the full lists are in effects.csv
 
 
 def sortable_table(table: pd.DataFrame, table_id: str, links: dict[str, str] | None = None,
-                   search_label: str = "Search") -> Html:
+                   search_label: str = "Search", placeholder: str = "perturbation, gene, cluster…") -> Html:
     """A search box, a row counter and the table; numeric columns sort numerically.
 
     ``links`` maps a value of the first column to the address it should link to.
@@ -30,7 +30,7 @@ def sortable_table(table: pd.DataFrame, table_id: str, links: dict[str, str] | N
     search = tag("div",
                  tag("label", f"{search_label} ",
                      tag("input", type="search", data_filter=table_id, data_counter=f"{table_id}-count",
-                         placeholder="perturbation, gene, cluster…", autocomplete="off")),
+                         placeholder=placeholder, autocomplete="off")),
                  tag("span", f"{len(rows)} of {len(rows)} rows", id=f"{table_id}-count", class_="note"),
                  class_="toolbar")
     body = tag("tbody", *rows)

@@ -297,3 +297,27 @@ def test_umap_views(report_inputs, tmp_path):
     html = files.html.read_text()
     assert "by UMAP computed on the shown cells" in html
     assert (tmp_path / "out" / "figures" / "latents_phase.svg").exists()
+
+
+@pytest.mark.slow
+def test_report_reads_the_real_analysis_outputs(report_inputs, tmp_path):
+    """responders, de and effects as the analysis commands write them (format drift guard)."""
+    exported, model = report_inputs.folder / "exported.h5ad", report_inputs.model
+    steps = [
+        ("responders", exported, "--output", tmp_path / "s.responders.h5ad"),
+        ("de", tmp_path / "s.responders.h5ad", "--model", model, "--output", tmp_path / "de", "--samples", 3,
+         "--max-cells-per-perturbation", 50, "--device", "cpu"),
+        ("effects", tmp_path / "s.responders.h5ad", "--de", tmp_path / "de", "--output", tmp_path / "effects",
+         "--permutations", 10),
+        ("report", tmp_path / "s.responders.h5ad", "--model", model, "--responders", tmp_path / "responders.csv",
+         "--de", tmp_path / "de", "--effects", tmp_path / "effects", "--output-dir", tmp_path / "report",
+         "--embedding", "pca"),
+    ]
+    for step in steps:
+        result = invoke(*step)
+        assert result.exit_code == 0, result.output
+    html = (tmp_path / "report" / "s.report.html").read_text()
+    assert "Not run" not in html
+    headline = json.loads((tmp_path / "report" / "s.report.json").read_text())
+    assert headline["steps"] == {"responders": True, "de": True, "effects": True}
+    assert {p.stem for p in (tmp_path / "report" / "figures").glob("*.png")} == ALL_FIGURES

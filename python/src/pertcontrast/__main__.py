@@ -1,0 +1,5 @@
+"""python -m pertcontrast: the command line."""
+
+from pertcontrast.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from pertcontrast.cli import main
+
+main()

@@ -161,3 +161,22 @@ def test_responders_needs_exported_latents(tiny_files, tmp_path):
     assert result.exit_code == 1
     assert "X_salient" in result.output and "pertcontrast export" in result.output
     assert not (tmp_path / "r.h5ad").exists()
+
+
+def test_effects_on_lfc_profiles_and_responders_only(tiny_files, tmp_path):
+    from pertcontrast.analysis.effects import EffectSettings
+    from pertcontrast.steps.analysis import effects_file
+
+    settings = EffectSettings(n_permutations=10, responders_only=True, profile="lfc")
+    table = effects_file(tiny_files / "responders.h5ad", tiny_files / "de", tmp_path / "effects", settings)
+    assert list(table.columns) == EFFECT_COLUMNS
+    responders = ad.read_h5ad(tiny_files / "responders.h5ad", backed="r").obs
+    few = responders[responders["responder_call"] == "responder"]["perturbation"].value_counts()
+    for _, row in table.iterrows():
+        if few.get(row["perturbation"], 0) < 2:
+            assert np.isnan(row["energy_distance"])  # needs at least 2 responders
+    with pytest.raises(ParameterError, match="--profile"):
+        EffectSettings(profile="genes")
+    latents_only = tiny_files / "latents.h5ad"
+    with pytest.raises(InputDataError, match="run 'pertcontrast responders' first"):
+        effects_file(latents_only, tiny_files / "de", tmp_path / "e2", settings)

@@ -74,3 +74,16 @@ def test_pooled_lfc_mixes_cells_and_posterior_noise():
     again = counterfactual_lfc(cells, np.arange(200), n_samples=20, delta=0.25,
                                generator=torch.Generator().manual_seed(1), median_pool=500, batch_size=200)
     np.testing.assert_allclose(again.mean, summary.mean, rtol=1e-5)
+
+
+def test_pseudocount_damps_barely_expressed_genes():
+    salient = np.zeros((10, 3))
+    salient[:, 0] = 0.5
+    cells = PlantedCells(salient, scale=1e-6)
+    plain = counterfactual_lfc(cells, np.arange(10), 2, 0.25, torch.Generator().manual_seed(0))
+    damped = counterfactual_lfc(cells, np.arange(10), 2, 0.25, torch.Generator().manual_seed(0), pseudocount=50.0)
+    with torch.inference_mode():
+        on = torch.softmax(cells.base + torch.as_tensor(salient[0], dtype=torch.float32) @ cells.weights, -1) * 1e4
+        off = torch.softmax(cells.base, -1) * 1e4
+    np.testing.assert_allclose(damped.mean, np.log2((on.numpy() + 50.0) / (off.numpy() + 50.0)), atol=1e-4)
+    assert np.all(np.abs(damped.mean) <= np.abs(plain.mean) + 1e-6)

@@ -3,8 +3,10 @@
 For every perturbed cell and posterior sample, a background and a salient latent are
 drawn from the cell's posterior; the cell is decoded twice with the same background and
 covariates, once with the sampled salient and once with the salient set to 0 (the cell
-unperturbed). The per-gene log2 ratio of the two is one draw of the perturbation's log2
-fold change; draws are pooled over cells and samples.
+unperturbed). The per-gene log2 ratio of the two (expression per 10k, plus a pseudocount
+that keeps the decoder's poorly determined changes of barely expressed genes from being
+called) is one draw of the perturbation's log2 fold change; draws are pooled over cells
+and samples.
 
 Reported per gene: the mean, median and sd of the pooled draws, ``prob_de`` =
 P(|LFC| > delta), its log10 Bayes factor, and calls at a target posterior expected FDR.
@@ -19,12 +21,14 @@ import numpy as np
 import torch
 
 from pertcontrast.analysis.decode import LOG2, ModelCells, sample_normal
+from pertcontrast.module.contrastive import NORMALISED_TOTAL
 from pertcontrast.errors import ParameterError
 
 
 @dataclass(frozen=True)
 class DESettings:
     delta: float = 0.25  # log2 fold change that counts as an effect
+    pseudocount: float = 0.5  # added to expression per 10k before the log ratio (model and Wilcoxon)
     fdr: float = 0.05  # target posterior expected FDR (and BH level for Wilcoxon)
     n_samples: int = 25  # posterior samples per cell
     max_cells_per_perturbation: int = 500
@@ -40,6 +44,7 @@ class DESettings:
         checks = [
             (self.delta > 0, f"--delta must be positive (got {self.delta})"),
             (0 < self.fdr < 1, f"--fdr must be between 0 and 1 (got {self.fdr})"),
+            (self.pseudocount >= 0, f"--pseudocount must be 0 or more (got {self.pseudocount})"),
             (self.n_samples >= 1, f"--samples must be at least 1 (got {self.n_samples})"),
             (self.max_cells_per_perturbation >= 1,
              f"--max-cells-per-perturbation must be at least 1 (got {self.max_cells_per_perturbation})"),
@@ -66,6 +71,14 @@ class LFCSummary:
     n_draws: int
 
 
+def log_expression(log_proportions: torch.Tensor, pseudocount: float) -> torch.Tensor:
+    """log(expression per 10k + pseudocount), computed stably from log proportions."""
+    log_per_10k = log_proportions + math.log(NORMALISED_TOTAL)
+    if pseudocount <= 0:
+        return log_per_10k
+    return torch.logaddexp(log_per_10k, torch.tensor(math.log(pseudocount), device=log_per_10k.device))
+
+
 def counterfactual_lfc(
     cells: ModelCells,
     rows: np.ndarray,
@@ -74,8 +87,10 @@ def counterfactual_lfc(
     generator: torch.Generator,
     batch_size: int = 512,
     median_pool: int = 2000,
+    pseudocount: float = 0.0,
 ) -> LFCSummary:
-    """Pooled paired-sample log2 fold changes (perturbed vs salient = 0) over ``rows``.
+    """Pooled paired-sample log2 fold changes (perturbed vs salient = 0) over ``rows``,
+    of expression per 10k plus ``pseudocount``.
 
     Sums, sums of squares and exceedance counts are accumulated block by block; the
     first ``ceil(median_pool / len(rows))`` samples of every cell are kept for the median.
@@ -97,7 +112,7 @@ def counterfactual_lfc(
                 salient = sample_normal(encoded["salient_loc"], encoded["salient_scale"], generator)
                 perturbed = cells.log_proportions(background, salient, covariates)
                 unperturbed = cells.log_proportions(background, torch.zeros_like(salient), covariates)
-                lfc = (perturbed - unperturbed) / LOG2
+                lfc = (log_expression(perturbed, pseudocount) - log_expression(unperturbed, pseudocount)) / LOG2
                 total += lfc.sum(dim=0, dtype=torch.float64)
                 total_sq += lfc.double().pow(2).sum(dim=0)
                 exceed += (lfc.abs() > delta).sum(dim=0, dtype=torch.float64)

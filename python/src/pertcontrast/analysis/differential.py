@@ -76,34 +76,37 @@ def differential_expression(
     for perturbation, rows in tqdm(groups.items(), desc="de", unit="perturbation", disable=not progress):
         rows = cell_sets.subsample(rows, settings.max_cells_per_perturbation, rng)
         used[perturbation] = int(len(rows))
-        part = pd.DataFrame({"perturbation": perturbation, "gene": genes, "mean_expression": control_mean})
+        part = {"perturbation": np.full(len(genes), perturbation, dtype=object), "gene": genes,
+                "mean_expression": control_mean}
         if len(rows) < settings.min_cells:
             log.warning("%s: %d cells (fewer than %d); no DE statistics", perturbation, len(rows), settings.min_cells)
             parts.append(_empty_statistics(part))
             continue
         summary = counterfactual_lfc(cells, rows, settings.n_samples, settings.delta, generator,
-                                     settings.batch_size, settings.median_pool)
-        part["lfc_mean"], part["lfc_median"], part["lfc_sd"] = summary.mean, summary.median, summary.sd
-        part["prob_de"] = summary.prob_de
-        part["bayes_factor"] = log10_bayes_factor(summary.prob_de)
-        part["is_de"] = posterior_fdr_calls(summary.prob_de, settings.fdr)
+                                     settings.batch_size, settings.median_pool, settings.pseudocount)
+        part.update(lfc_mean=summary.mean, lfc_median=summary.median, lfc_sd=summary.sd, prob_de=summary.prob_de,
+                    bayes_factor=log10_bayes_factor(summary.prob_de),
+                    is_de=posterior_fdr_calls(summary.prob_de, settings.fdr))
         counts = cell_sets.sparse_rows(adata.X, rows, cells.rows.gene_index)
-        lfc, pvalue, padj = wilcoxon_against_controls(counts, control_lognorm, control_mean)
-        part["wilcoxon_lfc"], part["wilcoxon_pvalue"], part["wilcoxon_padj"] = lfc, pvalue, padj
-        part["wilcoxon_is_de"] = padj < settings.fdr
+        lfc, pvalue, padj = wilcoxon_against_controls(counts, control_lognorm, control_mean, settings.pseudocount)
+        part.update(wilcoxon_lfc=lfc, wilcoxon_pvalue=pvalue, wilcoxon_padj=padj, wilcoxon_is_de=padj < settings.fdr)
         parts.append(part)
     cells.release()
-    table = pd.concat(parts, ignore_index=True)[COLUMNS]
+    table = pd.DataFrame({column: np.concatenate([part[column] for part in parts]) for column in COLUMNS})
     table["perturbation"] = pd.Categorical(table["perturbation"], categories=list(groups))
+    for column in ("lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "wilcoxon_lfc",
+                   "wilcoxon_pvalue", "wilcoxon_padj", "mean_expression"):
+        table[column] = table[column].astype(np.float64)
     return DEResult(table, top_genes(table, settings.top_n), used, int(len(control_rows)))
 
 
-def _empty_statistics(part: pd.DataFrame) -> pd.DataFrame:
+def _empty_statistics(part: dict) -> dict:
+    n = len(part["gene"])
     for column in ("lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
                    "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj"):
-        part[column] = np.nan
-    part["is_de"] = False
-    part["wilcoxon_is_de"] = False
+        part[column] = np.full(n, np.nan)
+    part["is_de"] = np.zeros(n, dtype=bool)
+    part["wilcoxon_is_de"] = np.zeros(n, dtype=bool)
     return part
 
 

@@ -31,12 +31,13 @@ def energy_test(
     y: np.ndarray,
     n_permutations: int = 200,
     max_cells: int = 300,
-    seed: int = 0,
+    seed=0,
 ) -> tuple[float, float]:
     """Energy distance of ``x`` and ``y`` (each subsampled to ``max_cells`` rows) and its
     permutation p-value ``(1 + #{permuted >= observed}) / (1 + n_permutations)``.
 
-    NaN for both when either sample is empty.
+    NaN for both when either sample is empty. ``seed`` is anything
+    ``numpy.random.default_rng`` takes (an int, or a list such as ``[seed, index]``).
     """
     rng = np.random.default_rng(seed)
     x, y = np.atleast_2d(x), np.atleast_2d(y)

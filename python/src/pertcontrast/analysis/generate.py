@@ -123,9 +123,9 @@ def _background_free(cells: ModelCells, salient: torch.Tensor, reference) -> tor
     """Decoded expression per 10k of ``salient`` averaged over the reference backgrounds,
     one reference at a time (one block x genes accumulator)."""
     backgrounds, covariates, weights = reference
-    total = None
-    for background, covariate, weight in zip(backgrounds, covariates, weights):
-        n = len(salient)
+    n = len(salient)
+    total = torch.zeros(n, cells.n_genes, device=salient.device)
+    for background, covariate, weight in zip(backgrounds, covariates, weights.tolist()):
         decoded = per_10k(cells.log_proportions(background.expand(n, -1), salient, covariate.expand(n, -1)))
-        total = decoded * weight if total is None else total.add_(decoded * weight)
+        total.add_(decoded, alpha=weight)
     return total

@@ -86,7 +86,7 @@ def _rank_sum_block(x: sp.csc_matrix, y: sp.csc_matrix) -> tuple[np.ndarray, np.
     return u, np.clip(p, 0.0, 1.0)
 
 
-def wilcoxon_against_controls(perturbed_counts, control_lognorm, control_mean, pseudocount: float = 0.01):
+def wilcoxon_against_controls(perturbed_counts, control_lognorm, control_mean, pseudocount: float = 0.5):
     """Wilcoxon test of one perturbation's cells against the controls.
 
     ``perturbed_counts`` are raw counts (cells x genes, sparse); ``control_lognorm`` the

@@ -94,6 +94,9 @@ def responders_command(input_path, output, table_path, threshold, seed, perturba
               help="|log2 fold change| that counts as an effect (prob_de = P(|LFC| > delta)).")
 @click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
               help="Target posterior expected FDR (and the Benjamini-Hochberg level of the Wilcoxon test).")
+@click.option("--pseudocount", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Added to expression per 10k before log fold changes (model and Wilcoxon); "
+                   "damps changes of barely expressed genes.")
 @click.option("--samples", "n_samples", type=click.IntRange(min=1), default=25, show_default=True,
               help="Posterior samples per cell.")
 @click.option("--max-cells-per-perturbation", type=click.IntRange(min=1), default=500, show_default=True,
@@ -109,7 +112,7 @@ def responders_command(input_path, output, table_path, threshold, seed, perturba
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and posterior samples.")
 @device_option
 @progress_option
-def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, n_samples, max_cells_per_perturbation,
+def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, pseudocount, n_samples, max_cells_per_perturbation,
                max_control_cells, responders_only, perturbations, top_n, batch_size, seed, device, progress):
     """Differential expression of every perturbation vs controls.
 
@@ -125,7 +128,7 @@ def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, n_samples
 
     setup_logging()
     echo_command_line()
-    settings = DESettings(delta=delta, fdr=fdr, n_samples=n_samples,
+    settings = DESettings(delta=delta, fdr=fdr, pseudocount=pseudocount, n_samples=n_samples,
                           max_cells_per_perturbation=max_cells_per_perturbation,
                           max_control_cells=max_control_cells, responders_only=responders_only,
                           top_n=top_n, batch_size=batch_size, seed=seed)

@@ -26,18 +26,25 @@ from pertcontrast.cli._common import echo_command_line, setup_logging
               help="Drop perturbations with fewer cells (reported).")
 @click.option("--cell-cycle/--no-cell-cycle", default=True, show_default=True, help="Score S and G2/M and call the phase.")
 @click.option("--gene-symbol-key", default=None, help="var column with gene symbols when var_names are IDs.")
+@click.option("--chunked/--in-memory", "chunked", default=None,
+              help="Work in passes over row chunks of an on-disk .h5ad (memory set by --chunk-size and the "
+                   "genes, not the cells) or read it whole; default: chunked when the counts would take "
+                   "more than ~1 GB in memory. Both give the same result.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Cells per chunk with --chunked.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help="Prepared .h5ad to write.")
 def preprocess_command(input_path, perturbation_key, control_label, batch_key, categorical, continuous, layer,
                        min_counts, min_genes, max_pct_mito, min_cells_per_gene, n_top_genes, keep_target_genes,
                        target_gene_key, min_control_cells, min_cells_per_perturbation, cell_cycle,
-                       gene_symbol_key, output):
+                       gene_symbol_key, chunked, chunk_size, output):
     """Validate and prepare a screen of raw counts for training.
 
     INPUT is an .h5ad, a 10x .h5 or a 10x MatrixMarket folder of raw counts. Checks the
     counts (integer, non-negative, finite), the perturbation column, the control label and
     the number of controls; computes QC metrics and filters; scores the cell cycle from
     shipped marker genes; selects highly variable genes. Counts stay raw and sparse; the
-    settings are recorded in the output so train and export reuse them.
+    settings are recorded in the output so train and export reuse them. Large .h5ad
+    screens are processed chunk by chunk (--chunked).
     """
     from pertcontrast.data.preprocess import PreprocessSettings
     from pertcontrast.steps.preprocess import preprocess_file
@@ -53,7 +60,7 @@ def preprocess_command(input_path, perturbation_key, control_label, batch_key, c
         min_cells_per_perturbation=min_cells_per_perturbation, score_cell_cycle=cell_cycle,
         gene_symbol_key=gene_symbol_key,
     )
-    report = preprocess_file(input_path, output, settings, layer=layer)
+    report = preprocess_file(input_path, output, settings, layer=layer, chunked=chunked, chunk_size=chunk_size)
     for line in report.lines():
         click.echo(line, err=True)
     click.echo(f"wrote {output}", err=True)

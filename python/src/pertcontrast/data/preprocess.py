@@ -19,6 +19,7 @@ log = logging.getLogger("pertcontrast")
 UNS_KEY = "pertcontrast"
 ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}")
 CELL_CYCLE_COLUMNS = ("S_score", "G2M_score")
+PHASES = ["G1", "S", "G2M"]
 
 
 @dataclass(frozen=True)
@@ -93,17 +94,29 @@ def validate_input(adata, settings: PreprocessSettings, source: str) -> None:
     validate.check_unique_names(adata.obs_names, "cell", source)
     validate.check_unique_names(adata.var_names, "gene", source)
     validate.check_counts(adata.X, source)
+    validate_obs(adata.obs, settings, source)
+
+
+def validated_obs_keys(settings: PreprocessSettings) -> list[str]:
+    """The obs columns that :func:`validate_obs` reads."""
+    keys = [settings.perturbation_key, *settings.all_categorical_keys]
+    keys += [k for k in settings.continuous_covariate_keys if not (k in CELL_CYCLE_COLUMNS and settings.score_cell_cycle)]
+    return list(dict.fromkeys(keys))
+
+
+def validate_obs(obs: pd.DataFrame, settings: PreprocessSettings, source: str) -> None:
+    """The perturbation column, the controls and the covariate columns."""
     validate.check_perturbations(
-        adata.obs, settings.perturbation_key, settings.control_label, source, settings.min_control_cells
+        obs, settings.perturbation_key, settings.control_label, source, settings.min_control_cells
     )
     for key in settings.all_categorical_keys:
         flag = "--batch-key" if key == settings.batch_key else "--categorical-covariate"
-        validate.check_obs_column(adata.obs, key, source, "covariate", flag)
+        validate.check_obs_column(obs, key, source, "covariate", flag)
     for key in settings.continuous_covariate_keys:
         if key in CELL_CYCLE_COLUMNS and settings.score_cell_cycle:
             continue  # computed below; usable as covariates ("regress out" the cycle)
-        validate.check_obs_column(adata.obs, key, source, "covariate", "--continuous-covariate")
-        values = pd.to_numeric(adata.obs[key], errors="coerce")
+        validate.check_obs_column(obs, key, source, "covariate", "--continuous-covariate")
+        values = pd.to_numeric(obs[key], errors="coerce")
         if values.isna().any() or not np.isfinite(values.to_numpy(dtype=float)).all():
             raise InputDataError(
                 f"{source}: continuous covariate column '{key}' has non-numeric or infinite "
@@ -127,8 +140,7 @@ def _qc(adata, settings: PreprocessSettings, report: PreprocessReport):
     X = adata.X
     totals = np.asarray(X.sum(axis=1)).ravel()
     n_genes = np.asarray((X > 0).sum(axis=1)).ravel()
-    symbols = _symbols(adata, settings)
-    mito = symbols.str.upper().str.startswith(settings.mito_prefix.upper()).to_numpy()
+    mito = mito_mask(_symbols(adata, settings), settings)
     mito_counts = np.asarray(X[:, mito].sum(axis=1)).ravel() if mito.any() else np.zeros(len(totals))
     adata.obs["total_counts"] = totals
     adata.obs["n_genes_by_counts"] = n_genes
@@ -159,39 +171,31 @@ def _drop_small_perturbations(adata, settings: PreprocessSettings, report: Prepr
 
 
 def _symbols(adata, settings: PreprocessSettings) -> pd.Series:
+    return gene_symbols(adata.var, settings)
+
+
+def gene_symbols(var: pd.DataFrame, settings: PreprocessSettings) -> pd.Series:
+    """Gene symbols (``--gene-symbol-key`` or the var names), positionally indexed."""
     if settings.gene_symbol_key:
-        if settings.gene_symbol_key not in adata.var:
+        if settings.gene_symbol_key not in var:
             raise InputDataError(
                 f"var has no column '{settings.gene_symbol_key}' (--gene-symbol-key); "
-                f"var columns: {', '.join(adata.var.columns) or 'none'}."
+                f"var columns: {', '.join(var.columns) or 'none'}."
             )
-        return adata.var[settings.gene_symbol_key].astype(str).reset_index(drop=True)
-    return pd.Series(adata.var_names.astype(str))
+        return var[settings.gene_symbol_key].astype(str).reset_index(drop=True)
+    return pd.Series(var.index.astype(str))
+
+
+def mito_mask(symbols: pd.Series, settings: PreprocessSettings) -> np.ndarray:
+    return symbols.str.upper().str.startswith(settings.mito_prefix.upper()).to_numpy()
 
 
 def _score_cell_cycle(adata, settings: PreprocessSettings, report: PreprocessReport) -> None:
     import scanpy as sc
 
-    from pertcontrast.data.simulate import cell_cycle_gene_table
-
     symbols = _symbols(adata, settings)
-    table = cell_cycle_gene_table()
-    lookup = {}
-    for row in table.itertuples():
-        lookup[row.gene.upper()] = row.phase
-        if row.previous_symbol:
-            lookup[row.previous_symbol.upper()] = row.phase
-    phases = symbols.str.upper().map(lookup)
-    n_s, n_g2m = int((phases == "S").sum()), int((phases == "G2M").sum())
-    if n_s < 5 or n_g2m < 5:
-        looks_like_ids = symbols.str.match(ENSEMBL_PATTERN).mean() > 0.5
-        hint = (
-            "gene names look like Ensembl IDs; pass --gene-symbol-key with the var column of symbols"
-            if looks_like_ids
-            else "too few marker genes found"
-        )
-        report.cell_cycle = f"skipped ({hint}; {n_s} S and {n_g2m} G2M markers)"
-        log.warning("cell-cycle scoring skipped: %s", hint)
+    phases = cell_cycle_marker_phases(symbols)
+    if not enough_cell_cycle_markers(symbols, phases, report):
         return
     normalised = sc.AnnData(X=adata.X.astype(np.float32), obs=pd.DataFrame(index=adata.obs_names))
     normalised.var_names = pd.Index(symbols.to_numpy()).astype(str)
@@ -204,18 +208,51 @@ def _score_cell_cycle(adata, settings: PreprocessSettings, report: PreprocessRep
     sc.tl.score_genes_cell_cycle(normalised, s_genes=s_genes, g2m_genes=g2m_genes, random_state=0)
     for column in ("S_score", "G2M_score", "phase"):
         adata.obs[column] = normalised.obs[column].to_numpy()
-    adata.obs["phase"] = pd.Categorical(adata.obs["phase"], categories=["G1", "S", "G2M"])
+    adata.obs["phase"] = pd.Categorical(adata.obs["phase"], categories=PHASES)
+
+
+def cell_cycle_marker_phases(symbols: pd.Series) -> pd.Series:
+    """'S' or 'G2M' for each shipped marker gene (previous symbols included), else NaN."""
+    from pertcontrast.data.simulate import cell_cycle_gene_table
+
+    lookup = {}
+    for row in cell_cycle_gene_table().itertuples():
+        lookup[row.gene.upper()] = row.phase
+        if row.previous_symbol:
+            lookup[row.previous_symbol.upper()] = row.phase
+    return symbols.str.upper().map(lookup)
+
+
+def enough_cell_cycle_markers(symbols: pd.Series, phases: pd.Series, report: PreprocessReport) -> bool:
+    """Whether scoring can go ahead; records (and warns) why not, or with how many markers."""
+    n_s, n_g2m = int((phases == "S").sum()), int((phases == "G2M").sum())
+    if n_s < 5 or n_g2m < 5:
+        looks_like_ids = symbols.str.match(ENSEMBL_PATTERN).mean() > 0.5
+        hint = (
+            "gene names look like Ensembl IDs; pass --gene-symbol-key with the var column of symbols"
+            if looks_like_ids
+            else "too few marker genes found"
+        )
+        report.cell_cycle = f"skipped ({hint}; {n_s} S and {n_g2m} G2M markers)"
+        log.warning("cell-cycle scoring skipped: %s", hint)
+        return False
     report.cell_cycle = f"scored with {n_s} S and {n_g2m} G2M markers"
+    return True
 
 
 def _target_genes(adata, settings: PreprocessSettings) -> set[str]:
+    return target_genes(adata.obs, adata.var_names, settings)
+
+
+def target_genes(obs: pd.DataFrame, var_names: pd.Index, settings: PreprocessSettings) -> set[str]:
+    """The perturbations' target genes present among ``var_names``."""
     if settings.target_gene_key:
-        validate.check_obs_column(adata.obs, settings.target_gene_key, "input", "target gene", "--target-gene-key")
-        candidates = set(adata.obs[settings.target_gene_key].astype(str))
+        validate.check_obs_column(obs, settings.target_gene_key, "input", "target gene", "--target-gene-key")
+        candidates = set(obs[settings.target_gene_key].astype(str))
     else:
-        candidates = set(adata.obs[settings.perturbation_key].astype(str))
+        candidates = set(obs[settings.perturbation_key].astype(str))
     candidates.discard(settings.control_label)
-    return candidates & set(adata.var_names.astype(str))
+    return candidates & set(var_names.astype(str))
 
 
 def _highly_variable(adata, settings: PreprocessSettings, report: PreprocessReport):

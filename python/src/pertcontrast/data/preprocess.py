@@ -100,7 +100,8 @@ def validate_input(adata, settings: PreprocessSettings, source: str) -> None:
 def validated_obs_keys(settings: PreprocessSettings) -> list[str]:
     """The obs columns that :func:`validate_obs` reads."""
     keys = [settings.perturbation_key, *settings.all_categorical_keys]
-    keys += [k for k in settings.continuous_covariate_keys if not (k in CELL_CYCLE_COLUMNS and settings.score_cell_cycle)]
+    computed = CELL_CYCLE_COLUMNS if settings.score_cell_cycle else ()
+    keys += [k for k in settings.continuous_covariate_keys if k not in computed]
     return list(dict.fromkeys(keys))
 
 

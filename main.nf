@@ -12,6 +12,7 @@
 include { PERTCONTRAST            } from './workflows/pertcontrast'
 include { PIPELINE_INITIALISATION } from './subworkflows/local/utils_pertcontrast_pipeline'
 include { PIPELINE_COMPLETION     } from './subworkflows/local/utils_pertcontrast_pipeline'
+include { parseSweep              } from './subworkflows/local/utils_pertcontrast_pipeline'
 
 workflow {
     main:
@@ -21,6 +22,7 @@ workflow {
         PIPELINE_INITIALISATION.out.samplesheet,
         PIPELINE_INITIALISATION.out.simulate_seeds,
         PIPELINE_INITIALISATION.out.checkpoint_root,
+        parseSweep(params.sweep),
     )
 
     PIPELINE_COMPLETION(PERTCONTRAST.out.versions)

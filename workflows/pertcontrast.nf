@@ -1,23 +1,38 @@
 /*
- * The analysis: screens -> PREPROCESS -> TRAIN -> EXPORT, every screen in parallel.
+ * The analysis, every screen in parallel:
+ *
+ *   screens -> PREPROCESS -> TRAIN (or a registered model: --model) -> EXPORT
+ *           -> RESPONDERS -> DE -> EFFECTS, GENERATE        (--skip_analysis, --skip_generate)
+ *           -> REPORT per screen -> SUMMARY of the run       (--skip_report)
  *
  * Each screen's meta holds its samplesheet row; a step receives only the fields it depends
  * on, so editing a training override in the sheet re-runs TRAIN and what follows but not
- * PREPROCESS (-resume). Later steps (analysis, report, summary) take the emitted channels,
- * all keyed by meta.
+ * PREPROCESS (-resume). With --sweep, TRAIN runs once per setting and the model with the
+ * best validation objective goes on.
  */
 
 include { INPUT_CHECK      } from '../subworkflows/local/input_check'
 include { SIMULATE_SCREENS } from '../subworkflows/local/simulate_screens'
 include { PREPROCESS       } from '../modules/local/preprocess'
 include { TRAIN            } from '../modules/local/train'
+include { RESOLVE_MODEL    } from '../modules/local/resolve_model'
+include { FETCH_MODEL      } from '../modules/local/fetch_model'
 include { EXPORT           } from '../modules/local/export'
+include { RESPONDERS       } from '../modules/local/responders'
+include { DE               } from '../modules/local/de'
+include { EFFECTS          } from '../modules/local/effects'
+include { GENERATE         } from '../modules/local/generate'
+include { REPORT           } from '../modules/local/report'
+include { SUMMARY          } from '../modules/local/summary'
+
+import groovy.json.JsonSlurper
 
 workflow PERTCONTRAST {
     take:
     ch_samplesheet      // channel: path(samplesheet), or empty when screens are simulated
     ch_simulate_seeds   // channel: val(seed), one per simulated screen, or empty
     ch_checkpoint_root  // value channel: absolute folder for TRAIN checkpoints, or '' for none
+    sweep_settings      // list of maps: one TRAIN per setting of every screen ([[:]]: no sweep)
 
     main:
     ch_versions = Channel.empty()
@@ -31,25 +46,112 @@ workflow PERTCONTRAST {
     PREPROCESS(ch_screens.map { meta, counts -> [ preprocessMeta(meta), counts ] })
     ch_versions = ch_versions.mix(PREPROCESS.out.versions.first())
 
-    ch_prepared = PREPROCESS.out.h5ad
-        .map { meta, prepared -> [ meta.id, prepared ] }
-        .join(ch_screens.map { meta, counts -> [ meta.id, meta ] })
-        .map { id, prepared, meta -> [ meta, prepared ] }
+    ch_prepared = byId(PREPROCESS.out.h5ad)
+        .join(byId(ch_screens))
+        .map { id, preprocessed, prepared, meta, counts -> [ meta, prepared ] }
 
-    TRAIN(ch_prepared, ch_checkpoint_root)
-    ch_versions = ch_versions.mix(TRAIN.out.versions.first())
+    //
+    // The model of each screen: trained here, or looked up (--model)
+    //
+    if (params.model) {
+        if (params.model.toString().startsWith('models:/')) {
+            RESOLVE_MODEL(params.model)
+            ch_model_uri = RESOLVE_MODEL.out.pinned.first()
+            FETCH_MODEL(ch_model_uri, params.model)
+            ch_model_folder = FETCH_MODEL.out.model.first()
+            ch_versions = ch_versions.mix(FETCH_MODEL.out.versions)
+        } else {
+            ch_model_uri = Channel.value('')
+            ch_model_folder = Channel.value(file(params.model, checkIfExists: true))
+        }
+        ch_model = ch_prepared.combine(ch_model_folder).map { meta, prepared, model -> [ meta, model ] }
+    } else {
+        ch_model_uri = Channel.value('')
+        ch_pipeline = Channel.value([ workflow.sessionId.toString(), workflow.commitId ?: workflow.manifest.version ?: '' ])
+        ch_train = ch_prepared.combine(Channel.fromList(sweep_settings)).map { meta, prepared, setting ->
+            [ setting ? meta + [ sweep: setting, sweep_id: sweepId(setting) ] : meta, prepared ]
+        }
+        TRAIN(ch_train, ch_checkpoint_root, ch_pipeline)
+        ch_versions = ch_versions.mix(TRAIN.out.versions.first())
+        ch_model = TRAIN.out.model
+            .map { meta, model -> [ meta.id, meta.findAll { key, value -> !(key in ['sweep', 'sweep_id']) }, model ] }
+            .groupTuple(size: sweep_settings.size())
+            .map { id, metas, models -> [ metas[0], bestModel(models) ] }
+    }
 
-    EXPORT(ch_prepared.join(TRAIN.out.model))
+    ch_cells_and_model = byId(ch_prepared).join(byId(ch_model)).map { id, meta, prepared, meta2, model -> [ meta, prepared, model ] }
+    EXPORT(ch_cells_and_model, ch_model_uri)
     ch_versions = ch_versions.mix(EXPORT.out.versions.first())
+    ch_latents_and_model = byId(EXPORT.out.h5ad).join(byId(ch_model)).map { id, meta, latents, meta2, model -> [ meta, latents, model ] }
+
+    //
+    // Analysis: responders, model-based DE, effect table and clusters, generated expression
+    //
+    ch_report_cells = EXPORT.out.h5ad
+    ch_responders_table = ch_model.map { meta, model -> [ meta.id, [] ] }
+    ch_de = ch_responders_table
+    ch_effects = ch_responders_table
+    if (!params.skip_analysis) {
+        RESPONDERS(EXPORT.out.h5ad)
+        DE(byId(RESPONDERS.out.h5ad).join(byId(ch_model)).map { id, meta, cells, meta2, model -> [ meta, cells, model ] })
+        EFFECTS(byId(RESPONDERS.out.h5ad).join(byId(DE.out.de)).map { id, meta, cells, meta2, de -> [ meta, cells, de ] })
+        ch_versions = ch_versions.mix(RESPONDERS.out.versions.first(), DE.out.versions.first(), EFFECTS.out.versions.first())
+        ch_report_cells = RESPONDERS.out.h5ad
+        ch_responders_table = RESPONDERS.out.table.map { meta, table -> [ meta.id, table ] }
+        ch_de = DE.out.de.map { meta, de -> [ meta.id, de ] }
+        ch_effects = EFFECTS.out.effects.map { meta, effects -> [ meta.id, effects ] }
+    }
+    if (!params.skip_analysis && !params.skip_generate) {
+        GENERATE(ch_latents_and_model)
+        ch_versions = ch_versions.mix(GENERATE.out.versions.first())
+    }
+
+    //
+    // Reports: one per screen, and a summary page of the run
+    //
+    ch_summary = Channel.empty()
+    if (!params.skip_report) {
+        ch_report_input = byId(ch_report_cells)
+            .join(byId(ch_model))
+            .join(ch_responders_table)
+            .join(ch_de)
+            .join(ch_effects)
+            .map { id, meta, cells, meta2, model, responders, de, effects -> [ meta, cells, model, responders, de, effects ] }
+        REPORT(ch_report_input)
+        SUMMARY(REPORT.out.json.map { meta, json -> json }.collect())
+        ch_versions = ch_versions.mix(REPORT.out.versions.first(), SUMMARY.out.versions)
+        ch_summary = SUMMARY.out.summary
+    }
 
     emit:
     prepared = ch_prepared        // channel: [ val(meta), path(prepared h5ad) ]
-    model    = TRAIN.out.model    // channel: [ val(meta), path(model folder) ]
+    model    = ch_model           // channel: [ val(meta), path(model folder) ]
     latents  = EXPORT.out.h5ad    // channel: [ val(meta), path(latents h5ad) ]
+    summary  = ch_summary         // channel: path(summary folder)
     versions = ch_versions        // channel: path(versions.yml)
+}
+
+// [ meta, x... ] -> [ meta.id, meta, x... ]: joins by screen id, whatever else meta holds.
+def byId(channel) {
+    return channel.map { item -> [ item[0].id ] + item }
 }
 
 // The samplesheet fields PREPROCESS depends on (the cache key of its tasks).
 def preprocessMeta(Map meta) {
     return meta.subMap(['id', 'perturbation_key', 'control_label', 'batch_key', 'n_top_genes'])
+}
+
+def sweepId(Map setting) {
+    return setting.collect { name, value -> "${name}-${value}" }.join('_')
+}
+
+// The sweep's model with the lowest validation objective (what early stopping watched).
+def bestModel(List models) {
+    if (models.size() == 1) {
+        return models[0]
+    }
+    return models.min { model ->
+        def objective = new JsonSlurper().parseText(model.resolve('config.json').text).training?.best_validation_objective
+        objective == null ? Double.POSITIVE_INFINITY : objective as double
+    }
 }

@@ -5,6 +5,9 @@ process EXPORT {
 
     input:
     tuple val(meta), path(prepared), path(model)
+    // models:/NAME/VERSION when the model came from the registry (--model), else '': the
+    // export then records the registry name, version and run, and an MLflow lookup run.
+    val model_uri
 
     output:
     tuple val(meta), path("*.latents.h5ad"), emit: h5ad
@@ -14,11 +17,13 @@ process EXPORT {
     def args = task.ext.args ?: ''
     def device = task.ext.use_gpu ? 'cuda' : 'cpu'
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def lookup = model_uri ? "--requested-model '${params.model}'" + (params.mlflow_uri ? " --mlflow-uri '${params.mlflow_uri}'" : '') : ''
     """
     export OMP_NUM_THREADS=${task.cpus}
     pertcontrast export \\
         '${prepared}' \\
-        --model '${model}' \\
+        --model '${model_uri ?: model}' \\
+        ${lookup} \\
         --device ${device} \\
         ${args} \\
         --no-progress \\

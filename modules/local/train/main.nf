@@ -1,5 +1,5 @@
 process TRAIN {
-    tag "${meta.id}"
+    tag "${meta.sweep_id ? "${meta.id}:${meta.sweep_id}" : meta.id}"
     label 'process_gpu'
     container "${params.container}"
 
@@ -8,6 +8,9 @@ process TRAIN {
     // Checkpoints outside the work folder, so a retried or -resume'd TRAIN continues
     // from the last epoch (the CLI names them by a hash of the settings). Empty: none.
     val checkpoint_root
+    // [session_id, revision]: MLflow tags, stable under -resume (the run name is not, and
+    // reaches the task through the environment instead, see conf/modules.config).
+    val pipeline
 
     output:
     tuple val(meta), path('model'), emit: model
@@ -16,11 +19,20 @@ process TRAIN {
     script:
     def args = task.ext.args ?: ''
     def device = task.ext.use_gpu ? 'cuda' : 'cpu'
-    def checkpoints = checkpoint_root ? "--checkpoint-dir '${checkpoint_root}/${meta.id}'" : ''
+    def run_id = meta.sweep_id ? "${meta.id}/${meta.sweep_id}" : meta.id
+    def checkpoints = checkpoint_root ? "--checkpoint-dir '${checkpoint_root}/${run_id}'" : ''
     def overrides = [
         meta.max_epochs ? "--max-epochs ${meta.max_epochs}" : '',
         meta.seed != null ? "--seed ${meta.seed}" : '',
-    ].join(' ')
+    ]
+    // A sweep's settings come last and win over the sheet's and the pipeline's.
+    def sweep = (meta.sweep ?: [:]).collect { name, value -> "--${name.replace('_', '-')} ${value}" }
+    def tags = [
+        "--screen-id '${meta.id}'",
+        pipeline[0] ? "--pipeline-session-id '${pipeline[0]}'" : '',
+        pipeline[1] ? "--pipeline-revision '${pipeline[1]}'" : '',
+        meta.sweep_id ? "--tag 'sweep=${meta.sweep_id}'" : '',
+    ]
     """
     export OMP_NUM_THREADS=${task.cpus}
     pertcontrast train \\
@@ -28,7 +40,8 @@ process TRAIN {
         --device ${device} \\
         ${checkpoints} \\
         ${args} \\
-        ${overrides} \\
+        ${(overrides + sweep).join(' ')} \\
+        ${tags.join(' ')} \\
         --no-progress \\
         --output model
 
@@ -38,7 +51,8 @@ process TRAIN {
     stub:
     """
     mkdir model
-    touch model/config.json model/model.pt model/history.csv
+    echo '{"training": {"best_validation_objective": null}}' > model/config.json
+    touch model/model.pt model/history.csv
     pertcontrast versions --process '${task.process}' > versions.yml
     """
 }

@@ -158,6 +158,8 @@ class ContrastiveModel:
             "warmup_steps": trainer.warmup_steps,
             "epochs_run": int(len(result.history)),
             "best_epoch": result.best_epoch,
+            # what early stopping watched, per cell: compares runs of a sweep
+            "best_validation_objective": result.best_monitored if math.isfinite(result.best_monitored) else None,
             "stopped_early": result.stopped_early,
             "resumed_from_epoch": result.resumed_from_epoch,
             "seconds": result.seconds,

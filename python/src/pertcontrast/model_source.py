@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+REGISTRY_INFO_FILE = "registry.json"
 
 
 def load_model(spec: str | Path, tracking_uri: str | None = None):
@@ -19,4 +22,9 @@ def load_model(spec: str | Path, tracking_uri: str | None = None):
 
         return load_registered_model(spec, tracking_uri)
     model = ContrastiveModel.load(spec)
-    return model, {"model_source": "folder", "model_path": str(Path(spec).resolve())}
+    info = {"model_source": "folder", "model_path": str(Path(spec).resolve())}
+    registry_info = Path(spec) / REGISTRY_INFO_FILE
+    if registry_info.is_file():
+        # a folder fetched with 'pertcontrast registry download' keeps its provenance
+        info = {**json.loads(registry_info.read_text()), "model_path": info["model_path"]}
+    return model, info

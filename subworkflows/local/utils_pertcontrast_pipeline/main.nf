@@ -88,9 +88,56 @@ def validateParameters(Map schema) {
     if (params.input != null && params.simulate_seeds != null) {
         errors << '--input and --simulate_seeds exclude each other: run either your screens or simulated ones'
     }
+    if (params.mlflow_uri && params.mlflow_uri.toString() ==~ /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\/]*@.*/) {
+        errors << '--mlflow_uri must not hold credentials (they would be written into task scripts): set MLFLOW_TRACKING_USERNAME/PASSWORD in the environment instead'
+    }
+    if (params.model && (params.register_model || params.sweep)) {
+        errors << '--model uses a registered model instead of training: --register_model and --sweep need training'
+    }
+    if (params.model && params.model.toString().startsWith('models:/') && !params.mlflow_uri && !System.getenv('MLFLOW_TRACKING_URI')) {
+        errors << '--model models:/... needs the tracking server: give --mlflow_uri (or set MLFLOW_TRACKING_URI)'
+    }
+    try {
+        parseSweep(params.sweep)
+    } catch (IllegalArgumentException problem) {
+        errors << "--sweep ${params.sweep}: ${problem.message}"
+    }
     if (errors) {
         error("Invalid parameters:\n  " + errors.join('\n  '))
     }
+}
+
+// Training settings a sweep may vary, as 'pertcontrast train' names them (with _ for -).
+def sweepableSettings() {
+    return ['seed', 'learning_rate', 'batch_size', 'n_background', 'n_salient', 'n_hidden', 'n_layers',
+            'dropout', 'wasserstein_weight', 'classification_weight', 'control_fraction', 'likelihood', 'max_epochs']
+}
+
+/*
+ * --sweep 'learning_rate=0.001,0.002;seed=0,1' -> every combination, as a list of maps;
+ * [[:]] (one run with no overrides) without a sweep.
+ */
+def parseSweep(sweep) {
+    if (!sweep) {
+        return [[:]]
+    }
+    def settings = [[:]]
+    sweep.toString().tokenize(';').each { part ->
+        def pieces = part.tokenize('=')
+        if (pieces.size() != 2) {
+            throw new IllegalArgumentException("'${part}' is not name=value1,value2")
+        }
+        def name = pieces[0].trim()
+        if (!(name in sweepableSettings())) {
+            throw new IllegalArgumentException("'${name}' cannot be swept; one of ${sweepableSettings().join(', ')}")
+        }
+        def values = pieces[1].tokenize(',').collect { value -> value.trim() }.findAll { value -> value }
+        if (!values || values.any { value -> !(value ==~ /[A-Za-z0-9_.+-]+/) }) {
+            throw new IllegalArgumentException("'${part}' needs plain values (letters, digits, . + - _)")
+        }
+        settings = settings.collectMany { setting -> values.collect { value -> setting + [(name): value] } }
+    }
+    return settings
 }
 
 def parameterProblem(Map property, value) {

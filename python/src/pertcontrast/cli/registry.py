@@ -98,3 +98,19 @@ def promote_command(name, version, alias, mlflow_uri):
 
 
 COMMANDS = [registry_group]
+
+
+@registry_group.command("download")
+@click.argument("spec", metavar="NAME@ALIAS|NAME/VERSION")
+@click.option("--output", "-o", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
+@click.option("--requested-model", default=None, metavar="models:/NAME@ALIAS",
+              help="What was asked for, when SPEC is its pinned version (recorded in registry.json).")
+@uri_option
+def download_command(spec, output, requested_model, mlflow_uri):
+    """Fetch a registered model as a model folder (with registry.json recording its name,
+    version and run), usable wherever a model folder is accepted."""
+    from pertcontrast.tracking.registry import download_model
+
+    setup_logging()
+    info = download_model(spec, output, mlflow_uri, requested=requested_model)
+    click.echo(f"wrote {output}: models:/{info['model_name']}/{info['model_version']} (run {info['model_run_id'] or '-'})", err=True)

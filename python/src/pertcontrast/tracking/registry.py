@@ -196,14 +196,12 @@ def promote(name: str, version: str, alias: str, uri: str | None = None) -> str 
         return str(previous) if previous is not None else None
 
 
-def load_registered_model(spec: str, tracking_uri_option: str | None = None, requested: str | None = None):
-    """``(model, info)`` for ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``; ``info``
-    records what the reference resolved to (aliases move). ``requested``: the reference the
-    user asked for when ``spec`` is its pinned version (see :func:`resolve`)."""
+@contextlib.contextmanager
+def _downloaded(spec: str, tracking_uri_option: str | None, requested: str | None):
+    """Download a registered version; yields ``(model folder, info)`` while it exists."""
     import mlflow
     from mlflow.models import Model
 
-    from pertcontrast.model import ContrastiveModel
     from pertcontrast.tracking.store import scoped_tracking_uri
 
     uri = tracking_uri(tracking_uri_option)
@@ -216,18 +214,42 @@ def load_registered_model(spec: str, tracking_uri_option: str | None = None, req
         with tempfile.TemporaryDirectory(prefix="pertcontrast-registry-") as tmp, scoped_tracking_uri(uri):
             local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{ref.name}/{version.version}", dst_path=tmp)
             folder = _model_folder(Model.load(local), local, ref)
-            model = ContrastiveModel.load(folder)
-    info = {
-        "model_source": "registry",
-        "model_uri": str(asked),
-        "model_resolved_uri": str(ModelRef(ref.name, version=str(version.version))),
-        "model_name": ref.name,
-        "model_version": str(version.version),
-        "model_alias": asked.alias or "",
-        "model_run_id": version.run_id or "",
-        "model_id": _model_id(version),
-        "tracking_uri": redact(uri),
-        "lookup_run_id": "",  # filled in by runs.lookup_run when the lookup is recorded
-    }
-    log.info("%s resolved to version %s (run %s)", ref, info["model_version"], info["model_run_id"] or "unknown")
-    return model, info
+            info = {
+                "model_source": "registry",
+                "model_uri": str(asked),
+                "model_resolved_uri": str(ModelRef(ref.name, version=str(version.version))),
+                "model_name": ref.name,
+                "model_version": str(version.version),
+                "model_alias": asked.alias or "",
+                "model_run_id": version.run_id or "",
+                "model_id": _model_id(version),
+                "tracking_uri": redact(uri),
+                "lookup_run_id": "",  # filled in by runs.lookup_run when the lookup is recorded
+            }
+            log.info("%s resolved to version %s (run %s)", ref, info["model_version"], info["model_run_id"] or "unknown")
+            yield folder, info
+
+
+def load_registered_model(spec: str, tracking_uri_option: str | None = None, requested: str | None = None):
+    """``(model, info)`` for ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``; ``info``
+    records what the reference resolved to (aliases move). ``requested``: the reference the
+    user asked for when ``spec`` is its pinned version (see :func:`resolve`)."""
+    from pertcontrast.model import ContrastiveModel
+
+    with _downloaded(spec, tracking_uri_option, requested) as (folder, info):
+        return ContrastiveModel.load(folder), info
+
+
+def download_model(spec: str, output, tracking_uri_option: str | None = None, requested: str | None = None) -> dict:
+    """Copy a registered model's folder to ``output`` (atomically), with its provenance in
+    ``registry.json``: loading that folder later records the registry name, version and run
+    id in every output, as a lookup by URI does."""
+    import shutil
+
+    from pertcontrast.io import atomic_dir, write_json_atomic
+    from pertcontrast.model_source import REGISTRY_INFO_FILE
+
+    with _downloaded(spec, tracking_uri_option, requested) as (folder, info), atomic_dir(output) as tmp:
+        shutil.copytree(folder, tmp, dirs_exist_ok=True)
+        write_json_atomic(Path(tmp) / REGISTRY_INFO_FILE, info)
+    return info

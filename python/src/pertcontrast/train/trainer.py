@@ -51,6 +51,7 @@ class TrainingResult:
     stopped_early: bool
     resumed_from_epoch: int | None
     seconds: float
+    best_monitored: float = float("nan")  # the best validation objective (early stopping's)
     extra: dict = field(default_factory=dict)
 
 
@@ -314,6 +315,7 @@ class Trainer:
         return TrainingResult(
             history=pd.DataFrame(self.history),
             best_epoch=self.stopper.best_epoch + 1,
+            best_monitored=self.stopper.best if math.isfinite(self.stopper.best) else float("nan"),
             stopped_early=stopped_early,
             resumed_from_epoch=resumed,
             seconds=time.perf_counter() - started,

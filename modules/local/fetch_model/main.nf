@@ -1,0 +1,30 @@
+process FETCH_MODEL {
+    label 'process_single'
+    container "${params.container}"
+
+    input:
+    val pinned_uri     // models:/NAME/VERSION
+    val requested_uri  // what the user asked for (models:/NAME@ALIAS), recorded beside it
+
+    output:
+    path 'model'        , emit: model
+    path 'versions.yml' , emit: versions
+
+    script:
+    def tracking = params.mlflow_uri ? "--mlflow-uri '${params.mlflow_uri}'" : ''
+    """
+    pertcontrast registry download '${pinned_uri}' \\
+        --requested-model '${requested_uri}' \\
+        ${tracking} \\
+        --output model
+
+    pertcontrast versions --process '${task.process}' > versions.yml
+    """
+
+    stub:
+    """
+    mkdir model
+    touch model/config.json model/model.pt model/registry.json
+    pertcontrast versions --process '${task.process}' > versions.yml
+    """
+}

@@ -1,0 +1,34 @@
+process RESPONDERS {
+    tag "${meta.id}"
+    label 'process_low'
+    container "${params.container}"
+
+    input:
+    tuple val(meta), path(latents)
+
+    output:
+    tuple val(meta), path("*.responders.h5ad"), emit: h5ad
+    tuple val(meta), path("responders.csv")   , emit: table
+    path 'versions.yml'                       , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    export OMP_NUM_THREADS=${task.cpus}
+    pertcontrast responders \\
+        '${latents}' \\
+        ${args} \\
+        --table responders.csv \\
+        --output '${prefix}.responders.h5ad'
+
+    pertcontrast versions --process '${task.process}' > versions.yml
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch '${prefix}.responders.h5ad' responders.csv
+    pertcontrast versions --process '${task.process}' > versions.yml
+    """
+}

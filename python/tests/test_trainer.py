@@ -28,7 +28,7 @@ def test_warmup_is_counted_in_steps():
     assert warmup_factor(50, 100) == 0.5
     assert warmup_factor(500, 100) == 1.0
     assert warmup_factor(3, 0) == 1.0
-    assert TrainingSettings(max_epochs=2).resolve_warmup(10_000) == 2000
+    assert TrainingSettings(max_epochs=2).resolve_warmup(10_000) == 1000
     assert TrainingSettings(warmup_steps=7).resolve_warmup(10_000) == 7
 
 

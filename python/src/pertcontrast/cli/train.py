@@ -38,13 +38,13 @@ def model_options(function):
 
 def training_options(function):
     options = [
-        click.option("--max-epochs", type=int, default=None, help="Epochs (default: from data size, ~12k steps, 20-400 epochs)."),
+        click.option("--max-epochs", type=int, default=None, help="Epochs (default: from the data size, about 6,000 steps, 20-400 epochs; early stopping ends sooner)."),
         click.option("--batch-size", type=int, default=256, show_default=True, help="Cells per minibatch."),
         click.option("--learning-rate", type=float, default=2e-3, show_default=True, help="Adam learning rate."),
         click.option("--control-fraction", type=float, default=0.3, show_default=True,
                      help="Fraction of every minibatch that is control cells."),
         click.option("--warmup-steps", type=int, default=None,
-                     help="Steps of KL and penalty warm-up (default: a quarter of all steps, at most 2000)."),
+                     help="Steps of KL and penalty warm-up (default: a quarter of all steps, at most 1000)."),
         click.option("--validation-fraction", type=float, default=0.1, show_default=True, help="Held-out cells for validation."),
         click.option("--early-stopping/--no-early-stopping", default=True, show_default=True,
                      help="Stop when the validation loss stops improving."),

@@ -387,6 +387,8 @@ def simulate_to_h5ad(
         with h5py.File(tmp, "w") as f:
             first_obs, first_counts = next(chunks)
             obs_parts.append(first_obs)
+            # 64-bit row pointers: a screen of millions of cells has more than 2^31 counts.
+            first_counts.indptr = first_counts.indptr.astype(np.int64)
             write_elem(f, "X", first_counts)
             matrix = sparse_dataset(f["X"])
             bar = tqdm(total=config.n_cells, unit="cell", desc="simulate", disable=not progress)

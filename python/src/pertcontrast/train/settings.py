@@ -16,7 +16,7 @@ class TrainingSettings:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-6
     control_fraction: float = 0.3
-    warmup_steps: int | None = None  # KL and penalty warm-up; None: a quarter of the steps, at most 2000
+    warmup_steps: int | None = None  # KL and penalty warm-up; None: a quarter of the steps, at most 1000
     validation_fraction: float = 0.1
     early_stopping: bool = True
     early_stopping_patience: int = 15
@@ -26,7 +26,7 @@ class TrainingSettings:
     wasserstein_weight: float = 5.0
     classification_weight: float = 1.0
     seed: int = 0
-    max_steps_auto: int = 12_000
+    max_steps_auto: int = 6_000
     resident: str = "auto"  # hold the counts on the device: auto (CUDA, when they fit), on, off
     prefetch: bool = True  # build the next minibatch in a background thread
     precision: str = "32"  # "bf16-mixed": bfloat16 matrix products on CUDA, likelihood in float32
@@ -60,7 +60,7 @@ class TrainingSettings:
     def resolve_warmup(self, total_steps: int) -> int:
         if self.warmup_steps is not None:
             return self.warmup_steps
-        return int(min(2000, total_steps // 4))
+        return int(min(1000, total_steps // 4))
 
     def to_dict(self) -> dict:
         return asdict(self)

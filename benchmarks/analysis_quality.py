@@ -97,7 +97,7 @@ def main(argv=None) -> int:
             table = differential_expression(model, prepared, DESettings(seed=seed, responders_only=only),
                                             device=args.device, perturbations=nulls).table
             false[mode][seed] = false_discoveries(table, prepared)
-    salient_clusters, _ = cluster_perturbations(salient_profiles(latents["salient"], labels, "control"))
+    salient_clusters, _ = cluster_perturbations(*salient_profiles(latents["salient"], labels, "control"))
     lfc_clusters, _ = cluster_perturbations(lfc_profiles(de))
     mean, mean_r = metrics.loc["mean"], metrics_responders.loc["mean"]
     summary = {

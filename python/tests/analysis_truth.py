@@ -37,7 +37,8 @@ def affected_genes(adata, genes) -> pd.DataFrame:
 def de_metrics(de_table: pd.DataFrame, adata) -> pd.DataFrame:
     """Per perturbation with an effect: AUROC and AUPRC of the model ranking (prob_de,
     ties broken by |lfc_mean|) and of Wilcoxon (-log10 p, ties by |lfc|) against the
-    truly affected genes; the mean row last."""
+    truly affected genes; the mean row last. Perturbations without statistics (no cells
+    used) are left out."""
     effect = truth_table(adata)
     genes = list(pd.unique(de_table["gene"]))
     affected = affected_genes(adata, genes)
@@ -46,6 +47,8 @@ def de_metrics(de_table: pd.DataFrame, adata) -> pd.DataFrame:
         if not effect.loc[str(perturbation), "has_effect"]:
             continue
         part = part.set_index("gene").loc[genes]
+        if part["prob_de"].isna().all():
+            continue  # no cells used (e.g. no responders)
         y = affected.loc[str(perturbation)].to_numpy()
         model = part["prob_de"].to_numpy() + 1e-6 * np.tanh(part["lfc_mean"].abs().to_numpy())
         wilcoxon = -np.log10(np.maximum(part["wilcoxon_pvalue"].to_numpy(), 1e-300)) \

@@ -18,7 +18,7 @@ from pertcontrast.errors import InputDataError, ParameterError
 DE_COLUMNS = ["perturbation", "gene", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "is_de",
               "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
 EFFECT_COLUMNS = ["perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance",
-                  "energy_pvalue", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "cluster"]
+                  "energy_pvalue", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "cluster", "effect_detected"]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_effects_output(tiny_files):
     assert (effects["energy_distance"] > -1e-9).all()
     assert (effects["n_de_genes"] == effects["n_de_up"] + effects["n_de_down"]).all()
     clusters = pd.read_csv(tiny_files / "effects" / "perturbation_clusters.csv")
-    assert list(clusters.columns) == ["perturbation", "cluster", "leaf_order"]
+    assert list(clusters.columns) == ["perturbation", "cluster", "leaf_order", "effect_detected"]
     assert sorted(clusters["leaf_order"]) == list(range(len(clusters)))
     similarity = pd.read_csv(tiny_files / "effects" / "perturbation_similarity.csv", index_col=0)
     assert list(similarity.index) == list(clusters["perturbation"]) == list(similarity.columns)

@@ -54,7 +54,7 @@ def analysed(trained):
     adata.obsm["X_salient"] = latents["salient"]
     adata.obs["responder_probability"] = result.probability
     adata.obs["responder_call"] = result.call
-    clusters, _ = cluster_perturbations(salient_profiles(latents["salient"], labels, "control"))
+    clusters, _ = cluster_perturbations(*salient_profiles(latents["salient"], labels, "control"))
     return adata, clusters
 
 

@@ -2,6 +2,7 @@
 energy distance, responder scores and clustering (cheap, no model)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from scipy.spatial.distance import cdist
@@ -157,3 +158,49 @@ def test_responder_probability_never_decreases_with_the_score(rng):
     order = np.argsort(scores)
     assert np.all(np.diff(fit.posterior(scores)[order]) >= 0)
     assert fit.posterior(np.array([-6.0]))[0] < 0.5  # the far lower tail is not a responder
+
+
+def _cells(rng, scales, n_cells=200, sd=0.3, d=10, n_null=4):
+    """Cell-level salient latents: controls at 0, programs along random directions with
+    per-perturbation strength, no-effect perturbations at 0."""
+    salient, labels, truth = [rng.normal(0, sd, (1000, d))], ["control"] * 1000, {}
+    for k, scale in enumerate(scales):
+        direction = rng.normal(size=d)
+        direction /= np.linalg.norm(direction)
+        for j in range(5):
+            name = f"p{k}_{j}"
+            salient.append(direction * scale * rng.uniform(0.8, 1.2) + rng.normal(0, sd, (n_cells, d)))
+            labels += [name] * n_cells
+            truth[name] = k
+    for j in range(n_null):
+        salient.append(rng.normal(0, sd, (n_cells, d)))
+        labels += [f"null_{j}"] * n_cells
+        truth[f"null_{j}"] = "none"
+    return np.vstack(salient), np.array(labels), pd.Series(truth)
+
+
+@pytest.mark.parametrize("scales", [[1.0, 1.0, 1.0, 1.0], [0.45, 0.5, 0.6, 2.0], [0.45, 0.8, 1.5, 3.0]])
+def test_perturbation_clusters_recover_programs_of_any_strength(rng, scales):
+    """A Euclidean silhouette cut would split {strongest program} from {the rest}; the
+    no-effect group plus direction clustering recovers every program."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from pertcontrast.analysis.clustering import cluster_perturbations, salient_profiles
+
+    salient, labels, truth = _cells(rng, scales)
+    profiles, has_effect = salient_profiles(salient, labels, "control")
+    assert has_effect[truth.index[truth != "none"]].all() and not has_effect[truth.index[truth == "none"]].any()
+    clusters, similarity = cluster_perturbations(profiles, has_effect)
+    assert adjusted_rand_score(truth.loc[clusters["perturbation"]].astype(str), clusters["cluster"]) == 1.0
+    nulls = clusters[~clusters["effect_detected"]]
+    assert nulls["cluster"].nunique() == 1 and nulls["cluster"].iloc[0] == clusters["cluster"].max()
+    assert sorted(clusters["leaf_order"]) == list(range(len(clusters)))
+    assert list(similarity.index) == list(clusters["perturbation"])
+
+
+def test_a_screen_without_effects_is_one_cluster(rng):
+    from pertcontrast.analysis.clustering import cluster_perturbations, salient_profiles
+
+    salient, labels, _ = _cells(rng, [], n_null=8)
+    clusters, _ = cluster_perturbations(*salient_profiles(salient, labels, "control"))
+    assert (clusters["cluster"] == 1).all() and not clusters["effect_detected"].any()

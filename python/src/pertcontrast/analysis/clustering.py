@@ -1,8 +1,15 @@
-"""Hierarchical clustering of effect profiles: perturbations (their mean salient latent
-relative to the controls, or their LFC over genes; Euclidean distance, so perturbations
-without an effect, whose profiles are all near 0, fall together) and gene programs (genes called DE somewhere, clustered by
-the correlation of their LFC across perturbations, so up- and down-regulated halves of a
-program are separate programs).
+"""Hierarchical clustering of effect profiles.
+
+Perturbations: profiles are their mean salient latent minus the controls' (or their LFC
+over genes). Perturbations without a detected effect (a cross-fitted salient shift under
+one control sd along it, or no DE gene) form one cluster of their own; the others are clustered
+by the direction of their profiles (cosine distance), so programs of very different
+strength, and strong and weak members of one program, are cut alike (a Euclidean
+silhouette cut lets one strong program dominate: it splits {strong} from {the rest}).
+
+Gene programs: genes called DE somewhere, clustered by the correlation of their LFC
+across perturbations (so the up- and down-regulated halves of a program are separate
+programs).
 
 The number of clusters maximises the silhouette width over 2..``max_clusters``; when
 no cut reaches ``min_silhouette`` (0.25, Kaufman & Rousseeuw's "no substantial
@@ -17,6 +24,7 @@ from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 from scipy.spatial.distance import pdist, squareform
 
 MIN_SILHOUETTE = 0.25
+MIN_EFFECT_SIZE = 1.0  # standardised salient shift below which a perturbation has no detected effect
 
 
 def cluster_rows(
@@ -34,7 +42,7 @@ def cluster_rows(
     n = len(profiles)
     if n < 3:
         return np.ones(n, dtype=int), np.arange(n), float("nan")
-    distances = np.nan_to_num(pdist(profiles, metric=metric), nan=1.0 if metric == "correlation" else 0.0)
+    distances = np.nan_to_num(pdist(profiles, metric=metric), nan=1.0 if metric in ("correlation", "cosine") else 0.0)
     tree = linkage(distances, method=method, optimal_ordering=True)
     order = leaves_list(tree)
     square = squareform(distances)
@@ -70,54 +78,104 @@ def de_genes(de_table: pd.DataFrame) -> list:
     return list(pd.unique(de_table.loc[de_table["is_de"].astype(bool), "gene"]))
 
 
-def lfc_profiles(de_table: pd.DataFrame) -> pd.DataFrame:
+def lfc_profiles(de_table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Perturbations x genes lfc_mean over the genes called DE somewhere (all genes when
-    fewer than 2 are called)."""
+    fewer than 2 are called), and which perturbations have an effect (a DE gene)."""
     matrix = lfc_matrix(de_table)
     called = de_genes(de_table)
-    return matrix[called] if len(called) >= 2 else matrix
+    if len(called) >= 2:
+        matrix = matrix[called]
+    n_called = de_table.groupby("perturbation", observed=True)["is_de"].sum()
+    has_effect = (n_called.reindex(matrix.index).fillna(0) > 0).astype(bool)
+    return matrix, has_effect
 
 
 def salient_profiles(salient: np.ndarray, labels: np.ndarray, control_label: str,
-                     keep: np.ndarray | None = None) -> pd.DataFrame:
+                     keep: np.ndarray | None = None, min_effect: float = MIN_EFFECT_SIZE,
+                     seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
     """Perturbations x salient dimensions: each perturbation's mean salient minus the
-    controls' mean (so no effect is ~0); only cells in ``keep`` when given (NaN rows for
-    perturbations left without cells)."""
-    controls = salient[labels == control_label].mean(axis=0)
+    controls' mean; only cells in ``keep`` when given (NaN rows for perturbations with
+    fewer than 4 cells). Also which perturbations have an effect: a cross-fitted
+    standardised shift (see :func:`effect_size`) of at least ``min_effect``."""
+    controls = salient[labels == control_label]
+    control_mean = controls.mean(axis=0)
     perturbations = sorted(set(labels) - {control_label})
-    rows = []
+    rng = np.random.default_rng(seed)
+    rows, sizes = [], []
     for perturbation in perturbations:
         mask = labels == perturbation
         if keep is not None:
             mask &= keep
-        rows.append(salient[mask].mean(axis=0) - controls if mask.any() else np.full(salient.shape[1], np.nan))
+        if mask.sum() < 4:
+            rows.append(np.full(salient.shape[1], np.nan))
+            sizes.append(np.nan)
+            continue
+        rows.append(salient[mask].mean(axis=0) - control_mean)
+        sizes.append(effect_size(salient[mask] - control_mean, controls - control_mean, rng))
     columns = [f"salient_{i + 1}" for i in range(salient.shape[1])]
-    return pd.DataFrame(np.array(rows).reshape(len(perturbations), -1), index=perturbations, columns=columns)
+    profiles = pd.DataFrame(np.array(rows).reshape(len(perturbations), -1), index=perturbations, columns=columns)
+    return profiles, pd.Series(np.array(sizes) >= min_effect, index=perturbations)
 
 
-def cluster_perturbations(profiles: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(clusters: perturbation, cluster, leaf_order; similarity: correlation matrix of the
-    profiles in leaf order) from a perturbations x features profile matrix (Euclidean).
-    Perturbations with missing profiles (too few cells) are left unclustered (cluster
-    NA, last in leaf order)."""
-    matrix = profiles
-    valid = matrix.notna().all(axis=1).to_numpy()
-    names = matrix.index.astype(str).to_numpy()
+def effect_size(cells: np.ndarray, controls: np.ndarray, rng: np.random.Generator) -> float:
+    """Shift of ``cells`` from the controls (both centred on the controls' mean) along
+    the direction of their mean, in units of the controls' sd along it; cross-fitted
+    (each half measured along the other half's direction, then averaged), so cells
+    that are merely noisier than the controls score ~0 rather than a positive bias."""
+    halves = np.zeros(len(cells), dtype=bool)
+    halves[rng.permutation(len(cells))[: len(cells) // 2]] = True
+    sizes = []
+    for fit, measure in ((halves, ~halves), (~halves, halves)):
+        mean = cells[fit].mean(axis=0)
+        length = np.linalg.norm(mean)
+        if length == 0:
+            return 0.0
+        direction = mean / length
+        sizes.append((cells[measure] @ direction).mean() / max((controls @ direction).std(), 1e-12))
+    return float(np.mean(sizes))
+
+
+def cluster_perturbations(profiles: pd.DataFrame, has_effect: pd.Series | None = None
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(clusters: perturbation, cluster, leaf_order, effect_detected; similarity: correlation
+    matrix of the profiles in leaf order).
+
+    Perturbations with an effect are clustered by the direction of their profiles
+    (cosine distance); those without one form one last cluster. Perturbations with
+    missing profiles (too few cells) are left unclustered (cluster NA, last).
+    """
+    profiles = profiles.set_axis(profiles.index.astype(str), axis=0)
+    if has_effect is not None:
+        has_effect = has_effect.set_axis(has_effect.index.astype(str))
+    names = profiles.index.to_numpy()
+    values = profiles.to_numpy(dtype=float)
+    valid = np.isfinite(values).all(axis=1)
+    effect = valid & (np.ones(len(names), bool) if has_effect is None
+                      else has_effect.reindex(profiles.index).fillna(False).to_numpy(dtype=bool))
+    effect &= np.linalg.norm(np.nan_to_num(values), axis=1) > 0
+    null = valid & ~effect
     cluster = pd.array([pd.NA] * len(names), dtype="Int64")
-    leaf = np.full(len(names), len(names), dtype=int)
-    labels, leaf_valid, _ = cluster_rows(matrix.to_numpy()[valid])
-    cluster[valid] = labels
-    leaf[valid] = leaf_valid
-    invalid = np.flatnonzero(~valid)
-    leaf[invalid] = valid.sum() + np.arange(len(invalid))
-    clusters = pd.DataFrame({"perturbation": names, "cluster": cluster, "leaf_order": leaf})
+    leaf = np.empty(len(names), dtype=int)
+    rows = np.flatnonzero(effect)
+    labels, positions, _ = cluster_rows(values[rows], metric="cosine")
+    cluster[rows], leaf[rows] = labels, positions
+    null_rows = _by_name(np.flatnonzero(null), names)
+    leaf[null_rows] = len(rows) + np.arange(len(null_rows))
+    cluster[null_rows] = (int(labels.max()) if len(labels) else 0) + 1
+    missing = _by_name(np.flatnonzero(~valid), names)
+    leaf[missing] = len(rows) + len(null_rows) + np.arange(len(missing))
+    clusters = pd.DataFrame({"perturbation": names, "cluster": cluster, "leaf_order": leaf, "effect_detected": effect})
     clusters = clusters.sort_values("leaf_order").reset_index(drop=True)
-    ordered = np.nan_to_num(matrix.loc[clusters["perturbation"]].to_numpy(dtype=float))
+    ordered = np.nan_to_num(profiles.loc[clusters["perturbation"]].to_numpy(dtype=float))
     with np.errstate(invalid="ignore", divide="ignore"):
         similarity = np.corrcoef(ordered) if len(ordered) > 1 else np.ones((len(ordered), len(ordered)))
     similarity = pd.DataFrame(np.atleast_2d(similarity), index=clusters["perturbation"], columns=clusters["perturbation"])
     similarity.index.name = "perturbation"
     return clusters, similarity
+
+
+def _by_name(rows: np.ndarray, names: np.ndarray) -> np.ndarray:
+    return rows[np.argsort(names[rows], kind="stable")]
 
 
 def gene_programs(de_table: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:

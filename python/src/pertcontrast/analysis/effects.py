@@ -16,7 +16,7 @@ from pertcontrast.errors import ParameterError
 PROFILES = ("salient", "lfc")
 COLUMNS = [
     "perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance", "energy_pvalue",
-    "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "cluster",
+    "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "cluster", "effect_detected",
 ]
 
 
@@ -27,6 +27,7 @@ class EffectSettings:
     responders_only: bool = False
     top_n: int = 10
     profile: str = "salient"  # what perturbations are clustered on: "salient" or "lfc"
+    min_effect: float = 1.0  # salient profiles: standardised shift for a detected effect
     seed: int = 0
 
     def __post_init__(self):
@@ -36,6 +37,8 @@ class EffectSettings:
             raise ParameterError(f"--max-cells must be at least 2 (got {self.max_cells}).")
         if self.n_permutations < 0:
             raise ParameterError(f"--permutations must be 0 or more (got {self.n_permutations}).")
+        if self.min_effect < 0:
+            raise ParameterError(f"--min-effect must be 0 or more (got {self.min_effect}).")
         if self.top_n < 1:
             raise ParameterError(f"--top-n must be at least 1 (got {self.top_n}).")
 

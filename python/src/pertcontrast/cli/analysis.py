@@ -155,10 +155,13 @@ def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, pseudocou
 @click.option("--profile", type=click.Choice(["salient", "lfc"]), default="salient", show_default=True,
               help="Cluster perturbations on their mean salient latent (minus the controls') or on their "
                    "mean LFC over the genes called DE.")
+@click.option("--min-effect", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="With --profile salient: shift from the controls (in controls' sd along it, cross-fitted) "
+                   "below which a perturbation joins the no-effect cluster.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and permutations.")
 @label_options
-def effects_command(input_path, de_folder, output, max_cells, n_permutations, responders_only, top_n, profile, seed,
-                    perturbation_key, control_label):
+def effects_command(input_path, de_folder, output, max_cells, n_permutations, responders_only, top_n, profile,
+                    min_effect, seed, perturbation_key, control_label):
     """Perturbation effect table, perturbation clusters and gene programs.
 
     INPUT is the .h5ad from 'pertcontrast responders' (or 'export'). Writes effects.csv,
@@ -169,7 +172,7 @@ def effects_command(input_path, de_folder, output, max_cells, n_permutations, re
 
     setup_logging()
     echo_command_line()
-    settings = EffectSettings(max_cells, n_permutations, responders_only, top_n, profile, seed)
+    settings = EffectSettings(max_cells, n_permutations, responders_only, top_n, profile, min_effect, seed)
     table = effects_file(input_path, de_folder, output, settings, perturbation_key, control_label)
     click.echo(f"wrote {output}: {len(table)} perturbations in {table['cluster'].nunique()} clusters", err=True)
 

@@ -185,10 +185,10 @@ def effects_file(input_path, de_folder, output, settings, perturbation_key: str 
     energy = energy_table(salient, labels, control, responder, settings)
     if settings.profile == "salient":
         keep = responder if settings.responders_only else None
-        profiles = salient_profiles(salient, labels, control, keep)
+        profiles, has_effect = salient_profiles(salient, labels, control, keep, settings.min_effect, settings.seed)
     else:
-        profiles = lfc_profiles(de_table)
-    clusters, similarity = cluster_perturbations(profiles)
+        profiles, has_effect = lfc_profiles(de_table)
+    clusters, similarity = cluster_perturbations(profiles, has_effect)
     programs = gene_programs(de_table, clusters)
     table = effect_table(energy, de_table, clusters, settings.top_n)
     with atomic_dir(output) as folder:

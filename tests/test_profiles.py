@@ -88,12 +88,13 @@ def test_module_follows_the_local_module_layout(module):
     text = module.read_text()
     assert re.search(r"^process [A-Z_]+ \{", text, flags=re.MULTILINE)
     assert re.search(r"^\s+tag ", text, flags=re.MULTILINE)
-    assert re.search(r"^\s+label 'process_(low|medium|high|gpu)'", text, flags=re.MULTILINE)
+    assert re.search(r"^\s+label 'process_(single|low|medium|high|gpu)'", text, flags=re.MULTILINE)
     assert "task.ext.args" in text
     assert "stub:" in text
     assert "pertcontrast versions --process '${task.process}' > versions.yml" in text
     assert "emit: versions" in text
-    if module.parent.name != "samplesheet_check":
+    # Steps that run once per pipeline run (not per screen) carry no meta map.
+    if module.parent.name not in {"samplesheet_check", "resolve_model", "fetch_model", "summary"}:
         assert "tuple val(meta)" in text
     # Undeclared variables in a script block leak into the task's global scope.
     script = text.split("script:")[1].split('"""')[0]
@@ -137,7 +138,8 @@ def test_invalid_parameters_stop_the_run(run_nextflow, tmp_path, args, message):
 def test_stub_run_wires_every_step(run_nextflow, tmp_path):
     run = run_nextflow(["run", str(REPO), "-profile", "test", "-stub", "--outdir", "results"], tmp_path)
     assert run.returncode == 0, run.output[-5000:]
-    assert run.statuses() == {step: ["COMPLETED"] * 2 for step in ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT")}
+    per_screen = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "GENERATE", "REPORT")
+    assert run.statuses() == {**{step: ["COMPLETED"] * 2 for step in per_screen}, "SUMMARY": ["COMPLETED"]}
     for screen in ("simulated_0", "simulated_1"):
         assert (run.outdir / screen / "model" / "config.json").exists()
         assert (run.outdir / screen / "latents" / f"{screen}.latents.h5ad").exists()

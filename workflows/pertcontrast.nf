@@ -57,6 +57,7 @@ workflow PERTCONTRAST {
         if (params.model.toString().startsWith('models:/')) {
             RESOLVE_MODEL(params.model)
             ch_model_uri = RESOLVE_MODEL.out.pinned.first()
+            ch_versions = ch_versions.mix(RESOLVE_MODEL.out.versions)
             FETCH_MODEL(ch_model_uri, params.model)
             ch_model_folder = FETCH_MODEL.out.model.first()
             ch_versions = ch_versions.mix(FETCH_MODEL.out.versions)

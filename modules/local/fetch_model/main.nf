@@ -1,4 +1,5 @@
 process FETCH_MODEL {
+    tag "${pinned_uri}"
     label 'process_single'
     container "${params.container}"
 
@@ -11,11 +12,13 @@ process FETCH_MODEL {
     path 'versions.yml' , emit: versions
 
     script:
+    def args = task.ext.args ?: ''
     def tracking = params.mlflow_uri ? "--mlflow-uri '${params.mlflow_uri}'" : ''
     """
     pertcontrast registry download '${pinned_uri}' \\
         --requested-model '${requested_uri}' \\
         ${tracking} \\
+        ${args} \\
         --output model
 
     pertcontrast versions --process '${task.process}' > versions.yml

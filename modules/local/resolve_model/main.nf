@@ -1,4 +1,5 @@
 process RESOLVE_MODEL {
+    tag "${model_uri}"
     label 'process_single'
     container "${params.container}"
     // Aliases move: ask the registry on every run (never cached), then everything downstream
@@ -10,15 +11,19 @@ process RESOLVE_MODEL {
 
     output:
     stdout emit: pinned
+    path 'versions.yml', emit: versions
 
     script:
+    def args = task.ext.args ?: ''
     def tracking = params.mlflow_uri ? "--mlflow-uri '${params.mlflow_uri}'" : ''
     """
-    pertcontrast registry resolve '${model_uri}' ${tracking} | tr -d '\\n'
+    pertcontrast registry resolve '${model_uri}' ${tracking} ${args} | tr -d '\\n'
+    pertcontrast versions --process '${task.process}' > versions.yml
     """
 
     stub:
     """
     printf '%s' '${model_uri}'
+    pertcontrast versions --process '${task.process}' > versions.yml
     """
 }

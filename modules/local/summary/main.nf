@@ -1,4 +1,5 @@
 process SUMMARY {
+    tag "${[report_jsons].flatten().size()} screens"
     label 'process_single'
     container "${params.container}"
 

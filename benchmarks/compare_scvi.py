@@ -65,7 +65,7 @@ def run_pertcontrast(args) -> dict:
     adata = ad.read_h5ad(args.data)
     model = ContrastiveModel.from_anndata(
         adata, n_hidden=args.n_hidden, n_layers=args.n_layers, n_background=args.n_latent,
-        n_salient=args.n_latent, dropout=0.1,
+        n_salient=args.n_latent, dropout=args.dropout,
     )
     cells_per_step = 2 * args.batch_size
     started = time.perf_counter()
@@ -119,7 +119,7 @@ def run_scvi(args) -> dict:
     scvi.external.ContrastiveVI.setup_anndata(adata, batch_key="batch")
     model = scvi.external.ContrastiveVI(
         adata, n_hidden=args.n_hidden, n_layers=args.n_layers, n_background_latent=args.n_latent,
-        n_salient_latent=args.n_latent, dropout_rate=0.1, use_observed_lib_size=True,
+        n_salient_latent=args.n_latent, dropout_rate=args.dropout, use_observed_lib_size=True,
     )
     is_control = adata.obs["perturbation"].astype(str).to_numpy() == "control"
     background = np.flatnonzero(is_control).tolist()
@@ -194,6 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n-hidden", type=int, default=128)
     parser.add_argument("--n-layers", type=int, default=1)
     parser.add_argument("--n-latent", type=int, default=10)
+    parser.add_argument("--dropout", type=float, default=0.0, help="encoder dropout, both frameworks")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["pertcontrast", "scvi"], help=argparse.SUPPRESS)

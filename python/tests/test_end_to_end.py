@@ -13,8 +13,8 @@ from pertcontrast.evaluate import knn_predictability, log_normalised_pca
 
 pytestmark = pytest.mark.slow
 
-N_CELLS = 6000
-MAX_EPOCHS = 40
+N_CELLS = 8000
+MAX_EPOCHS = 60
 
 
 def invoke(*args):

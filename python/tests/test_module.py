@@ -111,3 +111,27 @@ def test_posterior_and_decoder_shapes():
     log_p = module.log_proportions(encoded["background_loc"], encoded["salient_loc"], batch["covariates"])
     assert log_p.shape == (24, 30)
     np.testing.assert_allclose(log_p.exp().sum(-1).numpy(), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("salient_linear", [True, False])
+def test_salient_loadings_shift_expression_only_through_the_salient_latent(salient_linear):
+    arch = Architecture(n_genes=30, n_covariates=3, n_labels=4, n_background=5, n_salient=7, n_hidden=16,
+                        salient_linear=salient_linear)
+    decoder = ContrastiveVAE(arch).generative.decoder
+    assert hasattr(decoder, "salient_loadings") is salient_linear
+    if not salient_linear:
+        return
+    background, covariates = torch.randn(6, 5), torch.randn(6, 3)
+    salient = torch.randn(6, 7)
+    with torch.no_grad():
+        decoder.salient_loadings.weight.zero_()
+        zero_before = decoder(torch.cat([background, torch.zeros(6, 7), covariates], -1))[0]
+        shifted_before = decoder(torch.cat([background, salient, covariates], -1))[0]
+        decoder.salient_loadings.weight[3, 0] = 2.0
+        zero_after = decoder(torch.cat([background, torch.zeros(6, 7), covariates], -1))[0]
+        shifted_after = decoder(torch.cat([background, salient, covariates], -1))[0]
+    # with the salient latent at 0 (controls) the loadings change nothing
+    torch.testing.assert_close(zero_before, zero_after)
+    # otherwise gene 3's logit moves by 2 * salient[:, 0] relative to the other genes
+    change = (shifted_after - shifted_before)
+    torch.testing.assert_close(change[:, 3] - change[:, 0], 2.0 * salient[:, 0])

@@ -61,7 +61,9 @@ def log_normalised_pca(counts, n_components: int = 50, target_sum: float = 1e4, 
     import scanpy as sc
     import scipy.sparse as sp
 
-    adata = ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32))
+    from pertcontrast.data.reading import compact_index
+
+    adata = ad.AnnData(X=compact_index(sp.csr_matrix(counts, dtype=np.float32)))
     sc.pp.normalize_total(adata, target_sum=target_sum)
     sc.pp.log1p(adata)
     n_components = min(n_components, min(adata.shape) - 1)

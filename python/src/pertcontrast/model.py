@@ -64,9 +64,10 @@ class ContrastiveModel:
         n_salient: int = 10,
         n_hidden: int = 128,
         n_layers: int = 1,
-        dropout: float = 0.1,
+        dropout: float = 0.0,
         likelihood: str = "zinb",
         library: str = "observed",
+        salient_linear: bool = True,
         seed: int = 0,
         source: str = "input",
     ) -> "ContrastiveModel":
@@ -101,6 +102,7 @@ class ContrastiveModel:
             n_genes=adata.n_vars, n_covariates=registry.n_covariates, n_labels=len(registry.perturbations),
             n_library_groups=len(registry.library_groups), n_background=n_background, n_salient=n_salient,
             n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, likelihood=likelihood, library=library,
+            salient_linear=salient_linear,
         )
         loc, scale = _library_prior(adata, registry)
         # Initial weights come from their own seeded stream: the same seed, the same model.
@@ -277,7 +279,8 @@ class ContrastiveModel:
             )
         try:
             config = json.loads(config_file.read_text())
-            arch = Architecture(**config["architecture"])
+            # folders written before the linear salient path existed have no such key
+            arch = Architecture(**{"salient_linear": False, **config["architecture"]})
             registry = DataRegistry.from_dict(config["registry"])
             state = torch.load(weights_file, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any failure here means a damaged folder

@@ -5,11 +5,16 @@ drawn from the cell's posterior; the cell is decoded twice with the same backgro
 covariates, once with the sampled salient and once with the salient set to 0 (the cell
 unperturbed). The per-gene log2 ratio of the two (expression per 10k, plus a pseudocount
 that keeps the decoder's poorly determined changes of barely expressed genes from being
-called) is one draw of the perturbation's log2 fold change; draws are pooled over cells
-and samples.
+called) is one draw of a cell's log2 fold change.
 
-Reported per gene: the mean, median and sd of the pooled draws, ``prob_de`` =
-P(|LFC| > delta), its log10 Bayes factor, and calls at a target posterior expected FDR.
+Reported per gene: the mean, median and sd of the draws pooled over cells and samples
+(how the effect is spread over cells), and ``prob_de`` = P(|population LFC| > delta),
+where each posterior sample's population LFC is a Bayesian-bootstrap weighted mean over
+the perturbation's cells (so the uncertainty of a mean over a finite number of cells is
+kept). A perturbation's effect is judged on its cells on average: escapers (cells whose
+knockdown failed) lower the average but, unlike a per-cell probability, do not cap it at
+the responder fraction. Also its log10 Bayes factor and calls at a target posterior
+expected FDR.
 """
 
 from __future__ import annotations
@@ -90,16 +95,21 @@ def counterfactual_lfc(
     pseudocount: float = 0.0,
 ) -> LFCSummary:
     """Pooled paired-sample log2 fold changes (perturbed vs salient = 0) over ``rows``,
-    of expression per 10k plus ``pseudocount``.
+    of expression per 10k plus ``pseudocount``, and P(|population LFC| > delta).
 
-    Sums, sums of squares and exceedance counts are accumulated block by block; the
-    first ``ceil(median_pool / len(rows))`` samples of every cell are kept for the median.
+    Sums, sums of squares and the weighted population sums are accumulated block by
+    block; the first ``ceil(median_pool / len(rows))`` samples of every cell are kept for
+    the median.
     """
     n_genes = cells.n_genes
     device = cells.device
     total = torch.zeros(n_genes, dtype=torch.float64, device=device)
     total_sq = torch.zeros_like(total)
-    exceed = torch.zeros_like(total)
+    population = torch.zeros(n_samples, n_genes, dtype=torch.float64, device=device)
+    # Bayesian bootstrap: per posterior sample, Dirichlet(1, ..., 1) weights over the cells.
+    weights = torch.empty(n_samples, len(rows), dtype=torch.float64, device=device)
+    weights.exponential_(generator=generator)
+    weights /= weights.sum(dim=1, keepdim=True)
     kept_samples = min(n_samples, max(1, math.ceil(median_pool / max(len(rows), 1))))
     pool = []
     with torch.inference_mode():
@@ -115,7 +125,7 @@ def counterfactual_lfc(
                 lfc = (log_expression(perturbed, pseudocount) - log_expression(unperturbed, pseudocount)) / LOG2
                 total += lfc.sum(dim=0, dtype=torch.float64)
                 total_sq += lfc.double().pow(2).sum(dim=0)
-                exceed += (lfc.abs() > delta).sum(dim=0, dtype=torch.float64)
+                population[sample] += weights[sample, start : start + len(block)] @ lfc.double()
                 if sample < kept_samples:
                     pool.append(lfc.cpu().numpy())
     n_draws = len(rows) * n_samples
@@ -123,4 +133,5 @@ def counterfactual_lfc(
     variance = (total_sq / n_draws).cpu().numpy() - mean**2
     sd = np.sqrt(np.maximum(variance, 0.0) * n_draws / max(n_draws - 1, 1))
     median = np.median(np.concatenate(pool), axis=0)
-    return LFCSummary(mean, median, sd, (exceed / n_draws).cpu().numpy(), n_draws)
+    prob_de = (population.abs() > delta).double().mean(dim=0).cpu().numpy()
+    return LFCSummary(mean, median, sd, prob_de, n_draws)

@@ -25,11 +25,14 @@ def model_options(function):
         click.option("--n-salient", type=int, default=10, show_default=True, help="Size of the salient latent."),
         click.option("--n-hidden", type=int, default=128, show_default=True, help="Hidden units per layer."),
         click.option("--n-layers", type=int, default=1, show_default=True, help="Hidden layers in encoders and decoder."),
-        click.option("--dropout", type=float, default=0.1, show_default=True, help="Encoder dropout rate."),
+        click.option("--dropout", type=float, default=0.0, show_default=True,
+                     help="Encoder dropout rate (0: dropout noise drowns the weak program signal)."),
         click.option("--likelihood", type=click.Choice(["zinb", "nb"]), default="zinb", show_default=True,
                      help="Count likelihood: zero-inflated or plain negative binomial."),
         click.option("--library", type=click.Choice(["observed", "latent"]), default="observed", show_default=True,
                      help="Library size: the observed total counts, or a LogNormal latent per cell."),
+        click.option("--salient-linear/--no-salient-linear", default=True, show_default=True,
+                     help="A direct linear path from the salient latent to expression (additive programs)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -143,6 +146,7 @@ def build_model_options(options: dict) -> dict:
         "dropout": options["dropout"],
         "likelihood": options["likelihood"],
         "library": options["library"],
+        "salient_linear": options["salient_linear"],
         "seed": options["seed"],
     }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from pertcontrast.errors import InputDataError
 
 H5AD_SUFFIXES = (".h5ad",)
@@ -50,7 +52,27 @@ def read_anndata(path, backed: bool = False, layer: str | None = None):
         if backed:
             raise InputDataError(f"{path}: --layer cannot be combined with on-disk reading; drop one.")
         adata.X = adata.layers[layer]
+    if not backed:
+        adata.X = compact_index(adata.X)
     return adata
+
+
+def compact_index(matrix):
+    """A sparse matrix with 32-bit row pointers and column indices when it fits (files
+    written chunk-wise carry 64-bit pointers; several scanpy/sklearn kernels take 32-bit
+    only). Other matrices are returned as they are."""
+    import scipy.sparse as sp
+
+    if not sp.issparse(matrix) or matrix.format not in ("csr", "csc"):
+        return matrix
+    limit = np.iinfo(np.int32).max
+    if matrix.indptr.dtype == np.int32 and matrix.indices.dtype == np.int32:
+        return matrix
+    if matrix.nnz >= limit or max(matrix.shape) >= limit:
+        return matrix
+    matrix.indptr = matrix.indptr.astype(np.int32)
+    matrix.indices = matrix.indices.astype(np.int32)
+    return matrix
 
 
 def _read_mtx_folder(path: Path):

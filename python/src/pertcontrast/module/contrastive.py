@@ -46,9 +46,10 @@ class Architecture:
     n_salient: int = 10
     n_hidden: int = 128
     n_layers: int = 1
-    dropout: float = 0.1
+    dropout: float = 0.0  # encoders only; the program's weak signal does not survive 0.1
     likelihood: str = "zinb"
     library: str = "observed"
+    salient_linear: bool = True  # direct linear path salient -> expression logits
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:
@@ -78,7 +79,11 @@ class ContrastiveGenerative(PyroModule):
         super().__init__()
         self.arch = arch
         n_decoder_input = arch.n_background + arch.n_salient + arch.n_covariates
-        self.decoder = CountDecoder(n_decoder_input, arch.n_genes, arch.n_hidden, arch.n_layers, 0.0)
+        # decoder input is [background, salient, covariates]
+        salient_columns = (arch.n_background, arch.n_background + arch.n_salient) if arch.salient_linear else None
+        self.decoder = CountDecoder(
+            n_decoder_input, arch.n_genes, arch.n_hidden, arch.n_layers, 0.0, salient_columns
+        )
         groups = arch.n_library_groups
         loc = torch.zeros(groups) if library_log_loc is None else torch.as_tensor(library_log_loc, dtype=torch.float32)
         scale = torch.ones(groups) if library_log_scale is None else torch.as_tensor(library_log_scale, dtype=torch.float32)

@@ -45,11 +45,23 @@ class GaussianEncoder(nn.Module):
 class CountDecoder(nn.Module):
     """[background, salient, covariates] -> log expression proportions and dropout logits."""
 
-    def __init__(self, n_input: int, n_genes: int, n_hidden: int, n_layers: int, dropout: float):
+    def __init__(
+        self, n_input: int, n_genes: int, n_hidden: int, n_layers: int, dropout: float,
+        salient_columns: tuple[int, int] | None = None,
+    ):
         super().__init__()
         self.body = mlp(n_input, n_hidden, n_layers, dropout)
         self.proportion_logits = nn.Linear(n_hidden, n_genes)
         self.dropout_logits = nn.Linear(n_hidden, n_genes)
+        # A perturbation program is an additive shift of log expression on a few dozen
+        # genes, small next to cycle and clone. Through the shared hidden layer alone the
+        # decoder tends to ignore it; a direct linear path from the salient latent to the
+        # expression logits (as in linearly decoded VAEs) makes it cheap to express, so
+        # the salient latent drives expression and counterfactual DE sees the program.
+        self.salient_columns = salient_columns
+        if salient_columns is not None:
+            start, stop = salient_columns
+            self.salient_loadings = nn.Linear(stop - start, n_genes, bias=False)
         # Per-gene inverse dispersion lives here, in a plain torch module, so it is an
         # ordinary parameter of the module (no entry in Pyro's global param store).
         self.log_dispersion = nn.Parameter(torch.full((n_genes,), 0.7))
@@ -59,7 +71,11 @@ class CountDecoder(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.body(latent)
-        log_proportions = torch.log_softmax(self.proportion_logits(hidden).float(), dim=-1)
+        logits = self.proportion_logits(hidden)
+        if self.salient_columns is not None:
+            start, stop = self.salient_columns
+            logits = logits + self.salient_loadings(latent[..., start:stop])
+        log_proportions = torch.log_softmax(logits.float(), dim=-1)
         return log_proportions, self.dropout_logits(hidden).float()
 
 

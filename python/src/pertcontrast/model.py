@@ -39,6 +39,20 @@ def recorded_preprocessing(adata) -> dict:
     return {k: (list(v) if isinstance(v, (np.ndarray, tuple)) else v) for k, v in settings.items()}
 
 
+def perturbation_settings(adata, perturbation_key, control_label, source: str) -> tuple[str, str]:
+    """The perturbation column and control label: as given, else as ``preprocess``
+    recorded them; a clear error when neither says."""
+    recorded = recorded_preprocessing(adata)
+    perturbation_key = perturbation_key or recorded.get("perturbation_key")
+    control_label = control_label or recorded.get("control_label")
+    if not perturbation_key or not control_label:
+        raise InputDataError(
+            f"{source}: no perturbation column/control label given and none recorded by "
+            "'pertcontrast preprocess'; pass --perturbation-key and --control-label."
+        )
+    return perturbation_key, control_label
+
+
 class ContrastiveModel:
     """Contrastive VAE for a Perturb-seq screen (background and salient latents)."""
 
@@ -76,13 +90,7 @@ class ContrastiveModel:
         from pertcontrast.data import validate
 
         recorded = recorded_preprocessing(adata)
-        perturbation_key = perturbation_key or recorded.get("perturbation_key")
-        control_label = control_label or recorded.get("control_label")
-        if not perturbation_key or not control_label:
-            raise InputDataError(
-                f"{source}: no perturbation column/control label given and none recorded by "
-                "'pertcontrast preprocess'; pass --perturbation-key and --control-label."
-            )
+        perturbation_key, control_label = perturbation_settings(adata, perturbation_key, control_label, source)
         categorical = list(categorical_covariate_keys if categorical_covariate_keys is not None
                            else recorded.get("categorical_covariate_keys", []))
         if batch_key and batch_key not in categorical:

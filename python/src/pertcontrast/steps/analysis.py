@@ -60,16 +60,9 @@ def generate_file(input_path, model, output, settings, device: str = "auto", mod
 # -- responders -----------------------------------------------------------------------
 def _labels_and_control(adata, perturbation_key, control_label, source):
     from pertcontrast.analysis.cells import perturbation_labels
-    from pertcontrast.model import recorded_preprocessing
+    from pertcontrast.model import perturbation_settings
 
-    recorded = recorded_preprocessing(adata)
-    key = perturbation_key or recorded.get("perturbation_key")
-    control = control_label or recorded.get("control_label")
-    if not key or not control:
-        raise InputDataError(
-            f"{source}: no perturbation column/control label given and none recorded by "
-            "'pertcontrast preprocess'; pass --perturbation-key and --control-label."
-        )
+    key, control = perturbation_settings(adata, perturbation_key, control_label, source)
     labels = perturbation_labels(adata.obs, key, source)
     if not (labels == control).any():
         raise InputDataError(f"{source}: no cells with the control label '{control}' in '{key}'.")

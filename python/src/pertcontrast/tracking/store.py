@@ -7,7 +7,7 @@ import os
 import re
 
 from pertcontrast.errors import TrackingError
-from pertcontrast.tracking.uris import CHECK_LIMITS, http_limits, redact, scrub
+from pertcontrast.tracking.uris import CHECK_LIMITS, http_limits, redact, restored_environment, scrub
 
 
 HOST_REJECTED = "the server rejected the host name of the URI; add it to the server's --allowed-hosts"
@@ -105,8 +105,7 @@ def scoped_tracking_uri(uri: str, experiment_id: str | None = None):
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    saved = {name: os.environ.get(name) for name in names}
-    try:
+    with restored_environment(names):
         os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
         if experiment_id is not None:
             os.environ["MLFLOW_EXPERIMENT_ID"] = str(experiment_id)
@@ -115,9 +114,3 @@ def scoped_tracking_uri(uri: str, experiment_id: str | None = None):
             warnings.filterwarnings("ignore", message=".*input example", category=UserWarning)
             warnings.filterwarnings("ignore", message=".*input_example", category=UserWarning)
             yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

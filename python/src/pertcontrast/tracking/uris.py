@@ -96,12 +96,20 @@ def scrub(value):
 def http_limits(limits: dict[str, str] = RUN_LIMITS, override: bool = False):
     """Set MLflow's HTTP retry/timeout variables for the calls inside (restored after).
     Values the user set win unless ``override``."""
-    saved = {name: os.environ.get(name) for name in limits}
-    try:
+    with restored_environment(limits) as saved:
         for name, value in limits.items():
             if override or saved[name] is None:
                 os.environ[name] = value
         yield
+
+
+@contextlib.contextmanager
+def restored_environment(names):
+    """Yields the current values of the environment variables ``names`` (None when unset)
+    and puts them back, unset ones unset, when the block ends."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield saved
     finally:
         for name, value in saved.items():
             if value is None:

@@ -64,8 +64,8 @@ def run_pertcontrast(args) -> dict:
 
     adata = ad.read_h5ad(args.data)
     model = ContrastiveModel.from_anndata(
-        adata, n_hidden=args.n_hidden, n_layers=args.n_layers, n_background=args.n_latent,
-        n_salient=args.n_latent, dropout=args.dropout,
+        adata, n_hidden=args.n_hidden, n_layers=args.n_layers, n_background=args.n_background,
+        n_salient=args.n_salient, dropout=args.dropout,
     )
     cells_per_step = 2 * args.batch_size
     started = time.perf_counter()
@@ -118,8 +118,8 @@ def run_scvi(args) -> dict:
     adata = ad.read_h5ad(args.data)
     scvi.external.ContrastiveVI.setup_anndata(adata, batch_key="batch")
     model = scvi.external.ContrastiveVI(
-        adata, n_hidden=args.n_hidden, n_layers=args.n_layers, n_background_latent=args.n_latent,
-        n_salient_latent=args.n_latent, dropout_rate=args.dropout, use_observed_lib_size=True,
+        adata, n_hidden=args.n_hidden, n_layers=args.n_layers, n_background_latent=args.n_background,
+        n_salient_latent=args.n_salient, dropout_rate=args.dropout, use_observed_lib_size=True,
     )
     is_control = adata.obs["perturbation"].astype(str).to_numpy() == "control"
     background = np.flatnonzero(is_control).tolist()
@@ -193,7 +193,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128, help="ContrastiveVI batch size (per group)")
     parser.add_argument("--n-hidden", type=int, default=128)
     parser.add_argument("--n-layers", type=int, default=1)
-    parser.add_argument("--n-latent", type=int, default=10)
+    parser.add_argument("--n-background", type=int, default=16, help="background latent size, both frameworks")
+    parser.add_argument("--n-salient", type=int, default=10, help="salient latent size, both frameworks")
     parser.add_argument("--dropout", type=float, default=0.0, help="encoder dropout, both frameworks")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -216,7 +217,7 @@ def main(argv=None) -> int:
             results.append(json.loads(line[len("RESULT "):]))
             print(f"finished {framework}", file=sys.stderr, flush=True)
     settings = {k: getattr(args, k) for k in ("preset", "n_cells", "epochs", "batch_size", "n_hidden",
-                                              "n_layers", "n_latent", "device")}
+                                              "n_layers", "n_background", "n_salient", "dropout", "device")}
     print(json.dumps({"settings": settings}))
     _print_table(results)
     if args.json:

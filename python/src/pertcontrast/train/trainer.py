@@ -124,8 +124,10 @@ class Trainer:
         self.checkpoint_file = checkpoint_file
         self.callbacks = callbacks
         self.progress = progress
+        # fused: one kernel for all parameters instead of a dozen small ops per tensor
+        # (on CPU the unfused update was about a tenth of a step)
         self.optimizer = torch.optim.Adam(
-            module.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+            module.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay, fused=True
         )
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=settings.lr_factor, patience=settings.lr_patience, min_lr=1e-5

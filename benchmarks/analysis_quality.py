@@ -98,7 +98,7 @@ def main(argv=None) -> int:
                                             device=args.device, perturbations=nulls).table
             false[mode][seed] = false_discoveries(table, prepared)
     salient_clusters, _ = cluster_perturbations(*salient_profiles(latents["salient"], labels, "control"))
-    lfc_clusters, _ = cluster_perturbations(lfc_profiles(de))
+    lfc_clusters, _ = cluster_perturbations(*lfc_profiles(de))
     mean, mean_r = metrics.loc["mean"], metrics_responders.loc["mean"]
     summary = {
         "escaper_auroc": round(escaper_auroc(prepared.obs), 4),

@@ -202,3 +202,20 @@ def test_reads_matrix_market_folders(screen, tmp_path):
     adata = read_anndata(folder)
     assert adata.shape == screen.shape
     assert (adata.X != screen.X).nnz == 0
+
+
+def test_chunk_written_64_bit_indices_are_read_as_32_bit(tmp_path):
+    """Files written chunk-wise carry 64-bit row pointers; scanpy/sklearn kernels (PCA)
+    need 32-bit ones, so in-memory reads use them when the matrix fits."""
+    from pertcontrast.data.reading import read_anndata
+    from pertcontrast.evaluate import log_normalised_pca
+
+    counts = sp.random(60, 40, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    counts.data = np.ceil(counts.data * 5)
+    counts.indptr = counts.indptr.astype(np.int64)
+    counts.indices = counts.indices.astype(np.int64)
+    ad.AnnData(X=counts).write_h5ad(tmp_path / "wide.h5ad")
+    matrix = read_anndata(tmp_path / "wide.h5ad").X
+    assert matrix.indptr.dtype == np.int32 and matrix.indices.dtype == np.int32
+    assert (matrix != counts).nnz == 0
+    assert log_normalised_pca(counts, n_components=5).shape == (60, 5)

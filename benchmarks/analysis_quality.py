@@ -4,9 +4,9 @@ python/tests/test_analysis_quality.py, with timings, for tuning the model.
 A benchmark, not a test: it prints numbers (and one JSON line at the end).
 
     # simulate + train (defaults) + analyse; keep the model for later runs
-    python benchmarks/analysis_quality.py --n-cells 8000 --max-epochs 60 --save /tmp/std8k
+    python benchmarks/analysis_quality.py --save /tmp/standard
     # analyse a saved model again (after changing analysis code)
-    python benchmarks/analysis_quality.py --load /tmp/std8k
+    python benchmarks/analysis_quality.py --load /tmp/standard
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def main(argv=None) -> int:
     parser.add_argument("--load", help="prefix of a saved run (<prefix>.prepared.h5ad, <prefix>.model)")
     parser.add_argument("--save", help="prefix to save the prepared screen and the model under")
     parser.add_argument("--preset", default="standard")
-    parser.add_argument("--n-cells", type=int, default=8000)
+    parser.add_argument("--n-cells", type=int, default=None, help="default: the preset's")
     parser.add_argument("--program-strength", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--max-epochs", type=int, default=None, help="default: chosen from the data size")
     parser.add_argument("--de-seeds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)

@@ -1,7 +1,9 @@
 """Analysis quality on a simulated standard screen with known truth (issue 5).
 
-One model is trained per session (defaults, at most MAX_EPOCHS epochs) on N_CELLS cells
-of the standard preset; responders, DE and clusters are computed once and scored:
+One model is trained per session with the default settings on the standard preset
+(15,000 cells; the issue asks for these numbers there: on 8,000 cells and 60 epochs the
+escaper AUROC moved between 0.85 and 0.92 with float rounding alone); responders, DE and
+clusters are computed once and scored:
 
 - DE: AUROC/AUPRC of the model ranking (prob_de) against the truly affected genes,
   averaged over perturbations with an effect, and the same for Wilcoxon; the model's
@@ -22,8 +24,6 @@ from analysis_truth import cluster_ari, de_metrics, escaper_auroc, false_discove
 
 pytestmark = pytest.mark.slow
 
-N_CELLS = 8000  # the standard preset has 15000; fewer keeps training to minutes
-MAX_EPOCHS = 60
 DE_SEEDS = (0, 1, 2)
 MAX_FALSE_DISCOVERIES_PER_RUN = 2  # per no-effect perturbation and DE seed
 
@@ -34,10 +34,10 @@ def trained():
     from pertcontrast.data.simulate import simulate
     from pertcontrast.model import ContrastiveModel
 
-    screen = simulate("standard", seed=0, n_cells=N_CELLS)
+    screen = simulate("standard", seed=0)
     prepared, _ = preprocess(screen, PreprocessSettings("perturbation", "control", batch_key="batch"))
     model = ContrastiveModel.from_anndata(prepared)
-    model.train(max_epochs=MAX_EPOCHS, progress=False, device="cpu")
+    model.train(progress=False, device="cpu")
     return model, prepared
 
 

@@ -6,19 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from click.testing import CliRunner
 
-from pertcontrast.cli import main
-
-
-def run(args):
-    result = CliRunner().invoke(main, args)
-    return result.exit_code, result.output
+from cli_helpers import preprocess_args, run
 
 
-def preprocess_args(path, out, *extra):
-    return ["preprocess", str(path), "--perturbation-key", "perturbation", "--control-label", "control",
-            "--output", str(out), *extra]
 
 
 @pytest.fixture()

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from click.testing import CliRunner
 
-from pertcontrast.cli import main
+from cli_helpers import preprocess_args, run
 from pertcontrast.data import preprocess_chunked
 from pertcontrast.data.preprocess import PreprocessSettings, preprocess
 from pertcontrast.data.preprocess_chunked import preprocess_h5ad
@@ -19,14 +18,6 @@ from pertcontrast.io import write_h5ad_atomic
 CYCLE = ["S_score", "G2M_score", "phase"]
 
 
-def run(args):
-    result = CliRunner().invoke(main, args)
-    return result.exit_code, result.output
-
-
-def args_for(path, out, *extra):
-    return ["preprocess", str(path), "--perturbation-key", "perturbation", "--control-label", "control",
-            "--output", str(out), *extra]
 
 
 def error_line(output):
@@ -204,7 +195,7 @@ def test_chunked_errors_read_like_in_memory(screen, tmp_path, kind, extra, fragm
     corrupt(kind, screen).write_h5ad(path)
     outputs = {}
     for mode in ("--in-memory", "--chunked"):
-        code, output = run(args_for(path, tmp_path / "o.h5ad", mode, "--chunk-size", "100", *extra))
+        code, output = run(preprocess_args(path, tmp_path / "o.h5ad", mode, "--chunk-size", "100", *extra))
         assert code == 1, output
         outputs[mode] = error_line(output)
     assert outputs["--chunked"] == outputs["--in-memory"]
@@ -217,7 +208,7 @@ def test_too_few_controls_after_qc(screen, tmp_path):
     screen.write_h5ad(path)
     outputs = {}
     for mode in ("--in-memory", "--chunked"):
-        code, output = run(args_for(path, tmp_path / "o.h5ad", mode, "--min-counts", "8000"))
+        code, output = run(preprocess_args(path, tmp_path / "o.h5ad", mode, "--min-counts", "8000"))
         assert code == 1, output
         outputs[mode] = error_line(output)
     assert outputs["--chunked"] == outputs["--in-memory"]
@@ -228,7 +219,7 @@ def test_truncated_file_and_non_h5ad_input(screen, tmp_path):
     path = tmp_path / "in.h5ad"
     screen.write_h5ad(path)
     path.write_bytes(path.read_bytes()[:5000])
-    code, output = run(args_for(path, tmp_path / "o.h5ad", "--chunked"))
+    code, output = run(preprocess_args(path, tmp_path / "o.h5ad", "--chunked"))
     assert code == 1 and "truncated or corrupt" in error_line(output)
     folder = tmp_path / "mtx"
     folder.mkdir()
@@ -261,10 +252,10 @@ def test_output_appears_only_when_complete(screen, tmp_path, monkeypatch):
 def test_auto_mode_chunks_large_h5ad_only(screen, tmp_path, monkeypatch):
     path = tmp_path / "in.h5ad"
     screen.write_h5ad(path)
-    code, output = run(args_for(path, tmp_path / "a.h5ad", "--n-top-genes", "100"))
+    code, output = run(preprocess_args(path, tmp_path / "a.h5ad", "--n-top-genes", "100"))
     assert code == 0 and "chunk-wise" not in output
     monkeypatch.setattr(preprocess_chunked, "IN_MEMORY_LIMIT_BYTES", 1000)
-    code, output = run(args_for(path, tmp_path / "b.h5ad", "--n-top-genes", "100", "--chunk-size", "500"))
+    code, output = run(preprocess_args(path, tmp_path / "b.h5ad", "--n-top-genes", "100", "--chunk-size", "500"))
     assert code == 0, output
     assert "preprocessing chunk-wise (500 cells per chunk)" in output and "pass 4/4" in output
     assert_same_prepared(ad.read_h5ad(tmp_path / "a.h5ad"), ad.read_h5ad(tmp_path / "b.h5ad"))

@@ -1,11 +1,17 @@
-"""Stratified minibatches: fixed control proportion, no skipped batches, unbiased weights."""
+"""Stratified minibatches: fixed control proportion, no skipped batches, unbiased weights;
+row access and the nonzero entries the loader hands the likelihood."""
+
+import sys
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
-from pertcontrast.data.loader import CountRows, StratifiedBatches
+from pertcontrast.data.loader import CountRows, StratifiedBatches, csr_nonzero_entries
 from pertcontrast.errors import ParameterError
+from pertcontrast.module.likelihoods import nonzero_entries
+from pertcontrast.train.host_memory import reuse_freed_host_memory
 
 
 def test_every_batch_has_the_fixed_control_proportion_and_covers_all_cells():
@@ -47,3 +53,37 @@ def test_dense_rows_keep_the_requested_order_and_genes():
     np.testing.assert_array_equal(dense, matrix.toarray()[rows][:, gene_index])
     contiguous = np.arange(10, 20)
     np.testing.assert_array_equal(CountRows(matrix).dense(contiguous), matrix.toarray()[10:20])
+
+
+def test_loader_nonzero_entries_equal_those_found_in_the_dense_block():
+    """What the loader computes from sparse rows is what the likelihood would find itself."""
+    matrix = sp.random(40, 25, density=0.3, format="csr", random_state=1, dtype=np.float32)
+    matrix.data = np.ceil(matrix.data * 90)  # counts 1..90: some beyond the count tables
+    rows = np.array([31, 2, 2, 17, 0, 39])
+    block = CountRows(matrix).csr_rows(rows)
+    ours = csr_nonzero_entries(block)
+    reference = nonzero_entries(torch.from_numpy(block.toarray())).to_batch()
+    assert set(ours) == set(reference)
+    assert len(ours["nonzero_large"]) > 0
+    for name in ours:
+        torch.testing.assert_close(ours[name], reference[name], rtol=1e-6 if name.endswith("factorial") else 0, atol=0)
+
+
+def test_rows_with_stored_zeros_or_duplicates_are_made_canonical():
+    """Direct row gathers are only for clean in-memory CSR; other matrices are cleaned so
+    every nonzero entry is listed once."""
+    clean = sp.random(30, 12, density=0.4, format="csr", random_state=2, dtype=np.float32)
+    clean.data = np.ceil(clean.data * 5)
+    assert CountRows(clean).direct
+    messy = clean.copy()
+    messy.data[::4] = 0.0  # stored zeros
+    assert not CountRows(messy).direct
+    rows = np.array([9, 4, 27])
+    block = CountRows(messy).csr_rows(rows)
+    assert block.data.all() and block.has_canonical_format
+    np.testing.assert_array_equal(block.toarray(), messy.toarray()[rows])
+    np.testing.assert_array_equal(CountRows(clean).csr_rows(rows).toarray(), clean.toarray()[rows])
+
+
+def test_host_memory_tuning_applies_on_linux():
+    assert reuse_freed_host_memory() is sys.platform.startswith("linux")

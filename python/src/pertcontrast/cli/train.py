@@ -47,7 +47,9 @@ def training_options(function):
         click.option("--control-fraction", type=float, default=0.3, show_default=True,
                      help="Fraction of every minibatch that is control cells."),
         click.option("--warmup-steps", type=int, default=None,
-                     help="Steps of KL and penalty warm-up (default: a quarter of all steps, at most 1000)."),
+                     help="Steps of KL and penalty warm-up (default: a quarter of all steps, at most 1000). "
+                          "The decoder ignores the salient latent during the warm-up and ramps it in "
+                          "over half as many steps after it; 0 turns both off."),
         click.option("--validation-fraction", type=float, default=0.1, show_default=True, help="Held-out cells for validation."),
         click.option("--early-stopping/--no-early-stopping", default=True, show_default=True,
                      help="Stop when the validation loss stops improving."),

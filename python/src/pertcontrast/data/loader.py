@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from pertcontrast.errors import ParameterError
+from pertcontrast.module.likelihoods import TABLE_COUNTS, NonzeroEntries
 
 
 class CountRows:
@@ -30,6 +31,12 @@ class CountRows:
         self.matrix = matrix
         self.gene_index = gene_index
         self.n_obs = matrix.shape[0]
+        # rows of an in-memory float32 CSR without duplicates or stored zeros (what
+        # preprocess writes) can be taken as they are, in any order: one gather
+        self.direct = (
+            sp.issparse(matrix) and matrix.format == "csr" and matrix.dtype == np.float32 and gene_index is None
+            and matrix.has_canonical_format and bool(matrix.data.all())
+        )
 
     @property
     def on_disk(self) -> bool:
@@ -41,8 +48,12 @@ class CountRows:
         block = self.matrix[start:stop]
         return block.tocsr() if sp.issparse(block) else np.asarray(block)
 
-    def dense(self, rows: np.ndarray) -> np.ndarray:
+    def csr_rows(self, rows: np.ndarray) -> sp.csr_matrix:
+        """The given rows, in the given order, as canonical float32 CSR (sorted, summed
+        duplicates, no stored zeros) over the model's genes."""
         rows = np.asarray(rows)
+        if self.direct:
+            return self.matrix[rows]
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
         span = int(ordered[-1] - ordered[0] + 1) if len(rows) else 0
@@ -53,18 +64,44 @@ class CountRows:
                 block = block[ordered - ordered[0]]
         else:
             block = self.matrix[ordered]
-        if sp.issparse(block):
-            block = block.tocsr()
-            if self.gene_index is not None:
-                block = block[:, self.gene_index]
-            dense = block.toarray()
-        else:
-            dense = np.asarray(block)
-            if self.gene_index is not None:
-                dense = dense[:, self.gene_index]
-        result = np.empty_like(dense, dtype=np.float32)
-        result[order] = dense
-        return result
+        block = sp.csr_matrix(block, dtype=np.float32)
+        if self.gene_index is not None:
+            block = block[:, self.gene_index]
+        # read in sorted order (sequential on disk); put back in the order asked for
+        block = block[np.argsort(order, kind="stable")]
+        block.sum_duplicates()
+        block.eliminate_zeros()
+        return block
+
+    def dense(self, rows: np.ndarray) -> np.ndarray:
+        return self.csr_rows(rows).toarray()
+
+
+def csr_nonzero_entries(block: sp.csr_matrix) -> dict[str, torch.Tensor]:
+    """The likelihood's view of a canonical CSR block (see ``NonzeroEntries``), computed
+    from the sparse rows while they are still sparse, in numpy: off the training step."""
+    from scipy.special import gammaln
+
+    n_cells, n_genes = block.shape
+    lengths = np.diff(block.indptr)
+    rows = np.repeat(np.arange(n_cells, dtype=np.int64), lengths)
+    cols = block.indices.astype(np.int64)
+    counts = block.data.astype(np.float32, copy=False)
+    large = np.flatnonzero((counts > TABLE_COUNTS) | (np.trunc(counts) != counts))
+    covered = np.clip(counts, 1, TABLE_COUNTS).astype(np.int64)
+    # lgamma(x + 1) from a small table; only counts beyond it are evaluated
+    log_factorial = gammaln(np.arange(TABLE_COUNTS + 1, dtype=np.float64) + 1.0)[covered]
+    if len(large):
+        log_factorial[large] = gammaln(counts[large].astype(np.float64) + 1.0)
+    per_cell = np.zeros(n_cells)
+    if len(counts):
+        per_cell = np.add.reduceat(log_factorial, np.minimum(block.indptr[:-1], len(counts) - 1))
+        per_cell[lengths == 0] = 0.0
+    return NonzeroEntries(
+        flat=torch.from_numpy(rows * n_genes + cols), cols=torch.from_numpy(cols), counts=torch.from_numpy(counts),
+        log_factorial=torch.from_numpy(per_cell.astype(np.float32)),
+        table_index=torch.from_numpy(cols * TABLE_COUNTS + covered - 1), large=torch.from_numpy(large),
+    ).to_batch()
 
 
 @dataclass
@@ -90,8 +127,10 @@ def make_batch(
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
     """Tensors for the given rows, on ``device``."""
+    block = counts.csr_rows(rows)
     tensors = {
-        "counts": torch.from_numpy(counts.dense(rows)),
+        "counts": torch.from_numpy(block.toarray()),
+        **csr_nonzero_entries(block),
         "covariates": torch.from_numpy(cells.covariates[rows]),
         "is_control": torch.from_numpy(cells.is_control[rows]),
         "label": torch.from_numpy(cells.label[rows]),
@@ -187,7 +226,12 @@ class DeviceResidentCounts:
     host-to-device copy per step."""
 
     def __init__(self, matrix, cells: CellArrays, device: torch.device):
-        csr = sp.csr_matrix(matrix)
+        csr = sp.csr_matrix(matrix, dtype=np.float32)
+        if not csr.has_canonical_format or not csr.data.all():
+            # the likelihood's nonzero entries must be unique and nonzero
+            csr = csr.copy()  # csr_matrix(...) shares the caller's arrays
+            csr.sum_duplicates()
+            csr.eliminate_zeros()
         self.device = device
         self.indptr = torch.from_numpy(csr.indptr.astype(np.int64)).to(device)
         self.indices = torch.from_numpy(csr.indices.astype(np.int64)).to(device)
@@ -206,20 +250,24 @@ class DeviceResidentCounts:
         nnz = matrix.nnz if sp.issparse(matrix) else int(np.count_nonzero(matrix))
         return nnz * 12 + (matrix.shape[0] + 1) * 8
 
-    def dense(self, rows: torch.Tensor) -> torch.Tensor:
+    def dense(self, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The rows as a dense block, and its nonzero entries for the likelihood."""
         starts, ends = self.indptr[rows], self.indptr[rows + 1]
         lengths = ends - starts
         row_of_entry = torch.repeat_interleave(torch.arange(len(rows), device=self.device), lengths)
         first_of_row = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
         entry = torch.repeat_interleave(starts, lengths) + torch.arange(len(row_of_entry), device=self.device) - first_of_row
+        cols, values = self.indices[entry], self.values[entry]
         out = torch.zeros(len(rows), self.n_genes, device=self.device)
-        out[row_of_entry, self.indices[entry]] = self.values[entry]
-        return out
+        out[row_of_entry, cols] = values
+        entries = NonzeroEntries.from_coordinates(row_of_entry, cols, values, len(rows), self.n_genes)
+        return out, entries.to_batch()
 
     def batch(self, rows: np.ndarray, stratum_weight: np.ndarray, plate_index: np.ndarray) -> dict[str, torch.Tensor]:
         rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
         tensors = {name: value[rows_t] for name, value in self.cells.items()}
-        tensors["counts"] = self.dense(rows_t)
+        tensors["counts"], nonzero = self.dense(rows_t)
+        tensors.update(nonzero)
         tensors["stratum_weight"] = torch.from_numpy(stratum_weight.astype(np.float32)).to(self.device)
         tensors["index"] = torch.from_numpy(plate_index.astype(np.int64)).to(self.device)
         return tensors

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.distributions import LogNormal, Normal
 from torch.nn import functional as F
 
 from pertcontrast.module.contrastive import (
     Architecture,
     ContrastiveGenerative,
     ContrastiveInference,
+    observed_log_library,
 )
-from pertcontrast.module.elbo import (
-    ObjectiveTerms,
-    TermWeights,
-    elbo_sites,
-    elbo_traces,
-    salient_wasserstein,
-)
+from pertcontrast.module.elbo import ObjectiveTerms, TermWeights, cell_scale, normal_kl, salient_wasserstein
 from pertcontrast.module.networks import PerturbationClassifier
 
-SITE_TERMS = {"counts": "reconstruction", "background": "kl_background", "salient": "kl_salient", "library": "kl_library"}
 TERM_NAMES = ("reconstruction", "kl_background", "kl_salient", "kl_library", "wasserstein", "classification")
 
 
@@ -49,24 +44,43 @@ class ContrastiveVAE(nn.Module):
         return self.inference(batch, n_cells)
 
     def objective(self, batch: dict[str, torch.Tensor], n_cells: int, weights: TermWeights) -> ObjectiveTerms:
-        model_trace, guide_trace = elbo_traces(self.model, self.guide, batch, n_cells)
-        encoded = guide_trace.nodes["_RETURN"]["value"]
-        sites = elbo_sites(model_trace, guide_trace)
-        totals = {SITE_TERMS[name]: value.sum() for name, value in sites.items()}
-        # Each cell stands for n_cells / batch_size * stratum_weight cells of the screen.
-        cell_scale = guide_trace.nodes["background"]["scale"]
-        is_control = batch["is_control"]
+        """The model/guide pair's ELBO (as TraceMeanField_ELBO computes it) and the extra
+        terms, each as a full-screen estimate from this minibatch."""
+        arch = self.arch
+        counts, is_control = batch["counts"], batch["is_control"]
+        perturbed = ~is_control
+        encoded = self.inference.encode(counts, batch["covariates"])
+        # The guide's draws, in the guide's order (the same random numbers Pyro would use).
+        background = Normal(encoded["background_loc"], encoded["background_scale"]).rsample()
+        salient = Normal(encoded["salient_loc"], encoded["salient_scale"]).rsample()
+        per_cell = {
+            "kl_background": normal_kl(encoded["background_loc"], encoded["background_scale"], 0.0, 1.0),
+            "kl_salient": normal_kl(encoded["salient_loc"], encoded["salient_scale"], 0.0, 1.0) * perturbed,
+        }
+        if arch.library == "latent":
+            library_loc, library_scale = encoded["library_log_loc"], encoded["library_log_scale"]
+            log_library = torch.log(LogNormal(library_loc, library_scale).rsample())
+            per_cell["kl_library"] = normal_kl(
+                library_loc, library_scale, *self.generative.library_prior(batch["library_group"])
+            )
+        else:
+            log_library = observed_log_library(counts)
+        if weights.salient != 1.0:
+            salient = salient * weights.salient
+        observation = self.generative.observation(batch, background, salient, log_library)
+        per_cell["reconstruction"] = -observation.log_prob(counts)
+        scale = cell_scale(batch, n_cells)
+        totals = {name: (scale * value).sum() for name, value in per_cell.items()}
 
         w2 = salient_wasserstein(encoded["salient_loc"], encoded["salient_scale"])
-        totals["wasserstein"] = (cell_scale * w2 * is_control).sum()
+        totals["wasserstein"] = (scale * w2 * is_control).sum()
 
-        perturbed = ~is_control
         logits = self.classifier(torch.cat([encoded["salient_loc"], batch["covariates"]], dim=-1))
         labels = batch["label"].clamp_min(0)
         cross_entropy = F.cross_entropy(logits, labels, reduction="none")
         # Cross-entropy is -log q(label | salient): adding it (a positive number) to the
         # loss pulls the salient means of different perturbations apart.
-        totals["classification"] = (cell_scale * cross_entropy * perturbed).sum()
+        totals["classification"] = (scale * cross_entropy * perturbed).sum()
         correct = ((logits.argmax(dim=-1) == labels) & perturbed).sum()
 
         kl_total = sum(totals[name] for name in ("kl_background", "kl_salient", "kl_library") if name in totals)

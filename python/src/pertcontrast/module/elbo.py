@@ -50,18 +50,6 @@ def normal_kl(loc: torch.Tensor, scale: torch.Tensor, prior_loc, prior_scale) ->
     return kl_divergence(Normal(loc, scale), Normal(prior_loc, prior_scale)).sum(-1)
 
 
-def standard_normal_kl(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """KL(N(loc, scale) || N(0, 1)) summed over the last dimension (the closed form; the
-    Distribution objects cost more than the arithmetic on a minibatch's latents)."""
-    return (0.5 * (loc.square() + scale.square() - 1.0) - torch.log(scale)).sum(-1)
-
-
-def reparameterised_sample(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """loc + scale * eps, with eps drawn as ``Normal(loc, scale).rsample()`` draws it (the
-    same random numbers as Pyro's guide)."""
-    return loc + scale * torch.empty_like(loc).normal_()
-
-
 def salient_wasserstein(salient_loc: torch.Tensor, salient_scale: torch.Tensor) -> torch.Tensor:
     """Squared 2-Wasserstein distance of N(loc, diag(scale^2)) to a point mass at 0."""
     return (salient_loc.pow(2) + salient_scale.pow(2)).sum(dim=-1)

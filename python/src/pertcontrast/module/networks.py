@@ -85,14 +85,10 @@ class CountDecoder(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.body(latent)
-        if self.salient_columns is None:
-            logits = self.proportion_logits(hidden)
-        else:
-            # hidden @ W + salient @ L as one product over [hidden, salient]: one wide
-            # output pass instead of two and an add
+        logits = self.proportion_logits(hidden)
+        if self.salient_columns is not None:
             start, stop = self.salient_columns
-            weight = torch.cat([self.proportion_logits.weight, self.salient_loadings.weight], dim=1)
-            logits = F.linear(torch.cat([hidden, latent[..., start:stop]], dim=-1), weight, self.proportion_logits.bias)
+            logits = logits + self.salient_loadings(latent[..., start:stop])
         log_proportions = torch.log_softmax(logits.float(), dim=-1)
         return log_proportions, self.dropout_logits(hidden).float()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import LogNormal
+from torch.distributions import LogNormal, Normal
 from torch.nn import functional as F
 
 from pertcontrast.module.contrastive import (
@@ -13,15 +13,7 @@ from pertcontrast.module.contrastive import (
     ContrastiveInference,
     observed_log_library,
 )
-from pertcontrast.module.elbo import (
-    ObjectiveTerms,
-    TermWeights,
-    cell_scale,
-    normal_kl,
-    reparameterised_sample,
-    salient_wasserstein,
-    standard_normal_kl,
-)
+from pertcontrast.module.elbo import ObjectiveTerms, TermWeights, cell_scale, normal_kl, salient_wasserstein
 from pertcontrast.module.networks import PerturbationClassifier
 
 TERM_NAMES = ("reconstruction", "kl_background", "kl_salient", "kl_library", "wasserstein", "classification")
@@ -59,11 +51,11 @@ class ContrastiveVAE(nn.Module):
         perturbed = ~is_control
         encoded = self.inference.encode(counts, batch["covariates"])
         # The guide's draws, in the guide's order (the same random numbers Pyro would use).
-        background = reparameterised_sample(encoded["background_loc"], encoded["background_scale"])
-        salient = reparameterised_sample(encoded["salient_loc"], encoded["salient_scale"])
+        background = Normal(encoded["background_loc"], encoded["background_scale"]).rsample()
+        salient = Normal(encoded["salient_loc"], encoded["salient_scale"]).rsample()
         per_cell = {
-            "kl_background": standard_normal_kl(encoded["background_loc"], encoded["background_scale"]),
-            "kl_salient": standard_normal_kl(encoded["salient_loc"], encoded["salient_scale"]) * perturbed,
+            "kl_background": normal_kl(encoded["background_loc"], encoded["background_scale"], 0.0, 1.0),
+            "kl_salient": normal_kl(encoded["salient_loc"], encoded["salient_scale"], 0.0, 1.0) * perturbed,
         }
         if arch.library == "latent":
             library_loc, library_scale = encoded["library_log_loc"], encoded["library_log_scale"]

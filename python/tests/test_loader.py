@@ -87,3 +87,20 @@ def test_rows_with_stored_zeros_or_duplicates_are_made_canonical():
 
 def test_host_memory_tuning_applies_on_linux():
     assert reuse_freed_host_memory() is sys.platform.startswith("linux")
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_precomputed_cell_log_factorials_give_the_same_entries(whole):
+    """Direct rows take per-cell log-factorials worked out once for the matrix (in row
+    chunks); the minibatch's entries are exactly those computed from its rows alone."""
+    matrix = sp.random(9000, 40, density=0.2, format="csr", random_state=3, dtype=np.float32)
+    matrix.data = np.ceil(matrix.data * 90) if whole else matrix.data * 90 + 0.5
+    counts = CountRows(matrix)
+    assert counts.direct
+    rows = np.array([8999, 3, 8192, 8191, 3, 100])
+    block = counts.csr_rows(rows)
+    ours, reference = counts.nonzero_entries(rows, block), csr_nonzero_entries(block)
+    assert counts._integral == whole
+    assert len(ours["nonzero_large"]) > 0
+    for name in reference:
+        torch.testing.assert_close(ours[name], reference[name], rtol=0, atol=0)

@@ -169,3 +169,15 @@ def test_salient_weight_zero_hides_the_salient_latent_from_the_decoder():
         grads = torch.autograd.grad(terms.totals["reconstruction"], salient_encoder, allow_unused=True)
         moved = any(g is not None and float(g.abs().max()) > 0 for g in grads)
         assert moved is expect_gradient
+
+
+def test_encoder_features_from_nonzero_entries_equal_the_dense_ones():
+    from pertcontrast.module.contrastive import encoder_features
+    from pertcontrast.module.likelihoods import nonzero_entries
+
+    batch = make_batch(genes=50)
+    counts = batch["counts"]
+    counts[3] = 0.0  # a cell without counts
+    dense = encoder_features(counts, batch["covariates"])
+    sparse = encoder_features(counts, batch["covariates"], nonzero_entries(counts))
+    assert torch.equal(sparse, dense)

@@ -175,3 +175,21 @@ def test_buffered_epochs_cover_every_training_cell_with_unbiased_weights(tiny_pr
     # every perturbed training cell is drawn in its buffer (controls cycle within buffers)
     perturbed = set(data.train_rows[~data.cells.is_control[data.train_rows]].tolist())
     assert perturbed <= seen
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 3.0, 1e6])
+def test_clip_gradients_equals_torch_clip_grad_norm(max_norm):
+    from pertcontrast.train.trainer import clip_gradients
+
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(5, 4, generator=g), torch.randn(7, generator=g)]
+    ours = [torch.zeros_like(x, requires_grad=True) for x in grads]
+    theirs = [torch.zeros_like(x, requires_grad=True) for x in grads]
+    for p, q, grad in zip(ours, theirs, grads):
+        p.grad, q.grad = grad.clone(), grad.clone()
+    clip_gradients(ours, max_norm)
+    torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+    for p, q in zip(ours, theirs):
+        assert torch.equal(p.grad, q.grad)
+    total = torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in ours]))
+    assert float(total) <= max_norm * (1 + 1e-5) or max_norm == 1e6

@@ -37,6 +37,8 @@ class CountRows:
             sp.issparse(matrix) and matrix.format == "csr" and matrix.dtype == np.float32 and gene_index is None
             and matrix.has_canonical_format and bool(matrix.data.all())
         )
+        self._cell_log_factorial: np.ndarray | None = None  # of direct rows, on first use
+        self._integral = False
 
     @property
     def on_disk(self) -> bool:
@@ -76,31 +78,72 @@ class CountRows:
     def dense(self, rows: np.ndarray) -> np.ndarray:
         return self.csr_rows(rows).toarray()
 
+    def nonzero_entries(self, rows: np.ndarray, block: sp.csr_matrix) -> dict[str, torch.Tensor]:
+        """``csr_nonzero_entries`` of ``block = csr_rows(rows)``. For direct rows the
+        per-cell log-factorials (and whether all counts are whole numbers) are worked out
+        once for the matrix, in row chunks, instead of once per minibatch."""
+        if not self.direct:
+            return csr_nonzero_entries(block)
+        if self._cell_log_factorial is None:
+            per_cell, integral = [], True
+            for start in range(0, self.n_obs, 8192):  # one chunk's temporaries at a time
+                chunk = self.matrix[start : start + 8192]
+                integral = integral and np.array_equal(np.trunc(chunk.data), chunk.data)
+                per_cell.append(csr_log_factorial(chunk))
+            self._integral = integral
+            self._cell_log_factorial = np.concatenate(per_cell) if per_cell else np.zeros(0, np.float32)
+        return csr_nonzero_entries(block, self._cell_log_factorial[rows], self._integral)
 
-def csr_nonzero_entries(block: sp.csr_matrix) -> dict[str, torch.Tensor]:
-    """The likelihood's view of a canonical CSR block (see ``NonzeroEntries``), computed
-    from the sparse rows while they are still sparse, in numpy: off the training step."""
+
+def _log_factorial_table(counts: np.ndarray, large: np.ndarray) -> np.ndarray:
+    """lgamma(x + 1) of each entry (float64): from a small table, counts beyond it exactly."""
     from scipy.special import gammaln
 
+    covered = np.clip(counts, 1, TABLE_COUNTS).astype(np.int64)
+    values = gammaln(np.arange(TABLE_COUNTS + 1, dtype=np.float64) + 1.0)[covered]
+    if len(large):
+        values[large] = gammaln(counts[large].astype(np.float64) + 1.0)
+    return values
+
+
+def _large_entries(counts: np.ndarray, integral: bool) -> np.ndarray:
+    """Positions of the entries the count tables do not cover."""
+    beyond = counts > TABLE_COUNTS
+    return np.flatnonzero(beyond if integral else beyond | (np.trunc(counts) != counts))
+
+
+def csr_log_factorial(block: sp.csr_matrix) -> np.ndarray:
+    """``sum_g lgamma(x_ng + 1)`` per row of a canonical CSR block (float32)."""
+    counts = block.data.astype(np.float32, copy=False)
+    per_entry = _log_factorial_table(counts, _large_entries(counts, integral=False))
+    per_cell = np.zeros(block.shape[0])
+    if len(counts):
+        per_cell = np.add.reduceat(per_entry, np.minimum(block.indptr[:-1], len(counts) - 1))
+        per_cell[np.diff(block.indptr) == 0] = 0.0
+    return per_cell.astype(np.float32)
+
+
+def csr_nonzero_entries(block: sp.csr_matrix, log_factorial: np.ndarray | None = None,
+                        integral: bool = False) -> dict[str, torch.Tensor]:
+    """The likelihood's view of a canonical CSR block (see ``NonzeroEntries``), computed
+    from the sparse rows while they are still sparse, in numpy: off the training step.
+
+    ``log_factorial``: the rows' ``csr_log_factorial`` when known; ``integral``: every
+    count is known to be a whole number.
+    """
     n_cells, n_genes = block.shape
-    lengths = np.diff(block.indptr)
-    rows = np.repeat(np.arange(n_cells, dtype=np.int64), lengths)
     cols = block.indices.astype(np.int64)
     counts = block.data.astype(np.float32, copy=False)
-    large = np.flatnonzero((counts > TABLE_COUNTS) | (np.trunc(counts) != counts))
-    covered = np.clip(counts, 1, TABLE_COUNTS).astype(np.int64)
-    # lgamma(x + 1) from a small table; only counts beyond it are evaluated
-    log_factorial = gammaln(np.arange(TABLE_COUNTS + 1, dtype=np.float64) + 1.0)[covered]
-    if len(large):
-        log_factorial[large] = gammaln(counts[large].astype(np.float64) + 1.0)
-    per_cell = np.zeros(n_cells)
-    if len(counts):
-        per_cell = np.add.reduceat(log_factorial, np.minimum(block.indptr[:-1], len(counts) - 1))
-        per_cell[lengths == 0] = 0.0
+    large = _large_entries(counts, integral)
+    if log_factorial is None:
+        log_factorial = csr_log_factorial(block)
+    rows = np.repeat(np.arange(n_cells, dtype=np.int64), np.diff(block.indptr))
     return NonzeroEntries(
-        flat=torch.from_numpy(rows * n_genes + cols), cols=torch.from_numpy(cols), counts=torch.from_numpy(counts),
-        log_factorial=torch.from_numpy(per_cell.astype(np.float32)),
-        table_index=torch.from_numpy(cols * TABLE_COUNTS + covered - 1), large=torch.from_numpy(large),
+        flat=torch.from_numpy(rows * n_genes + cols), rows=torch.from_numpy(rows),
+        cols=torch.from_numpy(cols), counts=torch.from_numpy(counts),
+        log_factorial=torch.from_numpy(log_factorial),
+        table_index=torch.from_numpy(cols * TABLE_COUNTS + (np.clip(counts, 1, TABLE_COUNTS).astype(np.int64) - 1)),
+        large=torch.from_numpy(large),
     ).to_batch()
 
 
@@ -130,7 +173,7 @@ def make_batch(
     block = counts.csr_rows(rows)
     tensors = {
         "counts": torch.from_numpy(block.toarray()),
-        **csr_nonzero_entries(block),
+        **counts.nonzero_entries(rows, block),
         "covariates": torch.from_numpy(cells.covariates[rows]),
         "is_control": torch.from_numpy(cells.is_control[rows]),
         "label": torch.from_numpy(cells.label[rows]),
@@ -250,7 +293,7 @@ class DeviceResidentCounts:
         nnz = matrix.nnz if sp.issparse(matrix) else int(np.count_nonzero(matrix))
         return nnz * 12 + (matrix.shape[0] + 1) * 8
 
-    def dense(self, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def block_and_entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The rows as a dense block, and its nonzero entries for the likelihood."""
         starts, ends = self.indptr[rows], self.indptr[rows + 1]
         lengths = ends - starts
@@ -266,7 +309,7 @@ class DeviceResidentCounts:
     def batch(self, rows: np.ndarray, stratum_weight: np.ndarray, plate_index: np.ndarray) -> dict[str, torch.Tensor]:
         rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
         tensors = {name: value[rows_t] for name, value in self.cells.items()}
-        tensors["counts"], nonzero = self.dense(rows_t)
+        tensors["counts"], nonzero = self.block_and_entries(rows_t)
         tensors.update(nonzero)
         tensors["stratum_weight"] = torch.from_numpy(stratum_weight.astype(np.float32)).to(self.device)
         tensors["index"] = torch.from_numpy(plate_index.astype(np.int64)).to(self.device)

@@ -58,14 +58,26 @@ class Architecture:
             raise ValueError(f"library must be one of {LIBRARY_MODES}, got {self.library!r}")
 
 
-def encoder_features(counts: torch.Tensor, covariates: torch.Tensor) -> torch.Tensor:
+def encoder_features(
+    counts: torch.Tensor, covariates: torch.Tensor, nonzero: NonzeroEntries | None = None
+) -> torch.Tensor:
     """What the encoders see: log1p of counts normalised to 10k per cell, plus covariates.
 
     The likelihood stays on raw counts; normalising only the encoder input keeps depth out
     of the latents while the decoder still explains depth through the library size.
+    With the counts' ``nonzero`` entries, only those are transformed (log1p(0) = 0), a
+    third of a typical UMI block, and written into a zero block.
     """
-    totals = counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
-    return torch.cat([torch.log1p(counts * (NORMALISED_TOTAL / totals)), covariates], dim=-1)
+    scale = NORMALISED_TOTAL / counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    if nonzero is None:
+        return torch.cat([torch.log1p(counts * scale), covariates], dim=-1)
+    n_cells, n_genes = counts.shape
+    features = counts.new_zeros(n_cells, n_genes + covariates.shape[-1])
+    values = torch.log1p(nonzero.counts * scale.squeeze(-1).index_select(0, nonzero.rows))
+    # row-major positions in the wider (genes + covariates) block
+    features.view(-1).index_copy_(0, nonzero.flat + nonzero.rows * covariates.shape[-1], values)
+    features[:, n_genes:] = covariates
+    return features
 
 
 def networks(module: PyroModule, *names: str):
@@ -164,8 +176,10 @@ class ContrastiveInference(PyroModule):
         if arch.library == "latent":
             self.library_encoder = GaussianEncoder(n_input, 1, *args)
 
-    def encode(self, counts: torch.Tensor, covariates: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = encoder_features(counts, covariates)
+    def encode(
+        self, counts: torch.Tensor, covariates: torch.Tensor, nonzero: NonzeroEntries | None = None
+    ) -> dict[str, torch.Tensor]:
+        features = encoder_features(counts, covariates, nonzero)
         names = ["background_encoder", "salient_encoder"] + (["library_encoder"] if self.arch.library == "latent" else [])
         outputs = encode_together(features, networks(self, *names))
         encoded = {}
@@ -174,7 +188,7 @@ class ContrastiveInference(PyroModule):
         return encoded
 
     def forward(self, batch: dict[str, torch.Tensor], n_cells: int) -> dict[str, torch.Tensor]:
-        encoded = self.encode(batch["counts"], batch["covariates"])
+        encoded = self.encode(batch["counts"], batch["covariates"], NonzeroEntries.from_batch(batch))
         with cell_plate(batch, n_cells), poutine.scale(scale=batch["stratum_weight"]):
             pyro.sample(
                 "background",

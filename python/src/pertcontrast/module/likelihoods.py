@@ -22,7 +22,7 @@ from pyro.distributions import TorchDistribution, constraints
 from torch.nn import functional as F
 
 LIKELIHOODS = ("zinb", "nb")
-NONZERO_FIELDS = ("flat", "cols", "counts", "log_factorial", "table_index", "large")
+NONZERO_FIELDS = ("flat", "rows", "cols", "counts", "log_factorial", "table_index", "large")
 # lgamma(x + theta) - lgamma(theta) and its digamma derivative are read from a per-gene
 # table of their recurrences for counts up to this; most nonzero UMI counts are small
 TABLE_COUNTS = 64
@@ -32,7 +32,7 @@ TABLE_COUNTS = 64
 class NonzeroEntries:
     """Where a (cells x genes) count block is nonzero, and what it holds there.
 
-    ``flat`` are row-major positions (``row * n_genes + col``), ``log_factorial`` is
+    ``flat`` are row-major positions (``rows * n_genes + cols``), ``log_factorial`` is
     ``sum_g lgamma(x_ng + 1)`` per cell, ``table_index`` the entry's place in the
     per-gene count tables (``col * TABLE_COUNTS + x - 1``), ``large`` the entries the
     tables do not cover (x > TABLE_COUNTS or not an integer): everything the
@@ -40,6 +40,7 @@ class NonzeroEntries:
     """
 
     flat: torch.Tensor
+    rows: torch.Tensor
     cols: torch.Tensor
     counts: torch.Tensor
     log_factorial: torch.Tensor
@@ -53,7 +54,7 @@ class NonzeroEntries:
         covered = counts.clamp(1, TABLE_COUNTS)
         large = ((counts > TABLE_COUNTS) | (counts != counts.round())).nonzero().squeeze(1)
         table_index = cols * TABLE_COUNTS + covered.long() - 1
-        return cls(rows * n_genes + cols, cols, counts, log_factorial, table_index, large)
+        return cls(rows * n_genes + cols, rows, cols, counts, log_factorial, table_index, large)
 
     def to_batch(self) -> dict[str, torch.Tensor]:
         """Minibatch entries (a minibatch is a flat dict of tensors)."""

@@ -14,6 +14,7 @@ from pertcontrast.module.contrastive import (
     observed_log_library,
 )
 from pertcontrast.module.elbo import ObjectiveTerms, TermWeights, cell_scale, normal_kl, salient_wasserstein
+from pertcontrast.module.likelihoods import NonzeroEntries
 from pertcontrast.module.networks import PerturbationClassifier
 
 TERM_NAMES = ("reconstruction", "kl_background", "kl_salient", "kl_library", "wasserstein", "classification")
@@ -49,7 +50,7 @@ class ContrastiveVAE(nn.Module):
         arch = self.arch
         counts, is_control = batch["counts"], batch["is_control"]
         perturbed = ~is_control
-        encoded = self.inference.encode(counts, batch["covariates"])
+        encoded = self.inference.encode(counts, batch["covariates"], NonzeroEntries.from_batch(batch))
         # The guide's draws, in the guide's order (the same random numbers Pyro would use).
         background = Normal(encoded["background_loc"], encoded["background_scale"]).rsample()
         salient = Normal(encoded["salient_loc"], encoded["salient_scale"]).rsample()

@@ -81,6 +81,20 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def clip_gradients(parameters: list[torch.Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_`` without its rescaling pass when nothing is to be clipped.
+
+    torch multiplies every gradient by min(1, max_norm / norm) to avoid reading the norm
+    back from the device; on CPU there is nothing to wait for, and the multiplication by
+    1 (exact, so skipping it changes no number) is a full pass over the gradients.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads)
+    # torch scales by max_norm / (norm + 1e-6) when that is below 1 (NaN included)
+    if norm.device.type != "cpu" or not float(norm) + 1e-6 <= max_norm:
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+
+
 class _Accumulator:
     """Sums of full-screen term estimates over the steps of an epoch."""
 
@@ -259,7 +273,7 @@ class Trainer:
                 self._diverged(epoch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.parameters, settings.gradient_clip_norm)
+            clip_gradients(self.parameters, settings.gradient_clip_norm)
             self.optimizer.step()
             self.step += 1
             accumulator.add(terms, float(terms.objective.detach()))

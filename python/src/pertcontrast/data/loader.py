@@ -95,15 +95,9 @@ class CountRows:
         return csr_nonzero_entries(block, self._cell_log_factorial[rows], self._integral)
 
 
-def _log_factorial_table(counts: np.ndarray, large: np.ndarray) -> np.ndarray:
-    """lgamma(x + 1) of each entry (float64): from a small table, counts beyond it exactly."""
-    from scipy.special import gammaln
-
-    covered = np.clip(counts, 1, TABLE_COUNTS).astype(np.int64)
-    values = gammaln(np.arange(TABLE_COUNTS + 1, dtype=np.float64) + 1.0)[covered]
-    if len(large):
-        values[large] = gammaln(counts[large].astype(np.float64) + 1.0)
-    return values
+def _table_counts(counts: np.ndarray) -> np.ndarray:
+    """Each entry's count as a place in the count tables (1..TABLE_COUNTS)."""
+    return np.clip(counts, 1, TABLE_COUNTS).astype(np.int64)
 
 
 def _large_entries(counts: np.ndarray, integral: bool) -> np.ndarray:
@@ -112,15 +106,26 @@ def _large_entries(counts: np.ndarray, integral: bool) -> np.ndarray:
     return np.flatnonzero(beyond if integral else beyond | (np.trunc(counts) != counts))
 
 
+def _per_cell_log_factorial(indptr: np.ndarray, counts: np.ndarray, covered: np.ndarray,
+                            large: np.ndarray) -> np.ndarray:
+    """``sum_g lgamma(x_ng + 1)`` per row (float32): lgamma from a small float64 table,
+    counts beyond it evaluated exactly."""
+    from scipy.special import gammaln
+
+    per_entry = gammaln(np.arange(TABLE_COUNTS + 1, dtype=np.float64) + 1.0)[covered]
+    if len(large):
+        per_entry[large] = gammaln(counts[large].astype(np.float64) + 1.0)
+    per_cell = np.zeros(len(indptr) - 1)
+    if len(counts):
+        per_cell = np.add.reduceat(per_entry, np.minimum(indptr[:-1], len(counts) - 1))
+        per_cell[np.diff(indptr) == 0] = 0.0
+    return per_cell.astype(np.float32)
+
+
 def csr_log_factorial(block: sp.csr_matrix) -> np.ndarray:
     """``sum_g lgamma(x_ng + 1)`` per row of a canonical CSR block (float32)."""
     counts = block.data.astype(np.float32, copy=False)
-    per_entry = _log_factorial_table(counts, _large_entries(counts, integral=False))
-    per_cell = np.zeros(block.shape[0])
-    if len(counts):
-        per_cell = np.add.reduceat(per_entry, np.minimum(block.indptr[:-1], len(counts) - 1))
-        per_cell[np.diff(block.indptr) == 0] = 0.0
-    return per_cell.astype(np.float32)
+    return _per_cell_log_factorial(block.indptr, counts, _table_counts(counts), _large_entries(counts, False))
 
 
 def csr_nonzero_entries(block: sp.csr_matrix, log_factorial: np.ndarray | None = None,
@@ -134,15 +139,15 @@ def csr_nonzero_entries(block: sp.csr_matrix, log_factorial: np.ndarray | None =
     n_cells, n_genes = block.shape
     cols = block.indices.astype(np.int64)
     counts = block.data.astype(np.float32, copy=False)
-    large = _large_entries(counts, integral)
+    covered, large = _table_counts(counts), _large_entries(counts, integral)
     if log_factorial is None:
-        log_factorial = csr_log_factorial(block)
+        log_factorial = _per_cell_log_factorial(block.indptr, counts, covered, large)
     rows = np.repeat(np.arange(n_cells, dtype=np.int64), np.diff(block.indptr))
     return NonzeroEntries(
         flat=torch.from_numpy(rows * n_genes + cols), rows=torch.from_numpy(rows),
         cols=torch.from_numpy(cols), counts=torch.from_numpy(counts),
         log_factorial=torch.from_numpy(log_factorial),
-        table_index=torch.from_numpy(cols * TABLE_COUNTS + (np.clip(counts, 1, TABLE_COUNTS).astype(np.int64) - 1)),
+        table_index=torch.from_numpy(cols * TABLE_COUNTS + covered - 1),
         large=torch.from_numpy(large),
     ).to_batch()
 

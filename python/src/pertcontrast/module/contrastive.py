@@ -68,7 +68,7 @@ def encoder_features(
     With the counts' ``nonzero`` entries, only those are transformed (log1p(0) = 0), a
     third of a typical UMI block, and written into a zero block.
     """
-    scale = NORMALISED_TOTAL / counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    scale = NORMALISED_TOTAL / library_size(counts)
     if nonzero is None:
         return torch.cat([torch.log1p(counts * scale), covariates], dim=-1)
     n_cells, n_genes = counts.shape
@@ -92,8 +92,13 @@ def networks(module: PyroModule, *names: str):
     return found[0] if len(found) == 1 else found
 
 
+def library_size(counts: torch.Tensor) -> torch.Tensor:
+    """Total counts per cell (cells x 1), at least 1 so that empty cells stay finite."""
+    return counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
+
+
 def observed_log_library(counts: torch.Tensor) -> torch.Tensor:
-    return torch.log(counts.sum(dim=-1, keepdim=True).clamp_min(1.0))
+    return torch.log(library_size(counts))
 
 
 def cell_plate(batch: dict[str, torch.Tensor], n_cells: int):

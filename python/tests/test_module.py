@@ -181,3 +181,30 @@ def test_encoder_features_from_nonzero_entries_equal_the_dense_ones():
     dense = encoder_features(counts, batch["covariates"])
     sparse = encoder_features(counts, batch["covariates"], nonzero_entries(counts))
     assert torch.equal(sparse, dense)
+
+
+def test_tensor_kl_and_draws_are_torch_distributions_bit_for_bit():
+    """normal_kl / normal_rsample skip the distribution objects, not a single bit."""
+    from torch.distributions import Normal, kl_divergence
+
+    from pertcontrast.module.elbo import normal_kl, normal_rsample
+
+    generator = torch.Generator().manual_seed(3)
+    loc = torch.randn(64, 10, generator=generator) * 3
+    loc[0, 0] = -0.0
+    scale = torch.rand(64, 10, generator=generator) * 2 + 1e-4
+    prior_loc, prior_scale = torch.randn(64, 1, generator=generator), torch.rand(64, 1, generator=generator) + 0.1
+    assert torch.equal(normal_kl(loc, scale), kl_divergence(Normal(loc, scale), Normal(0.0, 1.0)).sum(-1))
+    assert torch.equal(
+        normal_kl(loc, scale, prior_loc, prior_scale),
+        kl_divergence(Normal(loc, scale), Normal(prior_loc, prior_scale)).sum(-1),
+    )
+    draws = []
+    for draw in (lambda l, s: Normal(l, s).rsample(), normal_rsample):
+        leaf_loc, leaf_scale = loc.clone().requires_grad_(), scale.clone().requires_grad_()
+        torch.manual_seed(11)
+        value = draw(leaf_loc, leaf_scale)
+        (value.pow(3).sum() + normal_kl(leaf_loc, leaf_scale).sum()).backward()
+        draws.append((value.detach(), leaf_loc.grad, leaf_scale.grad))
+    for ours, reference in zip(*draws):
+        assert torch.equal(ours, reference)

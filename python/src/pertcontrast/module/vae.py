@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import LogNormal, Normal
+from torch.distributions import LogNormal
 from torch.nn import functional as F
 
 from pertcontrast.module.contrastive import (
@@ -13,7 +13,14 @@ from pertcontrast.module.contrastive import (
     ContrastiveInference,
     observed_log_library,
 )
-from pertcontrast.module.elbo import ObjectiveTerms, TermWeights, cell_scale, normal_kl, salient_wasserstein
+from pertcontrast.module.elbo import (
+    ObjectiveTerms,
+    TermWeights,
+    cell_scale,
+    normal_kl,
+    normal_rsample,
+    salient_wasserstein,
+)
 from pertcontrast.module.likelihoods import NonzeroEntries
 from pertcontrast.module.networks import PerturbationClassifier
 
@@ -52,11 +59,11 @@ class ContrastiveVAE(nn.Module):
         perturbed = ~is_control
         encoded = self.inference.encode(counts, batch["covariates"], NonzeroEntries.from_batch(batch))
         # The guide's draws, in the guide's order (the same random numbers Pyro would use).
-        background = Normal(encoded["background_loc"], encoded["background_scale"]).rsample()
-        salient = Normal(encoded["salient_loc"], encoded["salient_scale"]).rsample()
+        background = normal_rsample(encoded["background_loc"], encoded["background_scale"])
+        salient = normal_rsample(encoded["salient_loc"], encoded["salient_scale"])
         per_cell = {
-            "kl_background": normal_kl(encoded["background_loc"], encoded["background_scale"], 0.0, 1.0),
-            "kl_salient": normal_kl(encoded["salient_loc"], encoded["salient_scale"], 0.0, 1.0) * perturbed,
+            "kl_background": normal_kl(encoded["background_loc"], encoded["background_scale"]),
+            "kl_salient": normal_kl(encoded["salient_loc"], encoded["salient_scale"]) * perturbed,
         }
         if arch.library == "latent":
             library_loc, library_scale = encoded["library_log_loc"], encoded["library_log_scale"]

@@ -1,0 +1,30 @@
+"""The benchmark scripts run and print what they promise (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_step_breakdown_prints_every_phase_for_both_gene_counts(tiny_prepared, tmp_path):
+    path = tmp_path / "prepared.h5ad"
+    tiny_prepared.write_h5ad(path)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "step_breakdown.py"), "--input", str(path), "--batch-size", "128",
+         "--steps", "3", "--passes", "2", "--overhead-genes", "12", "--device", "cpu", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    numbers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert numbers["cells"] == tiny_prepared.n_obs and numbers["batch_size"] == 128
+    runs = numbers["ms_per_step"]
+    assert set(runs) == {f"{tiny_prepared.n_vars} genes", "12 genes"}
+    for medians in runs.values():
+        phases = ("minibatch", "forward", "backward", "optimizer")
+        assert all(medians[phase] > 0 for phase in phases)
+        # a step is all four phases
+        assert medians["step"] > max(medians[phase] for phase in phases)

@@ -38,9 +38,11 @@ def time_steps(adata, batch_size: int, steps: int, passes: int, device_name: str
     from pertcontrast.model import ContrastiveModel
     from pertcontrast.module.elbo import TermWeights
     from pertcontrast.train.host_memory import reuse_freed_host_memory
+    from pertcontrast.train.settings import TrainingSettings
     from pertcontrast.train.trainer import clip_gradients, resolve_device
 
     reuse_freed_host_memory()  # as the trainer does
+    settings = TrainingSettings(batch_size=batch_size)  # the training defaults: lr, clipping, mix
     torch.manual_seed(0)
     device = resolve_device(device_name)
     model = ContrastiveModel.from_anndata(adata)
@@ -48,11 +50,12 @@ def time_steps(adata, batch_size: int, steps: int, passes: int, device_name: str
     cells = CellArrays.from_encoded(model.registry.encode_obs(adata.obs))
     counts = CountRows(adata.X)
     rows = np.arange(adata.n_obs)
-    sampler = StratifiedBatches(rows[cells.is_control], rows[~cells.is_control], batch_size, 0.25,
-                                np.random.default_rng(0))
+    sampler = StratifiedBatches(rows[cells.is_control], rows[~cells.is_control], batch_size,
+                                settings.control_fraction, np.random.default_rng(0))
     plans = [sampler.next_batch() for _ in range(steps)]
     parameters = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=1e-3, weight_decay=1e-4, fused=True)
+    optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                                 fused=True)
     weights, n_cells = TermWeights(), adata.n_obs
     per_pass = {phase: [] for phase in PHASES}
     with pyro.validation_enabled(False):
@@ -71,7 +74,7 @@ def time_steps(adata, batch_size: int, steps: int, passes: int, device_name: str
                 loss.backward()
                 _synchronize(device)
                 ticks.append(time.perf_counter())
-                clip_gradients(parameters, 50.0)
+                clip_gradients(parameters, settings.gradient_clip_norm)
                 optimizer.step()
                 float(terms.objective.detach())
                 ticks.append(time.perf_counter())

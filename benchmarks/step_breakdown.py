@@ -116,13 +116,17 @@ def main(argv=None) -> int:
     if args.overhead_genes:
         tiny = adata[:, : args.overhead_genes].copy()
         runs[f"{tiny.n_vars} genes"] = time_steps(tiny, args.batch_size, args.steps, args.passes, args.device)
+    from pertcontrast.module.native import build_count_kernel
+
+    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    likelihood = "C kernel" if on_cpu and build_count_kernel() is not None else "torch"
     numbers = {"cells": int(adata.n_obs), "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
-               "ms_per_step": runs}
+               "count_likelihood": likelihood, "ms_per_step": runs}
     if args.json:
         print(json.dumps(numbers))
         return 0
-    print(f"{adata.n_obs} cells, {args.batch_size} cells per step, {torch.get_num_threads()} torch threads; "
-          f"milliseconds per step (median of {args.passes} passes)")
+    print(f"{adata.n_obs} cells, {args.batch_size} cells per step, {torch.get_num_threads()} torch threads, "
+          f"count likelihood in {likelihood}; milliseconds per step (median of {args.passes} passes)")
     print(f"{'':>14}" + "".join(f"{phase:>11}" for phase in (*PHASES, "step")))
     for name, medians in runs.items():
         print(f"{name:>14}" + "".join(f"{medians[phase]:>11.2f}" for phase in (*PHASES, "step")))

@@ -137,11 +137,15 @@ def test_salient_loadings_shift_expression_only_through_the_salient_latent(salie
     torch.testing.assert_close(change[:, 3] - change[:, 0], 2.0 * salient[:, 0])
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["torch", "c_kernel"])
 @pytest.mark.parametrize("library", ["observed", "latent"])
-def test_objective_gradients_equal_pyros_elbo_gradients(library):
-    """The vectorised objective is the model/guide ELBO: same draws, same gradients."""
+def test_objective_gradients_equal_pyros_elbo_gradients(library, native):
+    """The vectorised objective is the model/guide ELBO: same draws, same gradients.
+    Pyro's trace evaluates the likelihood in torch; the C kernel's own float rounding
+    (its accuracy against float64 is tested in test_likelihoods) gets a looser bound."""
     arch = Architecture(n_genes=30, n_covariates=3, n_labels=4, n_library_groups=2, library=library, n_hidden=16)
-    module = ContrastiveVAE(arch, [7.0, 7.5], [0.4, 0.5])
+    module = ContrastiveVAE(arch, [7.0, 7.5], [0.4, 0.5], native=native)
+    assert (module.generative.count_kernel is not None) is native
     batch = make_batch()
     parameters = [p for p in module.parameters() if p.requires_grad]
     pyro.set_rng_seed(5)
@@ -155,7 +159,7 @@ def test_objective_gradients_equal_pyros_elbo_gradients(library):
             assert got is None or float(got.abs().max()) == 0.0
             continue
         used += 1
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, expected, rtol=1e-3 if native else 1e-4, atol=1e-4 if native else 1e-5)
     assert used > 10
 
 

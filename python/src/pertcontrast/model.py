@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -24,7 +26,10 @@ from pertcontrast.data.registry import DataRegistry
 from pertcontrast.errors import InputDataError, ModelLoadError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
 from pertcontrast.module.contrastive import Architecture
+from pertcontrast.module.native import DISABLE_VARIABLE
 from pertcontrast.module.vae import ContrastiveVAE
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
@@ -157,12 +162,14 @@ class ContrastiveModel:
         trainer = Trainer(
             self.module, data, settings, resolve_device(device), checkpoint_file, tuple(callbacks), progress
         )
+        count_likelihood = self._count_likelihood_path(trainer.device)
         result = trainer.fit()
         self.module.cpu()
         self.history = result.history
         self.training = {
             "settings": settings.to_dict(),
             "device": str(trainer.device),
+            "count_likelihood": count_likelihood,
             "max_epochs": trainer.max_epochs,
             "steps_per_epoch": trainer.steps_per_epoch,
             "warmup_steps": trainer.warmup_steps,
@@ -179,6 +186,18 @@ class ContrastiveModel:
         if checkpoint_file is not None:
             result.extra["checkpoint_file"] = str(checkpoint_file)
         return result
+
+    def _count_likelihood_path(self, device: torch.device) -> str:
+        """Where the likelihood runs during training ("C kernel" or "torch"); on CPU
+        without the kernel (no C compiler) training is about a quarter slower: say so."""
+        if device.type != "cpu":
+            return "torch"
+        if self.module.generative.count_kernel is not None:
+            return "C kernel"
+        if os.environ.get(DISABLE_VARIABLE, "1").strip() != "0":
+            log.warning("the C count-likelihood kernel could not be built (no C compiler? set CC, or "
+                        "install gcc): training on CPU runs the likelihood in torch, about a quarter slower")
+        return "torch"
 
     # -- inference ----------------------------------------------------------------------
     def gene_index(self, var_names, source: str = "data") -> np.ndarray | None:

@@ -27,7 +27,8 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 
-from pertcontrast.module.likelihoods import LIKELIHOODS, NonzeroEntries, count_distribution
+from pertcontrast.module.likelihoods import LIKELIHOODS, NonzeroEntries, count_distribution_from_logits
+from pertcontrast.module.native import build_count_kernel
 from pertcontrast.module.networks import CountDecoder, GaussianEncoder, encode_together
 
 LIBRARY_MODES = ("observed", "latent")
@@ -108,9 +109,11 @@ def cell_plate(batch: dict[str, torch.Tensor], n_cells: int):
 class ContrastiveGenerative(PyroModule):
     """p(counts, background, salient, library | covariates): the model."""
 
-    def __init__(self, arch: Architecture, library_log_loc=None, library_log_scale=None):
+    def __init__(self, arch: Architecture, library_log_loc=None, library_log_scale=None, native: bool = True):
         super().__init__()
         self.arch = arch
+        # the C count-likelihood kernel (CPU only); None: torch evaluates the likelihood
+        self.count_kernel = build_count_kernel() if native else None
         n_decoder_input = arch.n_background + arch.n_salient + arch.n_covariates
         # decoder input is [background, salient, covariates]
         salient_columns = (arch.n_background, arch.n_background + arch.n_salient) if arch.salient_linear else None
@@ -152,10 +155,10 @@ class ContrastiveGenerative(PyroModule):
         # Controls have no salient latent: whatever was sampled for them is replaced by 0.
         salient = torch.where(batch["is_control"].unsqueeze(-1), torch.zeros_like(salient), salient)
         decoder = networks(self, "decoder")
-        log_proportions, dropout_logits = decoder(torch.cat([background, salient, batch["covariates"]], dim=-1))
-        return count_distribution(
-            log_library + log_proportions, decoder.dispersion(), dropout_logits, self.arch.likelihood,
-            NonzeroEntries.from_batch(batch),
+        logits, dropout_logits = decoder.expression_logits(torch.cat([background, salient, batch["covariates"]], dim=-1))
+        return count_distribution_from_logits(
+            logits, log_library, decoder.dispersion(), dropout_logits, self.arch.likelihood,
+            NonzeroEntries.from_batch(batch), self.count_kernel,
         )
 
     def log_proportions(self, background, salient, covariates) -> torch.Tensor:

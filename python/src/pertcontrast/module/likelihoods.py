@@ -9,7 +9,12 @@ They dominate a training step on CPU, so they are written for speed:
   (:func:`nonzero_entries`), and ``lgamma(x + 1)``, which has no parameters, once per cell;
 - the gradient is written out by hand (:class:`_CountLogLikelihood`): autograd through
   ``logaddexp`` and ``softplus`` costs about three times as many passes over the
-  cells x genes block as the closed form.
+  cells x genes block as the closed form;
+- on CPU, given the decoder's logits (:func:`count_distribution_from_logits`), a C kernel
+  (:mod:`pertcontrast.module.native`) does the log-softmax, the likelihood and its
+  gradients in one pass per cell (:class:`_NativeCountLogLikelihood`), where torch makes
+  a pass over the block per operation. Same formulas, float32 rounding (tested against
+  float64); torch runs when the kernel cannot be built, on GPU and in float64.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, replace
 import pyro.distributions as dist
 import torch
 from pyro.distributions import TorchDistribution, constraints
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 LIKELIHOODS = ("zinb", "nb")
@@ -199,6 +205,53 @@ class _CountLogLikelihood(torch.autograd.Function):
         return grad_mean, grad_gate, grad_per_cell @ dz_dtheta, None
 
 
+class _NativeCountLogLikelihood(torch.autograd.Function):
+    """The same per-cell sum as :class:`_CountLogLikelihood`, from the decoder's logits
+    (the log-softmax included), computed by the C kernel in one pass per cell.
+
+    The kernel computes each cell's gradients in the forward pass (a cell's value depends
+    on its own row only), so the backward pass only scales them by the incoming gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, log_library, gate, dispersion, entries: NonzeroEntries, kernel):
+        n_cells, n_genes = logits.shape
+        with_grad = any(ctx.needs_input_grad[:4])
+        per_cell = logits.new_empty(n_cells)
+        grads = [logits.new_empty(n_cells, n_genes), None if gate is None else logits.new_empty(n_cells, n_genes),
+                 logits.new_empty(n_cells, n_genes), logits.new_empty(n_cells)] if with_grad else [None] * 4
+        kernel(logits.contiguous(), log_library.reshape(-1).contiguous(),
+               None if gate is None else gate.contiguous(), dispersion.contiguous(), entries.rows.contiguous(),
+               entries.cols.contiguous(), entries.counts.contiguous(), entries.log_factorial.contiguous(),
+               per_cell, *grads, n_threads=torch.get_num_threads())
+        if with_grad:
+            ctx.has_gate = gate is not None
+            ctx.log_library_shape = log_library.shape
+            ctx.save_for_backward(*(g for g in grads if g is not None))
+        return per_cell
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_per_cell):
+        saved = list(ctx.saved_tensors)
+        grad_logits, grad_theta, grad_log_library = saved[0], saved[-2], saved[-1]
+        per_cell = grad_per_cell.unsqueeze(-1)
+        grad_gate = saved[1] * per_cell if ctx.has_gate else None
+        return (grad_logits * per_cell, (grad_log_library * grad_per_cell).reshape(ctx.log_library_shape),
+                grad_gate, grad_per_cell @ grad_theta, None, None)
+
+
+def _native_applies(kernel, value, logits, log_library, gate) -> bool:
+    """Whether the C kernel can evaluate this block: float32 on CPU, no broadcasting."""
+    tensors = [logits, log_library, value] + ([] if gate is None else [gate])
+    return (
+        kernel is not None and logits.dim() == 2 and value.shape == logits.shape
+        and log_library.numel() == logits.shape[0] and (gate is None or gate.shape == logits.shape)
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        and not value.requires_grad
+    )
+
+
 def _log_prob_per_cell(value, log_mean, dispersion, dropout_logits=None, nonzero: NonzeroEntries | None = None):
     """Sum over genes of log (ZI)NB(x | mu, theta), one number per cell."""
     shape = torch.broadcast_shapes(value.shape, log_mean.shape)
@@ -223,19 +276,41 @@ class CountLikelihood(TorchDistribution):
     ``log_mean`` is (cells, genes), ``dispersion`` (genes,) is the inverse dispersion
     (variance = mu + mu^2 / dispersion), ``dropout_logits`` (cells, genes) the logits of a
     structural zero; ``zero_inflated=False`` ignores them.
+
+    Built by :func:`count_distribution_from_logits` it holds the decoder's expression
+    logits and the log library size instead (``log_mean`` is then computed when asked
+    for), so that ``log_prob`` can hand both to the C kernel, which does the log-softmax.
     """
 
-    arg_constraints = {"log_mean": constraints.real, "dispersion": constraints.positive}
     support = constraints.independent(constraints.nonnegative_integer, 1)
 
     def __init__(self, log_mean, dispersion, dropout_logits, zero_inflated: bool, nonzero=None,
-                 validate_args=None):
-        self.log_mean = log_mean
+                 validate_args=None, *, expression=None, kernel=None):
+        self._log_mean = log_mean
+        self.expression = expression  # (logits, log_library) or None
+        self.kernel = kernel  # the C count kernel, or None for torch
         self.nonzero = nonzero  # NonzeroEntries of the observed counts, when precomputed
         self.dispersion = dispersion
         self.dropout_logits = dropout_logits
         self.zero_inflated = zero_inflated
-        super().__init__(log_mean.shape[:-1], log_mean.shape[-1:], validate_args=validate_args)
+        reference = log_mean if log_mean is not None else expression[0]
+        super().__init__(reference.shape[:-1], reference.shape[-1:], validate_args=validate_args)
+
+    @property
+    def arg_constraints(self):
+        mean_argument = "log_mean" if self.expression is None else "logits"
+        return {mean_argument: constraints.real, "dispersion": constraints.positive}
+
+    @property
+    def logits(self):
+        return self.expression[0]
+
+    @property
+    def log_mean(self):
+        if self._log_mean is None:
+            logits, log_library = self.expression
+            self._log_mean = log_library + torch.log_softmax(logits, dim=-1)
+        return self._log_mean
 
     def _pyro_equivalent(self) -> TorchDistribution:
         dispersion = self.dispersion.expand_as(self.log_mean)
@@ -265,10 +340,24 @@ class CountLikelihood(TorchDistribution):
         )
 
     def log_prob(self, value):
-        return _log_prob_per_cell(
-            value, self.log_mean, self.dispersion, self.dropout_logits if self.zero_inflated else None,
-            self.nonzero,
-        )
+        gate = self.dropout_logits if self.zero_inflated else None
+        if self.expression is not None:
+            logits, log_library = self.expression
+            if _native_applies(self.kernel, value, logits, log_library, gate):
+                nonzero = self.nonzero
+                if nonzero is None or nonzero.log_factorial.shape[0] != value.shape[0]:
+                    nonzero = nonzero_entries(value)
+                if nonzero.counts.dtype != torch.float32:
+                    nonzero = replace(nonzero, counts=nonzero.counts.float(), log_factorial=nonzero.log_factorial.float())
+                return _NativeCountLogLikelihood.apply(
+                    logits, log_library, gate, self.dispersion.float(), nonzero, self.kernel,
+                )
+        return _log_prob_per_cell(value, self.log_mean, self.dispersion, gate, self.nonzero)
+
+
+def _check_likelihood(likelihood: str) -> None:
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
 
 
 def count_distribution(
@@ -281,7 +370,23 @@ def count_distribution(
     """Per-gene (Zero-Inflated) Negative Binomial with mean exp(log_mean) and inverse
     dispersion ``dispersion``, one event per cell. ``nonzero``: the observed counts'
     nonzero entries, when the data loader computed them (they are found otherwise)."""
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    _check_likelihood(likelihood)
     return CountLikelihood(log_mean, dispersion, dropout_logits, zero_inflated=likelihood == "zinb",
                            nonzero=nonzero)
+
+
+def count_distribution_from_logits(
+    logits: torch.Tensor,
+    log_library: torch.Tensor,
+    dispersion: torch.Tensor,
+    dropout_logits: torch.Tensor,
+    likelihood: str,
+    nonzero: NonzeroEntries | None = None,
+    kernel=None,
+) -> TorchDistribution:
+    """The same distribution with ``log_mean = log_library + log_softmax(logits)``;
+    ``kernel`` (from :func:`pertcontrast.module.native.build_count_kernel`) evaluates
+    ``log_prob`` on CPU in one pass, None leaves it to torch."""
+    _check_likelihood(likelihood)
+    return CountLikelihood(None, dispersion, dropout_logits, zero_inflated=likelihood == "zinb",
+                           nonzero=nonzero, expression=(logits, log_library), kernel=kernel)

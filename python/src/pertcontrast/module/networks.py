@@ -83,14 +83,19 @@ class CountDecoder(nn.Module):
     def dispersion(self) -> torch.Tensor:
         return self.log_dispersion.exp()
 
-    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def expression_logits(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expression logits (log proportions up to a per-cell constant) and dropout logits."""
         hidden = self.body(latent)
         logits = self.proportion_logits(hidden)
         if self.salient_columns is not None:
             start, stop = self.salient_columns
             logits = logits + self.salient_loadings(latent[..., start:stop])
-        log_proportions = torch.log_softmax(logits.float(), dim=-1)
-        return log_proportions, self.dropout_logits(hidden).float()
+        return logits.float(), self.dropout_logits(hidden).float()
+
+    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log expression proportions (summing to 1 over genes) and dropout logits."""
+        logits, dropout_logits = self.expression_logits(latent)
+        return torch.log_softmax(logits, dim=-1), dropout_logits
 
 
 class PerturbationClassifier(nn.Module):

@@ -36,10 +36,11 @@ class ContrastiveVAE(nn.Module):
     ``library_group``.
     """
 
-    def __init__(self, arch: Architecture, library_log_loc=None, library_log_scale=None):
+    def __init__(self, arch: Architecture, library_log_loc=None, library_log_scale=None, native: bool = True):
         super().__init__()
         self.arch = arch
-        self.generative = ContrastiveGenerative(arch, library_log_loc, library_log_scale)
+        # native: evaluate the count likelihood with the C kernel on CPU when it builds
+        self.generative = ContrastiveGenerative(arch, library_log_loc, library_log_scale, native)
         self.inference = ContrastiveInference(arch)
         self.classifier = PerturbationClassifier(
             arch.n_salient + arch.n_covariates, max(arch.n_labels, 1), arch.n_hidden, 0.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from pertcontrast.data.registry import DataRegistry
 from pertcontrast.errors import InputDataError, ModelLoadError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
 from pertcontrast.module.contrastive import Architecture
-from pertcontrast.module.native import DISABLE_VARIABLE
+from pertcontrast.module import native
 from pertcontrast.module.vae import ContrastiveVAE
 
 log = logging.getLogger(__name__)
@@ -194,7 +193,7 @@ class ContrastiveModel:
             return "torch"
         if self.module.generative.count_kernel is not None:
             return "C kernel"
-        if os.environ.get(DISABLE_VARIABLE, "1").strip() != "0":
+        if not native.turned_off():
             log.warning("the C count-likelihood kernel could not be built (no C compiler? set CC, or "
                         "install gcc): training on CPU runs the likelihood in torch, about a quarter slower")
         return "torch"

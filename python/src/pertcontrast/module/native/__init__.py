@@ -83,12 +83,11 @@ def _cache_folders() -> list[Path]:
 def _cpu_signature() -> str:
     """What the compiled code depends on: -march=native code must not run on another CPU
     (a cache folder on a cluster's shared home is seen by several kinds of node)."""
-    flags = ""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             flags = next((line for line in cpuinfo if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        pass
+    except OSError:  # no /proc (macOS): the machine and processor names only
+        flags = ""
     return f"{platform.machine()} {platform.processor()} {flags}"
 
 
@@ -121,10 +120,15 @@ def _compile(compiler: str, flags: list[str], folder: Path, name: str) -> Path |
             os.unlink(partial)
 
 
+def turned_off() -> bool:
+    """Whether the user turned the C kernels off (``PERTCONTRAST_NATIVE=0``)."""
+    return os.environ.get(DISABLE_VARIABLE, "1").strip() == "0"
+
+
 def build_count_kernel() -> CountKernel | None:
     """The count-likelihood kernel, compiled into the cache folder if it is not there yet;
     None when it is turned off or cannot be built (the caller then uses torch)."""
-    if os.environ.get(DISABLE_VARIABLE, "1").strip() == "0":
+    if turned_off():
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:

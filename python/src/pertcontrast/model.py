@@ -20,20 +20,18 @@ import pandas as pd
 import torch
 
 from pertcontrast import __version__
-from pertcontrast.data.loader import CellArrays, CountRows, make_batch, sequential_batches
+from pertcontrast.data.loader import CellArrays, CountRows, csr_tensor, sequential_batches
 from pertcontrast.data.registry import DataRegistry
 from pertcontrast.errors import InputDataError, ModelLoadError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
-from pertcontrast.module.contrastive import Architecture
-from pertcontrast.module import native
-from pertcontrast.module.vae import ContrastiveVAE
+from pertcontrast.module.contrastive import Architecture, ContrastiveModule
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the classifier is part of the guide and optional
 
 
 def recorded_preprocessing(adata) -> dict:
@@ -60,7 +58,7 @@ def perturbation_settings(adata, perturbation_key, control_label, source: str) -
 class ContrastiveModel:
     """Contrastive VAE for a Perturb-seq screen (background and salient latents)."""
 
-    def __init__(self, registry: DataRegistry, architecture: Architecture, module: ContrastiveVAE, adata=None):
+    def __init__(self, registry: DataRegistry, architecture: Architecture, module: ContrastiveModule, adata=None):
         self.registry = registry
         self.architecture = architecture
         self.module = module
@@ -120,7 +118,7 @@ class ContrastiveModel:
         # Initial weights come from their own seeded stream: the same seed, the same model.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = ContrastiveVAE(arch, loc, scale)
+            module = ContrastiveModule(arch, loc, scale)
         return cls(registry, arch, module, adata)
 
     # -- training -----------------------------------------------------------------------
@@ -161,14 +159,12 @@ class ContrastiveModel:
         trainer = Trainer(
             self.module, data, settings, resolve_device(device), checkpoint_file, tuple(callbacks), progress
         )
-        count_likelihood = self._count_likelihood_path(trainer.device)
         result = trainer.fit()
         self.module.cpu()
         self.history = result.history
         self.training = {
             "settings": settings.to_dict(),
             "device": str(trainer.device),
-            "count_likelihood": count_likelihood,
             "max_epochs": trainer.max_epochs,
             "steps_per_epoch": trainer.steps_per_epoch,
             "warmup_steps": trainer.warmup_steps,
@@ -185,18 +181,6 @@ class ContrastiveModel:
         if checkpoint_file is not None:
             result.extra["checkpoint_file"] = str(checkpoint_file)
         return result
-
-    def _count_likelihood_path(self, device: torch.device) -> str:
-        """Where the likelihood runs during training ("C kernel" or "torch"); on CPU
-        without the kernel (no C compiler) training is about a quarter slower: say so."""
-        if device.type != "cpu":
-            return "torch"
-        if self.module.generative.count_kernel is not None:
-            return "C kernel"
-        if not native.turned_off():
-            log.warning("the C count-likelihood kernel could not be built (no C compiler? set CC, or "
-                        "install gcc): training on CPU runs the likelihood in torch, about a quarter slower")
-        return "torch"
 
     # -- inference ----------------------------------------------------------------------
     def gene_index(self, var_names, source: str = "data") -> np.ndarray | None:
@@ -254,7 +238,7 @@ class ContrastiveModel:
         generator = torch.Generator(device=torch_device).manual_seed(seed)
         blocks = list(sequential_batches(np.arange(n), batch_size))
         for block in tqdm(blocks, desc="latents", unit="block", disable=not progress):
-            counts = torch.from_numpy(rows.dense(block)).to(torch_device)
+            counts = csr_tensor(rows.csr_rows(block)).to(torch_device)
             cov = torch.from_numpy(covariates[block]).to(torch_device)
             encoded = module.posterior(counts, cov)
             for name in ("background", "salient"):
@@ -305,13 +289,20 @@ class ContrastiveModel:
             )
         try:
             config = json.loads(config_file.read_text())
-            # folders written before the linear salient path existed have no such key
-            arch = Architecture(**{"salient_linear": False, **config["architecture"]})
+            version = config.get("format_version", 1)
+            if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+                raise ModelLoadError(
+                    f"{folder}: model folder format {version!r}; this pertcontrast ({__version__}) reads "
+                    f"formats 1 to {FORMAT_VERSION}. Load it with the pertcontrast that wrote it, or retrain."
+                )
+            arch, state = _upgrade(version, config["architecture"],
+                                   torch.load(weights_file, map_location="cpu", weights_only=True))
             registry = DataRegistry.from_dict(config["registry"])
-            state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        except ModelLoadError:
+            raise
         except Exception as error:  # noqa: BLE001 - any failure here means a damaged folder
             raise ModelLoadError(f"{folder}: cannot read the model ({type(error).__name__}: {error}).") from error
-        module = ContrastiveVAE(arch)
+        module = ContrastiveModule(arch)
         try:
             module.load_state_dict(state)
         except RuntimeError as error:
@@ -321,6 +312,18 @@ class ContrastiveModel:
         if (folder / HISTORY_FILE).exists():
             model.history = pd.read_csv(folder / HISTORY_FILE)
         return model
+
+
+def _upgrade(version: int, architecture: dict, state: dict) -> tuple[Architecture, dict]:
+    """The architecture and weights of a folder of an older format, as this format has them.
+
+    Format 1 had a classifier outside the guide, always present, and (before the linear
+    salient path existed) no ``salient_linear`` key.
+    """
+    if version == 1:
+        architecture = {"salient_linear": False, **architecture, "classifier": True}
+        state = {(f"inference.{key}" if key.startswith("classifier.") else key): value for key, value in state.items()}
+    return Architecture(**architecture), state
 
 
 def _check_architecture(n_background, n_salient, n_hidden, n_layers, dropout) -> None:

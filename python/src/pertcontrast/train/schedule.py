@@ -6,11 +6,12 @@ import math
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
-    """Linear ramp from 0 to 1 over ``warmup_steps`` optimizer steps (not epochs: a 2M-cell
-    screen trains for a few epochs, and an epoch-based warm-up would never finish)."""
+    """Linear ramp to 1 over ``warmup_steps`` optimizer steps (not epochs: a 2M-cell
+    screen trains for a few epochs, and an epoch-based warm-up would never finish);
+    never 0, since it scales Pyro sites (step 0 gets 1 / warmup_steps)."""
     if warmup_steps <= 0:
         return 1.0
-    return min(1.0, step / warmup_steps)
+    return min(1.0, (step + 1) / warmup_steps)
 
 
 def salient_factor(step: int, warmup_steps: int) -> float:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
+SPLIT_FILE = "cell_split.csv.gz"  # each training cell's role (train, validation, heldout)
 FORMAT_VERSION = 2  # 2: the classifier is part of the guide and optional
 
 
@@ -65,6 +66,8 @@ class ContrastiveModel:
         self.adata = adata
         self.history: pd.DataFrame | None = None
         self.training: dict = {}
+        # each training cell's role: train, validation or heldout (controls never trained on)
+        self.cell_split: pd.Series | None = None
 
     # -- set-up -------------------------------------------------------------------------
     @classmethod
@@ -84,6 +87,8 @@ class ContrastiveModel:
         likelihood: str = "zinb",
         library: str = "observed",
         salient_linear: bool = True,
+        classifier: bool = False,
+        background_from_controls: bool = False,
         seed: int = 0,
         source: str = "input",
     ) -> "ContrastiveModel":
@@ -112,7 +117,7 @@ class ContrastiveModel:
             n_genes=adata.n_vars, n_covariates=registry.n_covariates, n_labels=len(registry.perturbations),
             n_library_groups=len(registry.library_groups), n_background=n_background, n_salient=n_salient,
             n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, likelihood=likelihood, library=library,
-            salient_linear=salient_linear,
+            salient_linear=salient_linear, classifier=classifier, background_from_controls=background_from_controls,
         )
         loc, scale = _library_prior(adata, registry)
         # Initial weights come from their own seeded stream: the same seed, the same model.
@@ -144,10 +149,14 @@ class ContrastiveModel:
         if self.adata is None:
             raise ParameterError("this model has no training data; create it with ContrastiveModel.from_anndata.")
         settings = replace(settings or TrainingSettings(), **overrides)
+        if settings.classification_weight > 0 and not self.architecture.classifier:
+            raise ParameterError("--classification-weight needs a model set up with a classifier "
+                                 "(ContrastiveModel.from_anndata(..., classifier=True)).")
         validate.check_counts(self.adata.X, "training data")
         cells = CellArrays.from_encoded(self.registry.encode_obs(self.adata.obs))
-        train_rows, validation_rows = split_cells(cells.is_control, settings.validation_fraction, settings.seed)
-        data = TrainingData(CountRows(self.adata.X), cells, train_rows, validation_rows)
+        split = split_cells(cells.is_control, settings.validation_fraction, settings.heldout_control_fraction,
+                            settings.seed)
+        data = TrainingData(CountRows(self.adata.X), cells, split["train"], split["validation"])
         checkpoint_file = None
         if checkpoint_dir is not None:
             run_hash = settings_hash(
@@ -175,9 +184,12 @@ class ContrastiveModel:
             "stopped_early": result.stopped_early,
             "resumed_from_epoch": result.resumed_from_epoch,
             "seconds": result.seconds,
-            "n_train": int(len(train_rows)),
-            "n_validation": int(len(validation_rows)),
+            **{f"n_{name}": int(len(rows)) for name, rows in split.items()},
         }
+        roles = np.full(self.adata.n_obs, "train", dtype=object)
+        for name in ("validation", "heldout"):
+            roles[split[name]] = name
+        self.cell_split = pd.Series(roles, index=self.adata.obs_names.astype(str), name="split")
         if checkpoint_file is not None:
             result.extra["checkpoint_file"] = str(checkpoint_file)
         return result
@@ -201,6 +213,14 @@ class ContrastiveModel:
                 "use data with the same genes (gene names must match) or retrain."
             )
         return positions
+
+    def split_of(self, obs_names) -> np.ndarray:
+        """Each cell's role in training: ``train``, ``validation``, ``heldout`` (controls
+        held out of training) or ``new`` (not in the training data)."""
+        names = pd.Index(obs_names).astype(str)
+        if self.cell_split is None:
+            return np.full(len(names), "new", dtype=object)
+        return self.cell_split.reindex(names).fillna("new").to_numpy(dtype=object)
 
     def latents(
         self,
@@ -271,6 +291,9 @@ class ContrastiveModel:
         if self.history is not None:
             with atomic_path(folder / HISTORY_FILE, suffix=".csv") as tmp:
                 self.history.to_csv(tmp, index=False)
+        if self.cell_split is not None:
+            with atomic_path(folder / SPLIT_FILE, suffix=".csv.gz") as tmp:
+                self.cell_split.rename_axis("cell").to_csv(tmp)
         write_json_atomic(folder / CONFIG_FILE, self.config())
         return folder
 
@@ -311,6 +334,8 @@ class ContrastiveModel:
         model.training = config.get("training", {})
         if (folder / HISTORY_FILE).exists():
             model.history = pd.read_csv(folder / HISTORY_FILE)
+        if (folder / SPLIT_FILE).exists():
+            model.cell_split = pd.read_csv(folder / SPLIT_FILE, index_col=0, dtype=str)["split"]
         return model
 
 

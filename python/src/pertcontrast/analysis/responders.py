@@ -1,9 +1,16 @@
 """Responder calls: which perturbed cells show their perturbation's effect.
 
-For each perturbation, a cell's score is the projection of its salient mean onto the
-perturbation's mean salient direction; the controls projected onto the same direction
-are the null. A two-component mixture (null fixed to the controls' scores, responders
-free) gives each cell a posterior probability of responding.
+The null is the controls the model did not train on (``null_controls``: held out of
+training, or from new data): the Wasserstein term pulled the training controls' salient
+latents to 0, so they look more "unperturbed" than any other cell and a null of them finds
+effects everywhere.
+
+A perturbation has responders only when its cells differ from the null at all: an
+energy test of its salient latents against the null controls, Benjamini-Hochberg over
+perturbations at ``fdr``. Within those, a cell's score is the projection of its salient
+mean onto the perturbation's mean salient direction, the null controls projected onto the
+same direction are the null, and a two-component mixture (null fixed to the controls'
+scores, responders free) gives each cell a posterior probability of responding.
 
 The direction is the mean of the perturbation's cells whose salient norm exceeds the
 controls' median norm (escapers sit near 0 and barely move it). It is cross-fitted: the
@@ -19,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pertcontrast.analysis.energy import energy_test
 from pertcontrast.analysis.mixture import fit_null_mixture
+from pertcontrast.analysis.multiple_testing import benjamini_hochberg
 
 CONTROL, RESPONDER, NON_RESPONDER = "control", "responder", "non-responder"
 CALLS = (CONTROL, RESPONDER, NON_RESPONDER)
@@ -68,31 +77,47 @@ def call_responders(
     salient: np.ndarray,
     labels,
     control_label: str,
+    null_controls: np.ndarray | None = None,
     threshold: float = 0.5,
+    fdr: float = 0.05,
+    n_permutations: int = 1000,
     seed: int = 0,
 ) -> ResponderResult:
-    """Scores, responder probabilities and calls for every cell (see module docstring)."""
+    """Scores, responder probabilities and calls for every cell (see module docstring).
+
+    ``null_controls``: boolean per cell, the controls the model did not train on (default:
+    every control, for latents of data the model never saw)."""
     salient = np.asarray(salient, dtype=np.float64)
     labels = pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy()
     is_control = labels == control_label
-    controls = salient[is_control]
+    null_mask = is_control if null_controls is None else (np.asarray(null_controls, bool) & is_control)
+    controls = salient[null_mask]
     n = len(labels)
     score = np.full(n, np.nan)
     probability = np.full(n, np.nan)
-    rows = []
     rng = np.random.default_rng(seed)
-    for perturbation in sorted(set(labels[~is_control])):
+    perturbations = sorted(set(labels[~is_control]))
+    tests = [energy_test(salient[labels == p], controls, n_permutations, seed=[seed, i])
+             for i, p in enumerate(perturbations)]
+    padj = benjamini_hochberg([pvalue for _, pvalue in tests])
+    rows = []
+    for perturbation, (distance, pvalue), adjusted in zip(perturbations, tests, padj):
         cells = np.flatnonzero(labels == perturbation)
         scores, null = responder_scores(salient[cells], controls, rng)
-        fit = fit_null_mixture(scores, float(null.mean()), float(null.std()))
         score[cells] = scores
-        probability[cells] = fit.posterior(scores)
+        fit = fit_null_mixture(scores, float(null.mean()), float(null.std()))
+        detected = bool(adjusted < fdr)
+        probability[cells] = fit.posterior(scores) if detected else 0.0
         n_responders = int((probability[cells] > threshold).sum())
         rows.append({
             "perturbation": perturbation,
             "n_cells": len(cells),
             "n_responders": n_responders,
             "responder_fraction": n_responders / len(cells),
+            "energy_distance": distance,
+            "energy_pvalue": pvalue,
+            "energy_padj": float(adjusted),
+            "effect_detected": detected,
             "null_threshold": float(np.quantile(null, 0.95)),
             "mixture_weight": fit.weight,
             "mixture_separated": fit.separated,
@@ -102,7 +127,9 @@ def call_responders(
         })
     call = np.where(is_control, CONTROL, np.where(probability > threshold, RESPONDER, NON_RESPONDER))
     table = pd.DataFrame(rows, columns=[
-        "perturbation", "n_cells", "n_responders", "responder_fraction", "null_threshold",
-        "mixture_weight", "mixture_separated", "responder_mean", "null_mean", "null_sd",
+        "perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance", "energy_pvalue",
+        "energy_padj", "effect_detected", "null_threshold", "mixture_weight", "mixture_separated",
+        "responder_mean", "null_mean", "null_sd",
     ])
+    table.attrs["n_null_controls"] = int(null_mask.sum())
     return ResponderResult(score, probability, pd.Categorical(call, categories=list(CALLS)), table)

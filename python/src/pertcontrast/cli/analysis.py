@@ -146,8 +146,8 @@ def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, pseudocou
 @click.option("--output", "-o", type=click.Path(file_okay=False), required=True, help="Folder to write (effects/).")
 @click.option("--max-cells", type=click.IntRange(min=2), default=300, show_default=True,
               help="Cells per group (perturbation, controls) for the energy distance.")
-@click.option("--permutations", "n_permutations", type=click.IntRange(min=0), default=200, show_default=True,
-              help="Permutations for the energy distance p-value.")
+@click.option("--permutations", "n_permutations", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Permutations for the energy distance p-value (its resolution is 1 / (1 + permutations)).")
 @click.option("--responders-only/--all-cells", default=False, show_default=True,
               help="Energy distance of the responders only.")
 @click.option("--top-n", type=click.IntRange(min=1), default=10, show_default=True,
@@ -155,13 +155,14 @@ def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, pseudocou
 @click.option("--profile", type=click.Choice(["salient", "lfc"]), default="salient", show_default=True,
               help="Cluster perturbations on their mean salient latent (minus the controls') or on their "
                    "mean LFC over the genes called DE.")
-@click.option("--min-effect", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="With --profile salient: shift from the controls (in controls' sd along it, cross-fitted) "
-                   "below which a perturbation joins the no-effect cluster.")
+@click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="A perturbation has an effect when its energy distance to the null controls (controls "
+                   "the model did not train on) is significant at this Benjamini-Hochberg FDR; the others "
+                   "join the no-effect cluster.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and permutations.")
 @label_options
 def effects_command(input_path, de_folder, output, max_cells, n_permutations, responders_only, top_n, profile,
-                    min_effect, seed, perturbation_key, control_label):
+                    fdr, seed, perturbation_key, control_label):
     """Perturbation effect table, perturbation clusters and gene programs.
 
     INPUT is the .h5ad from 'pertcontrast responders' (or 'export'). Writes effects.csv,
@@ -172,7 +173,7 @@ def effects_command(input_path, de_folder, output, max_cells, n_permutations, re
 
     setup_logging()
     echo_command_line()
-    settings = EffectSettings(max_cells, n_permutations, responders_only, top_n, profile, min_effect, seed)
+    settings = EffectSettings(max_cells, n_permutations, responders_only, top_n, profile, fdr, seed)
     table = effects_file(input_path, de_folder, output, settings, perturbation_key, control_label)
     click.echo(f"wrote {output}: {len(table)} perturbations in {table['cluster'].nunique()} clusters", err=True)
 

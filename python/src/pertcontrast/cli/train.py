@@ -50,15 +50,21 @@ def training_options(function):
                      help="Steps of KL and penalty warm-up (default: a quarter of all steps, at most 1000). "
                           "The decoder ignores the salient latent during the warm-up and ramps it in "
                           "over half as many steps after it; 0 turns both off."),
-        click.option("--validation-fraction", type=float, default=0.1, show_default=True, help="Held-out cells for validation."),
+        click.option("--validation-fraction", type=float, default=0.1, show_default=True,
+                     help="Cells held out for validation (early stopping), of controls and of perturbed cells."),
+        click.option("--heldout-control-fraction", type=float, default=0.2, show_default=True,
+                     help="Controls held out of training altogether: the null of responders, effects and DE "
+                          "(recorded in the model folder; export marks them in obs 'pertcontrast_split')."),
         click.option("--early-stopping/--no-early-stopping", default=True, show_default=True,
                      help="Stop when the validation loss stops improving."),
         click.option("--early-stopping-patience", type=int, default=15, show_default=True, help="Epochs without improvement before stopping."),
         click.option("--gradient-clip-norm", type=float, default=50.0, show_default=True, help="Clip the gradient norm."),
         click.option("--wasserstein-weight", type=float, default=5.0, show_default=True,
                      help="Weight of the controls' salient penalty (squared 2-Wasserstein to 0)."),
-        click.option("--classification-weight", type=float, default=1.0, show_default=True,
-                     help="Weight of the perturbation classifier on the salient mean (0 turns it off)."),
+        click.option("--classification-weight", type=float, default=0.0, show_default=True,
+                     help="Weight of a perturbation classifier on the salient mean (0: none). It separates the "
+                          "perturbations' codes on the training cells, escapers included, and does not carry over "
+                          "to new cells."),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed (CPU runs are repeatable)."),
         click.option("--sampling", type=click.Choice(["auto", "random", "buffered"]), default="auto", show_default=True,
                      help="Minibatch rows: random, or buffered (shuffled file blocks, for data read from disk). "
@@ -149,6 +155,7 @@ def build_model_options(options: dict) -> dict:
         "likelihood": options["likelihood"],
         "library": options["library"],
         "salient_linear": options["salient_linear"],
+        "classifier": options["classification_weight"] > 0,
         "seed": options["seed"],
     }
 

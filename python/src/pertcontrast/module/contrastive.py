@@ -59,6 +59,7 @@ class Architecture:
     library: str = "observed"
     salient_linear: bool = True  # direct linear path salient -> expression logits
     classifier: bool = False  # the perturbation classifier of the salient mean
+    background_from_controls: bool = False  # EXPERIMENT: background encoder trained by controls only
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:
@@ -75,6 +76,7 @@ class TermWeights:
     wasserstein: float = 1.0
     classification: float = 0.0
     salient: float = 1.0  # how much of the salient latent the decoder sees
+    background_mmd: float = 0.0  # EXPERIMENT
 
 
 def _entries_and_library(counts: torch.Tensor):
@@ -100,6 +102,14 @@ def encoder_features(counts: torch.Tensor, covariates: torch.Tensor) -> torch.Te
     features.view(-1).index_copy_(0, rows * width + cols, normalised)
     features[:, n_genes:] = covariates
     return features
+
+
+def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.5, 1.0, 2.0, 4.0)) -> torch.Tensor:
+    """Squared maximum mean discrepancy (V-statistic) with a sum of Gaussian kernels."""
+    def kernel(a, b):
+        d = torch.cdist(a, b).pow(2)
+        return sum(torch.exp(-d / (2 * h * h)) for h in bandwidths)
+    return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
 
 
 def cell_plate(batch: dict[str, torch.Tensor], n_cells: int):
@@ -176,6 +186,13 @@ class ContrastiveInference(PyroModule):
     def forward(self, batch, n_cells: int, weights: TermWeights = TermWeights()) -> dict[str, torch.Tensor]:
         encoded = self.encode(batch["counts"], batch["covariates"])
         is_control = batch["is_control"]
+        if self.arch.background_from_controls:
+            keep = is_control.unsqueeze(-1)
+            for key in ("background_loc", "background_scale"):
+                encoded[key] = torch.where(keep, encoded[key], encoded[key].detach())
+        if weights.background_mmd > 0 and is_control.any() and (~is_control).any():
+            mmd = gaussian_mmd(encoded["background_loc"][is_control], encoded["background_loc"][~is_control])
+            pyro.factor("background_mmd", weights.background_mmd * n_cells * mmd, has_rsample=True)
         with cell_plate(batch, n_cells), poutine.scale(scale=batch["stratum_weight"]):
             with poutine.scale(scale=weights.kl):
                 for name in ("background", "salient", "library"):

@@ -86,15 +86,19 @@ def responders_file(input_path, output, table_path=None, threshold: float = 0.5,
     input_path, source = Path(input_path), str(input_path)
     if input_path.suffix != ".h5ad":
         raise InputDataError(f"{source}: expected the .h5ad written by 'pertcontrast export'.")
+    from pertcontrast.analysis.cells import null_controls
+
     adata = _read(input_path)
     labels, control = _labels_and_control(adata, perturbation_key, control_label, source)
-    result = call_responders(_salient(adata, source), labels, control, threshold, seed)
+    null = null_controls(adata.obs, labels == control, source)
+    result = call_responders(_salient(adata, source), labels, control, null, threshold, seed=seed)
     obs = adata.obs.copy()
     obs["responder_score"] = result.score
     obs["responder_probability"] = result.probability
     obs["responder_call"] = result.call
     _close(adata)
-    info = {"pertcontrast_version": __version__, "threshold": threshold, "seed": seed, "control_label": control}
+    info = {"pertcontrast_version": __version__, "threshold": threshold, "seed": seed, "control_label": control,
+            "n_null_controls": int(null.sum())}
     _write_obs_into_copy(input_path, output, obs, "pertcontrast_responders", info)
     table_path = Path(table_path) if table_path else Path(output).parent / "responders.csv"
     write_table_atomic(result.table, table_path)
@@ -125,8 +129,13 @@ def de_file(input_path, model, output, settings, device: str = "auto", model_inf
     """Write the ``de/`` folder: de.parquet, de.csv.gz, de_top.csv, de_settings.json."""
     from pertcontrast.analysis.differential import differential_expression
 
+    from pertcontrast.analysis.cells import null_controls, perturbation_labels
+
     adata = _read(input_path)
-    result = differential_expression(model, adata, settings, device, progress, str(input_path), perturbations)
+    is_control = perturbation_labels(adata.obs, model.registry.perturbation_key, str(input_path)) \
+        == model.registry.control_label
+    null = null_controls(adata.obs, is_control, str(input_path))
+    result = differential_expression(model, adata, settings, device, progress, str(input_path), perturbations, null)
     _close(adata)
     info = {
         "pertcontrast_version": __version__, **settings.to_dict(), "samples": settings.n_samples,
@@ -154,7 +163,7 @@ def effects_file(input_path, de_folder, output, settings, perturbation_key: str 
                  control_label: str | None = None):
     """Write the ``effects/`` folder: effects.csv, perturbation_clusters.csv,
     perturbation_similarity.csv, gene_programs.csv."""
-    from pertcontrast.analysis.cells import RESPONDER_COLUMN, responder_mask
+    from pertcontrast.analysis.cells import RESPONDER_COLUMN, null_controls, responder_mask
     from pertcontrast.analysis.clustering import (
         cluster_perturbations,
         gene_programs,
@@ -173,12 +182,14 @@ def effects_file(input_path, de_folder, output, settings, perturbation_key: str 
         responder = responder_mask(adata.obs, source)  # raises: names the missing step
     else:
         responder = None
+    null = null_controls(adata.obs, labels == control, source)
     _close(adata)
     de_table = read_de_table(de_folder)
-    energy = energy_table(salient, labels, control, responder, settings)
+    energy = energy_table(salient, labels, control, responder, settings, null)
     if settings.profile == "salient":
         keep = responder if settings.responders_only else None
-        profiles, has_effect = salient_profiles(salient, labels, control, keep, settings.min_effect, settings.seed)
+        profiles = salient_profiles(salient, labels, control, keep, null)
+        has_effect = pd.Series(energy["energy_padj"].to_numpy() < settings.fdr, index=energy["perturbation"])
     else:
         profiles, has_effect = lfc_profiles(de_table)
     clusters, similarity = cluster_perturbations(profiles, has_effect)

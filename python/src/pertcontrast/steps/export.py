@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pertcontrast import __version__
 from pertcontrast.data.reading import read_anndata
@@ -38,6 +39,9 @@ def export_file(
     info = {"pertcontrast_version": __version__, **(model_info or {})}
     obs = adata.obs.copy()
     obs["salient_norm"] = latents["salient_norm"]
+    # which cells the model trained on: analyses take their null from the others
+    obs["pertcontrast_split"] = pd.Categorical(model.split_of(obs.index),
+                                               categories=["train", "validation", "heldout", "new"])
     if is_h5ad:
         adata.file.close()
         _write_into_copy(input_path, output, obs, obsm, info)

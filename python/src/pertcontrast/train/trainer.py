@@ -57,18 +57,25 @@ class TrainingResult:
     extra: dict = field(default_factory=dict)
 
 
-def split_cells(is_control: np.ndarray, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out a random ``validation_fraction`` of controls and of perturbed cells."""
+def split_cells(is_control: np.ndarray, validation_fraction: float, heldout_control_fraction: float,
+                seed: int) -> dict[str, np.ndarray]:
+    """Rows for ``train``, ``validation`` (a random ``validation_fraction`` of controls and
+    of perturbed cells: early stopping) and ``heldout`` (a random
+    ``heldout_control_fraction`` of the controls, never seen in training: the null of
+    the analyses). Sorted; disjoint."""
     rng = np.random.default_rng([seed, 7])
-    train, validation = [], []
-    for group in (np.flatnonzero(is_control), np.flatnonzero(~is_control)):
+    parts = {"train": [], "validation": [], "heldout": []}
+    for group, heldout_fraction in ((np.flatnonzero(is_control), heldout_control_fraction),
+                                    (np.flatnonzero(~is_control), 0.0)):
         shuffled = rng.permutation(group)
-        n_validation = int(round(len(group) * validation_fraction))
+        n_heldout = int(round(len(group) * heldout_fraction))
+        n_validation = int(round((len(group) - n_heldout) * validation_fraction))
         if validation_fraction > 0 and len(group) >= 10:
             n_validation = max(n_validation, 1)
-        validation.append(shuffled[:n_validation])
-        train.append(shuffled[n_validation:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+        parts["heldout"].append(shuffled[:n_heldout])
+        parts["validation"].append(shuffled[n_heldout : n_heldout + n_validation])
+        parts["train"].append(shuffled[n_heldout + n_validation :])
+    return {name: np.sort(np.concatenate(rows)) for name, rows in parts.items()}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -263,7 +270,8 @@ class Trainer:
             kl=factor,
             wasserstein=self.settings.wasserstein_weight * factor,
             classification=self.settings.classification_weight * factor,
-            salient=1.0 if full else salient_factor(self.step, self.warmup_steps),
+            salient=1.0 if full or not self.settings.salient_warmup else salient_factor(self.step, self.warmup_steps),
+            background_mmd=self.settings.background_mmd_weight * factor,
         )
 
     def _train_epoch(self, epoch: int, bar) -> dict[str, float]:

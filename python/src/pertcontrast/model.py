@@ -24,7 +24,8 @@ from pertcontrast.data.loader import CellArrays, CountRows, csr_tensor, sequenti
 from pertcontrast.data.registry import DataRegistry
 from pertcontrast.errors import InputDataError, ModelLoadError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
-from pertcontrast.module.contrastive import Architecture, ContrastiveModule
+from pertcontrast.module.architecture import Architecture
+from pertcontrast.module.contrastive import ContrastiveModule
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +80,22 @@ class ContrastiveModel:
         batch_key: str | None = None,
         categorical_covariate_keys=None,
         continuous_covariate_keys=None,
-        n_background: int = 16,
-        n_salient: int = 10,
-        n_hidden: int = 128,
-        n_layers: int = 1,
-        dropout: float = 0.0,
-        likelihood: str = "zinb",
-        library: str = "observed",
-        salient_linear: bool = True,
-        classifier: bool = False,
-        background_from_controls: bool = False,
         seed: int = 0,
         source: str = "input",
+        **architecture,
     ) -> "ContrastiveModel":
         """Set up a model for ``adata`` (raw counts in ``X``). Keys not given are read from
-        what ``pertcontrast preprocess`` recorded in ``adata.uns["pertcontrast"]``."""
+        what ``pertcontrast preprocess`` recorded in ``adata.uns["pertcontrast"]``.
+        ``architecture``: fields of :class:`~pertcontrast.module.architecture.Architecture`
+        (``n_background=16``, ``likelihood="nb"``...); the others keep their defaults."""
         from pertcontrast.data import validate
+        from pertcontrast.module.architecture import architecture_defaults
+
+        unknown = sorted(set(architecture) - set(architecture_defaults()))
+        if unknown:
+            raise ParameterError(f"unknown architecture setting(s) {', '.join(unknown)}; "
+                                 f"choose from {', '.join(architecture_defaults())}.")
+        settings = {**architecture_defaults(), **{k: v for k, v in architecture.items() if v is not None}}
 
         recorded = recorded_preprocessing(adata)
         perturbation_key, control_label = perturbation_settings(adata, perturbation_key, control_label, source)
@@ -104,7 +105,7 @@ class ContrastiveModel:
             categorical.insert(0, batch_key)
         continuous = list(continuous_covariate_keys if continuous_covariate_keys is not None
                           else recorded.get("continuous_covariate_keys", []))
-        _check_architecture(n_background, n_salient, n_hidden, n_layers, dropout)
+        _check_architecture(settings)
         validate.check_unique_names(adata.var_names, "gene", source)
         validate.check_perturbations(adata.obs, perturbation_key, control_label, source,
                                      min_control_cells=min(validate.MIN_CONTROL_CELLS, 10))
@@ -115,9 +116,7 @@ class ContrastiveModel:
         )
         arch = Architecture(
             n_genes=adata.n_vars, n_covariates=registry.n_covariates, n_labels=len(registry.perturbations),
-            n_library_groups=len(registry.library_groups), n_background=n_background, n_salient=n_salient,
-            n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, likelihood=likelihood, library=library,
-            salient_linear=salient_linear, classifier=classifier, background_from_controls=background_from_controls,
+            n_library_groups=len(registry.library_groups), **settings,
         )
         loc, scale = _library_prior(adata, registry)
         # Initial weights come from their own seeded stream: the same seed, the same model.
@@ -155,8 +154,12 @@ class ContrastiveModel:
         validate.check_counts(self.adata.X, "training data")
         cells = CellArrays.from_encoded(self.registry.encode_obs(self.adata.obs))
         split = split_cells(cells.is_control, settings.validation_fraction, settings.heldout_control_fraction,
-                            settings.seed)
-        data = TrainingData(CountRows(self.adata.X), cells, split["train"], split["validation"])
+                            settings.seed, settings.decoy_control_fraction)
+        if len(split["decoy"]):  # decoys: controls that get the perturbed cells' objective
+            cells.is_control = cells.is_control.copy()
+            cells.is_control[split["decoy"]] = False
+        train_rows = np.union1d(split["train"], split["decoy"])
+        data = TrainingData(CountRows(self.adata.X), cells, train_rows, split["validation"])
         checkpoint_file = None
         if checkpoint_dir is not None:
             run_hash = settings_hash(
@@ -187,7 +190,7 @@ class ContrastiveModel:
             **{f"n_{name}": int(len(rows)) for name, rows in split.items()},
         }
         roles = np.full(self.adata.n_obs, "train", dtype=object)
-        for name in ("validation", "heldout"):
+        for name in ("validation", "heldout", "decoy"):
             roles[split[name]] = name
         self.cell_split = pd.Series(roles, index=self.adata.obs_names.astype(str), name="split")
         if checkpoint_file is not None:
@@ -351,13 +354,12 @@ def _upgrade(version: int, architecture: dict, state: dict) -> tuple[Architectur
     return Architecture(**architecture), state
 
 
-def _check_architecture(n_background, n_salient, n_hidden, n_layers, dropout) -> None:
-    for name, value in (("n-background", n_background), ("n-salient", n_salient),
-                        ("n-hidden", n_hidden), ("n-layers", n_layers)):
-        if value < 1:
-            raise ParameterError(f"--{name} must be at least 1 (got {value}).")
-    if not 0 <= dropout < 1:
-        raise ParameterError(f"--dropout must be in [0, 1) (got {dropout}).")
+def _check_architecture(settings: dict) -> None:
+    for name in ("n_background", "n_salient", "n_hidden", "n_layers"):
+        if settings[name] < 1:
+            raise ParameterError(f"--{name.replace('_', '-')} must be at least 1 (got {settings[name]}).")
+    if not 0 <= settings["dropout"] < 1:
+        raise ParameterError(f"--dropout must be in [0, 1) (got {settings['dropout']}).")
 
 
 def _library_prior(adata, registry: DataRegistry) -> tuple[np.ndarray, np.ndarray]:

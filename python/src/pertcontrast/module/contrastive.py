@@ -35,37 +35,11 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from torch.nn import functional as F
 
-from pertcontrast.module.likelihood import LIKELIHOODS, CountDistribution, count_distribution, csr_entries
+from pertcontrast.module.architecture import Architecture
+from pertcontrast.module.likelihood import CountDistribution, count_distribution, csr_entries
 from pertcontrast.module.networks import CountDecoder, GaussianEncoder, PerturbationClassifier, encode_together
 
-LIBRARY_MODES = ("observed", "latent")
 NORMALISED_TOTAL = 1e4
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Everything that defines the shapes of the networks (saved in the model config)."""
-
-    n_genes: int
-    n_covariates: int
-    n_labels: int
-    n_library_groups: int = 1
-    n_background: int = 16
-    n_salient: int = 10
-    n_hidden: int = 128
-    n_layers: int = 1
-    dropout: float = 0.0  # encoders only
-    likelihood: str = "zinb"
-    library: str = "observed"
-    salient_linear: bool = True  # direct linear path salient -> expression logits
-    classifier: bool = False  # the perturbation classifier of the salient mean
-    background_from_controls: bool = False  # EXPERIMENT: background encoder trained by controls only
-
-    def __post_init__(self):
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if self.library not in LIBRARY_MODES:
-            raise ValueError(f"library must be one of {LIBRARY_MODES}, got {self.library!r}")
 
 
 @dataclass(frozen=True)
@@ -206,7 +180,7 @@ class ContrastiveInference(PyroModule):
             if self.arch.classifier:
                 logits = self.classifier(torch.cat([encoded["salient_loc"], batch["covariates"]], dim=-1))
                 encoded["classifier_logits"] = logits
-                with poutine.mask(mask=~is_control):
+                with poutine.mask(mask=~is_control & (batch["label"] >= 0)):
                     # -log q(label | salient): pulls the salient means of different perturbations apart
                     cross_entropy = F.cross_entropy(logits, batch["label"].clamp_min(0), reduction="none")
                     pyro.factor("classification", weights.classification * cross_entropy, has_rsample=True)

@@ -28,7 +28,8 @@ from torch.autograd.function import once_differentiable
 from torch.distributions.utils import lazy_property
 from torch.nn import functional as F
 
-LIKELIHOODS = ("zinb", "nb")
+from pertcontrast.module.architecture import LIKELIHOODS
+
 
 
 def csr_entries(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

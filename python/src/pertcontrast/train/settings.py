@@ -23,6 +23,7 @@ class TrainingSettings:
     # controls never trained on: the null of responders, effects and DE (a null of
     # training controls, which the Wasserstein term pulled to 0, finds effects everywhere)
     heldout_control_fraction: float = 0.2
+    decoy_control_fraction: float = 0.0  # EXPERIMENT: controls trained as if perturbed
     early_stopping: bool = True
     early_stopping_patience: int = 15
     lr_patience: int = 6

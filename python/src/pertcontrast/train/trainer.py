@@ -58,23 +58,28 @@ class TrainingResult:
 
 
 def split_cells(is_control: np.ndarray, validation_fraction: float, heldout_control_fraction: float,
-                seed: int) -> dict[str, np.ndarray]:
+                seed: int, decoy_control_fraction: float = 0.0) -> dict[str, np.ndarray]:
     """Rows for ``train``, ``validation`` (a random ``validation_fraction`` of controls and
-    of perturbed cells: early stopping) and ``heldout`` (a random
-    ``heldout_control_fraction`` of the controls, never seen in training: the null of
-    the analyses). Sorted; disjoint."""
+    of perturbed cells: early stopping), ``heldout`` (a random ``heldout_control_fraction``
+    of the controls, never seen in training) and ``decoy`` (a random
+    ``decoy_control_fraction`` of the controls, trained as if perturbed). Sorted; disjoint."""
     rng = np.random.default_rng([seed, 7])
-    parts = {"train": [], "validation": [], "heldout": []}
-    for group, heldout_fraction in ((np.flatnonzero(is_control), heldout_control_fraction),
-                                    (np.flatnonzero(~is_control), 0.0)):
+    parts = {"train": [], "validation": [], "heldout": [], "decoy": []}
+    for group, heldout_fraction, decoy_fraction in (
+            (np.flatnonzero(is_control), heldout_control_fraction, decoy_control_fraction),
+            (np.flatnonzero(~is_control), 0.0, 0.0)):
         shuffled = rng.permutation(group)
         n_heldout = int(round(len(group) * heldout_fraction))
-        n_validation = int(round((len(group) - n_heldout) * validation_fraction))
+        n_decoy = int(round(len(group) * decoy_fraction))
+        rest = len(group) - n_heldout - n_decoy
+        n_validation = int(round(rest * validation_fraction))
         if validation_fraction > 0 and len(group) >= 10:
             n_validation = max(n_validation, 1)
-        parts["heldout"].append(shuffled[:n_heldout])
-        parts["validation"].append(shuffled[n_heldout : n_heldout + n_validation])
-        parts["train"].append(shuffled[n_heldout + n_validation :])
+        edges = np.cumsum([n_heldout, n_decoy, n_validation])
+        parts["heldout"].append(shuffled[: edges[0]])
+        parts["decoy"].append(shuffled[edges[0] : edges[1]])
+        parts["validation"].append(shuffled[edges[1] : edges[2]])
+        parts["train"].append(shuffled[edges[2] :])
     return {name: np.sort(np.concatenate(rows)) for name, rows in parts.items()}
 
 

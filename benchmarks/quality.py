@@ -6,8 +6,8 @@ cells of the same screen (``simulate --cell-seed``: same truth, other cells). Ev
 method is fitted on the training cells with its defaults and scored on both sets:
 
 - pertcontrast (the README's path: preprocess with the batch key, train, latents,
-  responders, effects, DE), nulls from controls it did not train on (its held-out
-  controls on the training cells; every control of the new cells);
+  responders, effects, DE) with its nulls: the decoy controls on the training cells
+  (controls it trained as if perturbed), every control on the new cells;
 - PCA + Wilcoxon: 50 PCs of log-normalised HVG counts (fitted on the training cells),
   Wilcoxon over all genes;
 - scvi-tools' ContrastiveVI with the batch covariate and ``wasserstein_penalty`` (it is a
@@ -110,7 +110,7 @@ def score_pertcontrast(model, adata, args) -> dict:
     latents = model.latents(adata, device=args.device)
     salient, obs = latents["salient"], adata.obs
     labels = obs["perturbation"].astype(str).to_numpy()
-    null = (labels == "control") & np.isin(model.split_of(adata.obs_names), ["heldout", "new"])
+    null = (labels == "control") & np.isin(model.split_of(adata.obs_names), ["decoy", "new"])
     scores = salient_summary(salient, latents["background"], obs)
     responders = call_responders(salient, labels, "control", null_controls=null)
     scores["escaper_auroc"] = escaper_auroc(np.nan_to_num(responders.probability), obs)

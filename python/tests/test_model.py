@@ -156,12 +156,12 @@ def test_a_model_folder_of_an_unknown_format_is_refused_by_name(tiny_model, tmp_
         ContrastiveModel.load(tmp_path / "m")
 
 
-def test_the_split_is_saved_and_marks_heldout_controls(tiny_model, tiny_prepared, tmp_path):
+def test_the_split_is_saved_and_marks_decoy_controls(tiny_model, tiny_prepared, tmp_path):
     tiny_model.save(tmp_path / "m")
     loaded = ContrastiveModel.load(tmp_path / "m")
     split = loaded.split_of(tiny_prepared.obs_names)
-    assert set(split) == {"train", "validation", "heldout"}
+    assert set(split) == {"train", "validation", "decoy"}
     controls = tiny_prepared.obs["perturbation"].astype(str).to_numpy() == "control"
-    assert not (split[~controls] == "heldout").any()
-    assert 0.15 < (split[controls] == "heldout").mean() < 0.25
+    assert not (split[~controls] == "decoy").any()
+    assert 0.15 < (split[controls] == "decoy").mean() < 0.25
     assert (loaded.split_of(["a-cell-never-seen"]) == "new").all()

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
-SPLIT_FILE = "cell_split.csv.gz"  # each training cell's role (train, validation, heldout)
+SPLIT_FILE = "cell_split.csv.gz"  # each training cell's role (train, validation, decoy)
 FORMAT_VERSION = 2  # 2: the classifier is part of the guide and optional
 
 
@@ -67,7 +67,7 @@ class ContrastiveModel:
         self.adata = adata
         self.history: pd.DataFrame | None = None
         self.training: dict = {}
-        # each training cell's role: train, validation or heldout (controls never trained on)
+        # each training cell's role: train, validation or decoy (controls trained as perturbed)
         self.cell_split: pd.Series | None = None
 
     # -- set-up -------------------------------------------------------------------------
@@ -153,8 +153,8 @@ class ContrastiveModel:
                                  "(ContrastiveModel.from_anndata(..., classifier=True)).")
         validate.check_counts(self.adata.X, "training data")
         cells = CellArrays.from_encoded(self.registry.encode_obs(self.adata.obs))
-        split = split_cells(cells.is_control, settings.validation_fraction, settings.heldout_control_fraction,
-                            settings.seed, settings.decoy_control_fraction)
+        split = split_cells(cells.is_control, settings.validation_fraction, settings.decoy_control_fraction,
+                            settings.seed)
         if len(split["decoy"]):  # decoys: controls that get the perturbed cells' objective
             cells.is_control = cells.is_control.copy()
             cells.is_control[split["decoy"]] = False
@@ -190,7 +190,7 @@ class ContrastiveModel:
             **{f"n_{name}": int(len(rows)) for name, rows in split.items()},
         }
         roles = np.full(self.adata.n_obs, "train", dtype=object)
-        for name in ("validation", "heldout", "decoy"):
+        for name in ("validation", "decoy"):
             roles[split[name]] = name
         self.cell_split = pd.Series(roles, index=self.adata.obs_names.astype(str), name="split")
         if checkpoint_file is not None:
@@ -218,8 +218,8 @@ class ContrastiveModel:
         return positions
 
     def split_of(self, obs_names) -> np.ndarray:
-        """Each cell's role in training: ``train``, ``validation``, ``heldout`` (controls
-        held out of training) or ``new`` (not in the training data)."""
+        """Each cell's role in training: ``train``, ``validation``, ``decoy`` (controls
+        trained as if perturbed) or ``new`` (not in the training data)."""
         names = pd.Index(obs_names).astype(str)
         if self.cell_split is None:
             return np.full(len(names), "new", dtype=object)

@@ -10,8 +10,8 @@ import scipy.sparse as sp
 from pertcontrast.errors import InputDataError
 
 RESPONDER_COLUMN = "responder_call"
-SPLIT_COLUMN = "pertcontrast_split"  # written by export: train, validation, heldout or new
-NULL_SPLITS = ("heldout", "new")  # controls the model did not train on
+SPLIT_COLUMN = "pertcontrast_split"  # written by export: train, validation, decoy or new
+NULL_SPLITS = ("decoy", "new")  # controls trained as if perturbed, or never seen
 MIN_NULL_CONTROLS = 10
 
 
@@ -35,17 +35,18 @@ def responder_mask(obs: pd.DataFrame, source: str = "input") -> np.ndarray:
 
 
 def null_controls(obs: pd.DataFrame, is_control: np.ndarray, source: str = "input") -> np.ndarray:
-    """The controls the model did not train on (held out of training, or cells it never
-    saw): the null of every comparison with controls. Data without the split column
-    (written by ``pertcontrast export``) is taken as new to the model."""
+    """The null of every comparison with controls: decoy controls (trained as if they
+    were a perturbation, they are what a perturbation without effect looks like to the
+    model) and controls the model never saw. Data without the split column (written by
+    ``pertcontrast export``) is taken as new to the model."""
     if SPLIT_COLUMN not in obs:
         return np.asarray(is_control, bool)
     null = np.asarray(is_control, bool) & obs[SPLIT_COLUMN].astype(str).isin(NULL_SPLITS).to_numpy()
     if null.sum() < MIN_NULL_CONTROLS:
         raise InputDataError(
-            f"{source}: only {int(null.sum())} control cells the model did not train on (obs "
-            f"'{SPLIT_COLUMN}' heldout or new); at least {MIN_NULL_CONTROLS} are needed as the null. "
-            "Train with --heldout-control-fraction above 0, or add control cells the model has not seen."
+            f"{source}: only {int(null.sum())} decoy or unseen control cells (obs '{SPLIT_COLUMN}' decoy or "
+            f"new); at least {MIN_NULL_CONTROLS} are needed as the null. Train with --decoy-control-fraction "
+            "above 0, or add control cells the model has not seen."
         )
     return null
 

@@ -61,14 +61,14 @@ def training_options(function):
         click.option("--control-fraction", type=float, default=TRAINING["control_fraction"], show_default=True,
                      help="Fraction of every minibatch that is control cells."),
         click.option("--warmup-steps", type=int, default=None,
-                     help="Steps of KL and penalty warm-up (default: a quarter of all steps, at most 1000). "
-                          "The decoder ignores the salient latent during the warm-up and ramps it in "
-                          "over half as many steps after it; 0 turns both off."),
+                     help="Steps of KL and penalty warm-up (default: a quarter of all steps, at most 1000; "
+                          "0: none)."),
         click.option("--validation-fraction", type=float, default=TRAINING["validation_fraction"], show_default=True,
                      help="Cells held out for validation (early stopping), of controls and of perturbed cells."),
-        click.option("--heldout-control-fraction", type=float, default=TRAINING["heldout_control_fraction"],
+        click.option("--decoy-control-fraction", type=float, default=TRAINING["decoy_control_fraction"],
                      show_default=True,
-                     help="Controls held out of training altogether: the null of responders, effects and DE "
+                     help="Controls trained as if they were a perturbation (decoys): what a perturbation "
+                          "without effect looks like to the model, the null of responders, effects and DE "
                           "(recorded in the model folder; export marks them in obs 'pertcontrast_split')."),
         click.option("--early-stopping/--no-early-stopping", default=TRAINING["early_stopping"], show_default=True,
                      help="Stop when the validation loss stops improving."),

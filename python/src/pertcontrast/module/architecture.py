@@ -26,7 +26,6 @@ class Architecture:
     library: str = "observed"
     salient_linear: bool = True  # direct linear path salient -> expression logits
     classifier: bool = False  # the perturbation classifier of the salient mean
-    background_from_controls: bool = False  # EXPERIMENT: background encoder trained by controls only
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:

@@ -49,8 +49,6 @@ class TermWeights:
     kl: float = 1.0  # must be > 0 (Pyro's scale)
     wasserstein: float = 1.0
     classification: float = 0.0
-    salient: float = 1.0  # how much of the salient latent the decoder sees
-    background_mmd: float = 0.0  # EXPERIMENT
 
 
 def _entries_and_library(counts: torch.Tensor):
@@ -76,14 +74,6 @@ def encoder_features(counts: torch.Tensor, covariates: torch.Tensor) -> torch.Te
     features.view(-1).index_copy_(0, rows * width + cols, normalised)
     features[:, n_genes:] = covariates
     return features
-
-
-def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.5, 1.0, 2.0, 4.0)) -> torch.Tensor:
-    """Squared maximum mean discrepancy (V-statistic) with a sum of Gaussian kernels."""
-    def kernel(a, b):
-        d = torch.cdist(a, b).pow(2)
-        return sum(torch.exp(-d / (2 * h * h)) for h in bandwidths)
-    return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
 
 
 def cell_plate(batch: dict[str, torch.Tensor], n_cells: int):
@@ -121,7 +111,7 @@ class ContrastiveGenerative(PyroModule):
             if arch.library == "observed":
                 log_library = observed_log_library(counts)
             # controls have no salient latent: whatever the guide drew for them is not used
-            salient = salient * (perturbed.unsqueeze(-1) * weights.salient)
+            salient = salient * perturbed.unsqueeze(-1)
             pyro.sample("counts", self.count_distribution(background, salient, batch["covariates"], log_library),
                         obs=counts)
 
@@ -160,13 +150,6 @@ class ContrastiveInference(PyroModule):
     def forward(self, batch, n_cells: int, weights: TermWeights = TermWeights()) -> dict[str, torch.Tensor]:
         encoded = self.encode(batch["counts"], batch["covariates"])
         is_control = batch["is_control"]
-        if self.arch.background_from_controls:
-            keep = is_control.unsqueeze(-1)
-            for key in ("background_loc", "background_scale"):
-                encoded[key] = torch.where(keep, encoded[key], encoded[key].detach())
-        if weights.background_mmd > 0 and is_control.any() and (~is_control).any():
-            mmd = gaussian_mmd(encoded["background_loc"][is_control], encoded["background_loc"][~is_control])
-            pyro.factor("background_mmd", weights.background_mmd * n_cells * mmd, has_rsample=True)
         with cell_plate(batch, n_cells), poutine.scale(scale=batch["stratum_weight"]):
             with poutine.scale(scale=weights.kl):
                 for name in ("background", "salient", "library"):

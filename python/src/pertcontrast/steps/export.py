@@ -41,7 +41,7 @@ def export_file(
     obs["salient_norm"] = latents["salient_norm"]
     # which cells the model trained on: analyses take their null from the others
     obs["pertcontrast_split"] = pd.Categorical(model.split_of(obs.index),
-                                               categories=["train", "validation", "heldout", "new"])
+                                               categories=["train", "validation", "decoy", "new"])
     if is_h5ad:
         adata.file.close()
         _write_into_copy(input_path, output, obs, obsm, info)

@@ -14,21 +14,6 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps)
 
 
-def salient_factor(step: int, warmup_steps: int) -> float:
-    """How much of the salient latent the decoder sees: none during the warm-up, then a
-    linear ramp to all of it over half a warm-up.
-
-    While the salient latent is off, the background latent alone must explain every
-    cell, so it takes up what controls and perturbed cells share (cell cycle, clone,
-    batch); switched on afterwards, the salient latent is left the perturbation. Open
-    from the start, it soaked up cell-cycle phase on 20-epoch runs of the standard screen
-    (phase predictable from it at 0.19, vs 0.015 with this schedule).
-    """
-    if warmup_steps <= 0:
-        return 1.0
-    return min(1.0, max(0.0, (step - warmup_steps) / (warmup_steps / 2)))
-
-
 class EarlyStopping:
     """Stop when the validation objective has not improved for ``patience`` checks."""
 

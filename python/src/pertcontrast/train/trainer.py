@@ -32,7 +32,7 @@ from pertcontrast.module.contrastive import ContrastiveModule, TermWeights
 from pertcontrast.module.objective import TERM_NAMES, NamedTermsELBO
 from pertcontrast.train.checkpoint import load_checkpoint, save_checkpoint
 from pertcontrast.train.host_memory import reuse_freed_host_memory
-from pertcontrast.train.schedule import EarlyStopping, salient_factor, warmup_factor
+from pertcontrast.train.schedule import EarlyStopping, warmup_factor
 from pertcontrast.train.settings import TrainingSettings
 
 EpochCallback = Callable[[dict], None]
@@ -57,29 +57,23 @@ class TrainingResult:
     extra: dict = field(default_factory=dict)
 
 
-def split_cells(is_control: np.ndarray, validation_fraction: float, heldout_control_fraction: float,
-                seed: int, decoy_control_fraction: float = 0.0) -> dict[str, np.ndarray]:
+def split_cells(is_control: np.ndarray, validation_fraction: float, decoy_control_fraction: float,
+                seed: int) -> dict[str, np.ndarray]:
     """Rows for ``train``, ``validation`` (a random ``validation_fraction`` of controls and
-    of perturbed cells: early stopping), ``heldout`` (a random ``heldout_control_fraction``
-    of the controls, never seen in training) and ``decoy`` (a random
-    ``decoy_control_fraction`` of the controls, trained as if perturbed). Sorted; disjoint."""
+    of perturbed cells: early stopping) and ``decoy`` (a random ``decoy_control_fraction``
+    of the controls, trained as if perturbed: the null of the analyses). Sorted, disjoint."""
     rng = np.random.default_rng([seed, 7])
-    parts = {"train": [], "validation": [], "heldout": [], "decoy": []}
-    for group, heldout_fraction, decoy_fraction in (
-            (np.flatnonzero(is_control), heldout_control_fraction, decoy_control_fraction),
-            (np.flatnonzero(~is_control), 0.0, 0.0)):
+    parts = {"train": [], "validation": [], "decoy": []}
+    for group, decoy_fraction in ((np.flatnonzero(is_control), decoy_control_fraction),
+                                  (np.flatnonzero(~is_control), 0.0)):
         shuffled = rng.permutation(group)
-        n_heldout = int(round(len(group) * heldout_fraction))
         n_decoy = int(round(len(group) * decoy_fraction))
-        rest = len(group) - n_heldout - n_decoy
-        n_validation = int(round(rest * validation_fraction))
+        n_validation = int(round((len(group) - n_decoy) * validation_fraction))
         if validation_fraction > 0 and len(group) >= 10:
             n_validation = max(n_validation, 1)
-        edges = np.cumsum([n_heldout, n_decoy, n_validation])
-        parts["heldout"].append(shuffled[: edges[0]])
-        parts["decoy"].append(shuffled[edges[0] : edges[1]])
-        parts["validation"].append(shuffled[edges[1] : edges[2]])
-        parts["train"].append(shuffled[edges[2] :])
+        parts["decoy"].append(shuffled[:n_decoy])
+        parts["validation"].append(shuffled[n_decoy : n_decoy + n_validation])
+        parts["train"].append(shuffled[n_decoy + n_validation :])
     return {name: np.sort(np.concatenate(rows)) for name, rows in parts.items()}
 
 
@@ -275,8 +269,6 @@ class Trainer:
             kl=factor,
             wasserstein=self.settings.wasserstein_weight * factor,
             classification=self.settings.classification_weight * factor,
-            salient=1.0 if full or not self.settings.salient_warmup else salient_factor(self.step, self.warmup_steps),
-            background_mmd=self.settings.background_mmd_weight * factor,
         )
 
     def _train_epoch(self, epoch: int, bar) -> dict[str, float]:
@@ -303,7 +295,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss.item():.4g}", epoch=epoch + 1, refresh=False)
         row = accumulator.per_cell(n_train, "train")
         weights = self._weights()
-        row["kl_weight"], row["salient_weight"] = weights.kl, weights.salient
+        row["kl_weight"] = weights.kl
         return row
 
     @torch.no_grad()

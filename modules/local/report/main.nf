@@ -5,8 +5,9 @@ process REPORT {
 
     input:
     // cells: the responders .h5ad when analysis ran, else the latents; the analysis
-    // folders are empty lists when the analysis is switched off.
-    tuple val(meta), path(cells), path(model), path(responders), path(de), path(effects)
+    // folders are empty lists when the analysis is switched off, guide_qc when the screen
+    // did not go through ASSIGN_GUIDES.
+    tuple val(meta), path(cells), path(model), path(responders), path(de), path(effects), path(guide_qc)
 
     output:
     tuple val(meta), path('report')                   , emit: report
@@ -19,6 +20,7 @@ process REPORT {
         responders ? "--responders '${responders}'" : '',
         de ? "--de '${de}'" : '',
         effects ? "--effects '${effects}'" : '',
+        guide_qc ? "--guide-qc '${guide_qc}'" : '',
     ].join(' ')
     """
     export OMP_NUM_THREADS=${task.cpus}

@@ -6,9 +6,6 @@ UMIs and >= 5 UMIs), and the knockouts known to lower their own mRNA must show i
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -17,17 +14,6 @@ import pytest
 from pertcontrast.data.guides.guide_table import guide_table_from_frame
 from pertcontrast.data.guides.readers import GuideMatrix
 from pertcontrast.data.guides.screen import assign_screen
-
-DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "papalexi2021" / "papalexi2021_thp1_sceptre299.h5ad"
-
-
-@pytest.fixture(scope="module")
-def papalexi():
-    path = Path(os.environ.get("PERTCONTRAST_PAPALEXI", DEFAULT))
-    if not path.is_file():
-        pytest.fail(f"the Papalexi 2021 screen is not at {path}; set PERTCONTRAST_PAPALEXI to its .h5ad "
-                    "(../shared/data/papalexi2021/papalexi2021_thp1_sceptre299.h5ad beside the checkout)")
-    return ad.read_h5ad(path)
 
 
 @pytest.fixture(scope="module")

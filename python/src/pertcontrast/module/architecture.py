@@ -17,7 +17,7 @@ class Architecture:
     n_covariates: int
     n_labels: int
     n_library_groups: int = 1
-    n_background: int = 16
+    n_background: int = 32  # cycle, clones, sub-states and depth need room
     n_salient: int = 10
     n_hidden: int = 128
     n_layers: int = 1

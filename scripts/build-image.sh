@@ -11,7 +11,8 @@
 #      debootstrap and loaded with docker import, as pertcontrast-base:bookworm;
 #   3. the image, with BuildKit (wheels cached between builds, see the Dockerfile).
 # Environment: BASE_IMAGE; DEBIAN_MIRROR (debootstrap's, default http://deb.debian.org/debian);
-# PIP_CERT, a CA bundle pip inside the build trusts (a build secret: not kept in the image).
+# PIP_CERT, the CA bundle pip inside the build trusts (default: SSL_CERT_FILE, else the host's
+# /etc/ssl/certs/ca-certificates.crt; passed as a build secret, not kept in the image).
 # Prints the image tag as its last line.
 set -euo pipefail
 
@@ -114,8 +115,10 @@ buildkit_build() {
 start_engine
 image_base="$(resolve_base)"
 args=(-f "$root/containers/Dockerfile" --build-arg "BASE_IMAGE=$image_base" --network host -t "$tag")
-if [[ -n "${PIP_CERT:-}" && -s "${PIP_CERT}" ]]; then
-    args+=(--secret "id=pip_cert,src=$PIP_CERT")
+# The host's trust store, so pip works where the host's does (e.g. behind a TLS-inspecting proxy).
+cert="${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
+if [[ -s "$cert" ]]; then
+    args+=(--secret "id=pip_cert,src=$cert")
 fi
 say "building $tag on $image_base"
 previous="$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)"

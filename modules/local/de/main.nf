@@ -20,7 +20,6 @@ process DE {
         --model '${model}' \\
         --device ${device} \\
         ${args} \\
-        --no-progress \\
         --output de
 
     pertcontrast versions --process '${task.process}' > versions.yml

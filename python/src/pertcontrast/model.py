@@ -240,8 +240,7 @@ class ContrastiveModel:
         Controls get their encoder's salient mean too (it is near 0 when the model fits).
         With ``sample=True`` one posterior sample of each latent is added.
         """
-        from tqdm.auto import tqdm
-
+        from pertcontrast.progress import track
         from pertcontrast.train.trainer import resolve_device
 
         adata = self.adata if adata is None else adata
@@ -260,7 +259,7 @@ class ContrastiveModel:
             out["salient_sample"] = np.zeros_like(out["salient"])
         generator = torch.Generator(device=torch_device).manual_seed(seed)
         blocks = list(sequential_batches(np.arange(n), batch_size))
-        for block in tqdm(blocks, desc="latents", unit="block", disable=not progress):
+        for block in track(blocks, desc="latents", unit="block", enabled=progress):
             counts = csr_tensor(rows.csr_rows(block)).to(torch_device)
             cov = torch.from_numpy(covariates[block]).to(torch_device)
             encoded = module.posterior(counts, cov)

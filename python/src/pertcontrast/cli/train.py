@@ -5,8 +5,7 @@ import click
 from pertcontrast.cli._common import (
     device_option,
     echo_command_line,
-    progress_option,
-    resolve_progress,
+    progress_lines_option,
     setup_logging,
 )
 from pertcontrast.module.architecture import LIBRARY_MODES, LIKELIHOODS, architecture_defaults
@@ -185,7 +184,7 @@ def build_model_options(options: dict) -> dict:
               help="Keep the counts on disk and read them in blocks (out-of-core). auto: when they would "
                    "take more than 1 GB in memory.")
 @tracking_options
-@progress_option
+@progress_lines_option
 def train_command(input_path, output, device, checkpoint_dir, backed, progress, **options):
     """Train the contrastive VAE on a prepared screen and save the model folder.
 
@@ -210,7 +209,7 @@ def train_command(input_path, output, device, checkpoint_dir, backed, progress, 
         tracker = TrainingTracker.connect(tracking, output)  # fails here, before training
     model, result = train_file(
         input_path, output, settings, build_model_options(options), device=device,
-        checkpoint_dir=checkpoint_dir, progress=resolve_progress(progress), tracker=tracker,
+        checkpoint_dir=checkpoint_dir, progress=progress, tracker=tracker,
         backed={"auto": "auto", "yes": True, "no": False}[backed],
     )
     last = result.history.iloc[-1]

@@ -49,6 +49,7 @@ from pertcontrast.data.preprocess import (
     validated_obs_keys,
 )
 from pertcontrast.errors import InputDataError, ParameterError
+from pertcontrast.progress import track
 
 log = logging.getLogger("pertcontrast")
 DEFAULT_CHUNK_SIZE = 20_000
@@ -199,7 +200,8 @@ def _row_reader(element):
 def _blocks(reader, chunk_size: int, rows: np.ndarray | None = None, genes: np.ndarray | None = None):
     """Yield ``(start, stop, block)``: rows ``start:stop`` as stored, subset to the masks."""
     n_obs = reader.shape[0]
-    for start in range(0, n_obs, chunk_size):
+    # a line per block (at most every 15 s) in the log: passes over a large screen take minutes
+    for start in track(range(0, n_obs, chunk_size), "preprocess", "block", write=log.info):
         stop = min(start + chunk_size, n_obs)
         if rows is not None and not rows[start:stop].any():
             continue

@@ -330,7 +330,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> TrainingResult:
-        from tqdm.auto import tqdm
+        from pertcontrast.progress import progress_bar
 
         reuse_freed_host_memory()
         torch.manual_seed(self.settings.seed)
@@ -343,10 +343,7 @@ class Trainer:
                 self.last_checkpoint_epoch = start_epoch
         started = time.perf_counter()
         total = self.max_epochs * self.steps_per_epoch
-        bar = tqdm(
-            total=total, initial=start_epoch * self.steps_per_epoch, unit="step", desc="train",
-            disable=not self.progress, mininterval=1.0, dynamic_ncols=True,
-        )
+        bar = progress_bar(total, "train", "step", self.progress, initial=start_epoch * self.steps_per_epoch)
         stopped_early = False
         try:
             with pyro.validation_enabled(False):
@@ -396,10 +393,8 @@ class Trainer:
             for callback in self.callbacks:
                 callback(row)
             if bar is not None:
-                bar.set_postfix(
-                    loss=f"{row['train_loss']:.4g}", val=f"{row.get('validation_loss', float('nan')):.4g}",
-                    epoch=epoch + 1, refresh=True,
-                )
+                bar.report(epoch=f"{epoch + 1}/{self.max_epochs}", train_loss=row["train_loss"],
+                           validation_loss=row.get("validation_loss"))
             if self.settings.early_stopping and warmed_up and self.stopper.should_stop:
                 return True
         return False

@@ -57,7 +57,7 @@ def differential_expression(
     in ``X``, in memory or backed; any genes, the model's among them), or only those
     named in ``perturbations``, against the null controls (``null_controls``: boolean
     per cell; default every control, for data the model never saw)."""
-    from tqdm.auto import tqdm
+    from pertcontrast.progress import track
 
     registry = model.registry
     labels = cell_sets.perturbation_labels(adata.obs, registry.perturbation_key, source)
@@ -91,7 +91,7 @@ def differential_expression(
         settings.n_samples, settings.delta, generator, settings.batch_size, settings.median_pool,
         settings.pseudocount)
     parts, used = [], {}
-    for perturbation, rows in tqdm(groups.items(), desc="de", unit="perturbation", disable=not progress):
+    for perturbation, rows in track(groups.items(), "de", "perturbation", enabled=progress, total=len(groups)):
         rows = cell_sets.subsample(rows, settings.max_cells_per_perturbation, rng)
         used[perturbation] = int(len(rows))
         part = {"perturbation": np.full(len(genes), perturbation, dtype=object), "gene": genes,

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import click
 
-from pertcontrast.cli._common import device_option, echo_command_line, progress_option, resolve_progress, setup_logging
+from pertcontrast.cli._common import (
+    device_option,
+    echo_command_line,
+    progress_lines_option,
+    resolve_progress,
+    setup_logging,
+)
 
 MODEL_HELP = "Model folder from 'pertcontrast train', or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION."
 
@@ -38,7 +44,7 @@ def label_options(function):
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True, help="Cells per block.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the subsample and the reference.")
 @device_option
-@progress_option
+@progress_lines_option
 def generate_command(input_path, model_spec, mlflow_uri, output, modes, background, n_reference, max_cells,
                      batch_size, seed, device, progress):
     """Decode expression without the perturbation or without the background.
@@ -111,7 +117,7 @@ def responders_command(input_path, output, table_path, threshold, seed, perturba
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Cells per block.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and posterior samples.")
 @device_option
-@progress_option
+@progress_lines_option
 def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, pseudocount, n_samples, max_cells_per_perturbation,
                max_control_cells, responders_only, perturbations, top_n, batch_size, seed, device, progress):
     """Differential expression of every perturbation vs controls.

@@ -7,7 +7,9 @@ trained on (outside the HVGs) get the Wilcoxon statistics, marked ``de_source =
 "wilcoxon"``, so DE recall is not capped by the HVG choice. ``is_de`` is the model's call
 (posterior expected FDR) for model genes and the Wilcoxon call (BH) for the others;
 ``de_score`` ranks all genes on one scale: ``prob_de`` for model genes, 1 - the
-BH-adjusted p-value for the others.
+BH-adjusted p-value for the others, scaled into [0, 0.99] with the last 0.01 given by
+tanh(|LFC|), so genes tied on the first (many prob_de are exactly 0 or 1) are ranked by
+the size of their change.
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ def differential_expression(
         model_calls = np.zeros(len(genes), dtype=bool)
         model_calls[model_columns] = posterior_fdr_calls(summary.prob_de, settings.fdr)
         part["is_de"] = np.where(in_model, model_calls, part["wilcoxon_is_de"])
-        part["de_score"] = np.where(in_model, part["prob_de"], 1.0 - padj)
+        size = np.tanh(np.abs(np.where(in_model, part["lfc_mean"], lfc)))
+        part["de_score"] = 0.99 * np.where(in_model, part["prob_de"], 1.0 - padj) + 0.01 * np.nan_to_num(size)
         parts.append(part)
     cells.release()
     table = pd.DataFrame({column: np.concatenate([part[column] for part in parts]) for column in COLUMNS})

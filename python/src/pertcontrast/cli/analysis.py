@@ -96,7 +96,7 @@ def responders_command(input_path, output, table_path, threshold, seed, perturba
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
 @model_source_options
 @click.option("--output", "-o", type=click.Path(file_okay=False), required=True, help="Folder to write (de/).")
-@click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
+@click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=0.15, show_default=True,
               help="|log2 fold change| that counts as an effect (prob_de = P(|LFC| > delta)).")
 @click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
               help="Target posterior expected FDR (and the Benjamini-Hochberg level of the Wilcoxon test).")

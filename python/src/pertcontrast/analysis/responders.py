@@ -86,7 +86,7 @@ def call_responders(
     fdr: float = 0.05,
     n_permutations: int = 1000,
     seed: int = 0,
-    null_quantile: float = 0.9,
+    null_quantile: float = 0.875,
 ) -> ResponderResult:
     """Scores, responder probabilities and calls for every cell (see module docstring).
 

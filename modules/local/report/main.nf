@@ -4,9 +4,9 @@ process REPORT {
     container "${params.container}"
 
     input:
-    // cells: the responders .h5ad when analysis ran, else the latents; the analysis
-    // folders are empty lists when the analysis is switched off.
-    tuple val(meta), path(cells), path(model), path(responders), path(de), path(effects)
+    // prepared: the counts and labels; latents: what EXPORT added; responders, de and
+    // effects are empty lists when the analysis is switched off.
+    tuple val(meta), path(prepared), path(latents), path(model), path(responders), path(de), path(effects)
 
     output:
     tuple val(meta), path('report')                   , emit: report
@@ -23,7 +23,8 @@ process REPORT {
     """
     export OMP_NUM_THREADS=${task.cpus}
     pertcontrast report \\
-        '${cells}' \\
+        '${prepared}' \\
+        --latents '${latents}' \\
         --model '${model}' \\
         ${analysis} \\
         --title '${meta.id}' \\

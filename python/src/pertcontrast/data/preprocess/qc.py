@@ -92,7 +92,8 @@ def quality_control(metrics, nonempty: np.ndarray, batches: np.ndarray | None, s
     failing = np.zeros(n, dtype=bool)
     for fails in flags.values():
         failing |= fails
-    thresholds = {key: [row.get(key, float("nan")) for row in rows] for key in dict.fromkeys(k for r in rows for k in r)}
+    keys = dict.fromkeys(key for row in rows for key in row)
+    thresholds = {key: [row.get(key, float("nan")) for row in rows] for key in keys}
     failed = {name: int((fails & nonempty).sum()) for name, fails in flags.items()}
     return QualityControl(nonempty & ~failing, failed, thresholds, describe(thresholds, settings))
 

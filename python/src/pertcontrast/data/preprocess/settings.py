@@ -49,7 +49,8 @@ class PreprocessSettings:
             raise ParameterError(f"--qc-mads must be 0 (off) or more (got {self.qc_mads}).")
         if not 0 <= self.max_qc_drop <= 1:
             raise ParameterError(f"--max-qc-drop must be between 0 and 1 (got {self.max_qc_drop}).")
-        for name in ("min_counts", "min_genes", "min_cells_per_gene", "min_control_cells", "min_cells_per_perturbation"):
+        counts = ("min_counts", "min_genes", "min_cells_per_gene", "min_control_cells", "min_cells_per_perturbation")
+        for name in counts:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ParameterError(f"--{name.replace('_', '-')} must be 0 or more.")

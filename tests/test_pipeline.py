@@ -94,7 +94,7 @@ def test_the_counts_are_written_once(first_run, screen):
     """Only the prepared file holds counts; the step outputs hold what their step added."""
     folder = first_run.outdir / screen
     for step in ("latents", "responders"):
-        output = ad.read_h5ad(folder / step / f"{screen}.{step}.h5ad", backed="r")
+        output = ad.read_h5ad(folder / step / f"{screen}.{step}.h5ad")
         assert output.n_vars == 0 and output.X is None, step
     prepared = (folder / "prepared" / f"{screen}.prepared.h5ad").stat().st_size
     for step in ("latents", "responders"):

@@ -25,16 +25,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def launch_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("test_profile")
+def first_run(test_profile_run):
+    return test_profile_run  # conftest.py: shared with test_containers.py
 
 
 @pytest.fixture(scope="module")
-def first_run(run_nextflow, repo, launch_dir):
-    run = run_nextflow(["run", str(repo), "-profile", "test", "--outdir", "results"], launch_dir)
-    print(f"nextflow run -profile test: {run.seconds:.0f} s wall")
-    assert run.returncode == 0, run.output[-5000:]
-    return run
+def launch_dir(first_run):
+    return first_run.launch_dir
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +156,32 @@ def test_pipeline_info_has_report_timeline_and_trace(first_run):
         assert any(name.startswith(prefix) for name in names), prefix
     report = next((first_run.outdir / "pipeline_info").glob("execution_report_*.html"))
     assert "PREPROCESS" in report.read_text()
+
+
+PROGRESS = {
+    # one line per epoch: epoch, steps, both losses, elapsed time and ETA
+    "TRAIN": rf"^train: epoch {TEST_EPOCHS}/{TEST_EPOCHS}, step (\d+)/\1 \(100%\), train loss [-\d.e+]+, "
+             r"validation loss [-\d.e+]+, elapsed \d+:\d\d:\d\d, ETA 0:00:00$",
+    "EXPORT": r"^latents: block (\d+)/\1 \(100%\), elapsed \d+:\d\d:\d\d, ETA 0:00:00$",
+    "PREPROCESS": r"^preprocess: QC, cell cycle and gene selection: \d+ cells x \d+ genes kept, elapsed \d+:\d\d:\d\d$",
+}
+
+
+@pytest.mark.parametrize("step", sorted(PROGRESS))
+def test_task_logs_show_progress_a_person_can_follow(first_run, step):
+    """Without a terminal the steps write plain progress lines, which Nextflow keeps in
+    each task's .command.log (the pipeline no longer passes --no-progress)."""
+    import re
+
+    folders = first_run.work_dirs(step)
+    assert len(folders) == len(SCREENS)
+    for folder in folders:
+        log = (folder / ".command.log").read_text()
+        assert re.search(PROGRESS[step], log, flags=re.MULTILINE), f"{step}: {folder}/.command.log\n{log[-2000:]}"
+        assert "\r" not in log  # no progress bar redrawn in place
+    if step == "TRAIN":
+        epochs = re.findall(r"^train: epoch (\d+)/", log, flags=re.MULTILINE)
+        assert epochs == [str(epoch) for epoch in range(1, TEST_EPOCHS + 1)]
 
 
 def test_resume_runs_no_task(resumed_run):

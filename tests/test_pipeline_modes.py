@@ -36,13 +36,22 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def registered(server, run_nextflow, repo, tmp_path_factory):
-    """Prepare screen simulated_0 with the pipeline (analysis off), then train and register
-    a model on it with the CLI and point the alias 'champion' at it."""
+def prepare_run(run_nextflow, repo, deps_only_env, tmp_path_factory):
+    """Screen simulated_0 through the pipeline (analysis off) in an environment that has the
+    locked dependencies but not the package: every task runs bin/pertcontrast."""
     launch = tmp_path_factory.mktemp("prepare")
-    run = run_nextflow(["run", str(repo), *LIGHT, "--skip_analysis", "--skip_report", "--mlflow", "false"], launch)
+    run = run_nextflow(["run", str(repo), *LIGHT, "--skip_analysis", "--skip_report", "--mlflow", "false"], launch,
+                       env=deps_only_env)
     assert run.returncode == 0, run.output[-4000:]
-    prepared = run.outdir / "simulated_0" / "prepared" / "simulated_0.prepared.h5ad"
+    return run
+
+
+@pytest.fixture(scope="module")
+def registered(server, prepare_run):
+    """Train and register a model on the prepared screen with the CLI and point the alias
+    'champion' at it."""
+    launch = prepare_run.launch_dir
+    prepared = prepare_run.outdir / "simulated_0" / "prepared" / "simulated_0.prepared.h5ad"
     model = launch / "registered_model"
     cli("train", prepared, "--output", model, "--max-epochs", "2", "--n-hidden", "32", "--device", "cpu",
         "--no-progress", "--mlflow-uri", server.uri, "--register-model", "screen-model")
@@ -57,6 +66,28 @@ def lookup_run(registered, server, run_nextflow, repo, tmp_path_factory):
                        launch)
     assert run.returncode == 0, run.output[-4000:]
     return run
+
+
+def test_tasks_run_the_repository_source_where_the_package_is_not_installed(prepare_run, repo):
+    """bin/pertcontrast (Nextflow puts bin/ on every task's PATH) ran python/src with the
+    python3 that has only the dependencies: the commands log where their package came from
+    (SIMULATE ran the same way: no other pertcontrast was on PATH)."""
+    assert prepare_run.statuses()["SIMULATE"] == ["COMPLETED"]
+    for step in ("PREPROCESS", "TRAIN", "EXPORT"):
+        (folder,) = prepare_run.work_dirs(step)
+        log = (folder / ".command.log").read_text()
+        assert f"({repo / 'python' / 'src' / 'pertcontrast'}): {repo / 'bin' / 'pertcontrast'} " in log, log[-2000:]
+
+
+def test_the_launcher_says_in_one_line_what_is_missing(repo, tmp_path):
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    result = subprocess.run([str(repo / "bin" / "pertcontrast"), "versions"], capture_output=True, text=True,
+                            env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin"}, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"pertcontrast: {venv / 'bin' / 'python3'} lacks click, numpy, torch")
+    assert "pip install -r python/requirements.lock" in line
 
 
 def test_a_registered_model_replaces_training(lookup_run):

@@ -13,11 +13,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MODULES = sorted((REPO / "modules" / "local").glob("*/main.nf"))
 
+# MLflow's variables reach containers by name (docs/mlflow.md, Credentials)
+MLFLOW_ENV = ("MLFLOW_TRACKING_URI,MLFLOW_TRACKING_USERNAME,MLFLOW_TRACKING_PASSWORD,MLFLOW_TRACKING_TOKEN,"
+              "MLFLOW_TRACKING_INSECURE_TLS")
 PROFILES = {
     "test": ["params.simulate_seeds = '0,1'", "params.max_epochs = 2", "process.resourceLimits"],
-    "docker": ["docker.enabled = true", "singularity.enabled = false"],
-    "singularity": ["singularity.enabled = true", "singularity.autoMounts = true", "docker.enabled = false"],
-    "apptainer": ["apptainer.enabled = true", "apptainer.autoMounts = true"],
+    "docker": ["docker.enabled = true", "singularity.enabled = false", f"docker.envWhitelist = '{MLFLOW_ENV}'"],
+    "singularity": ["singularity.enabled = true", "singularity.autoMounts = true", "docker.enabled = false",
+                    f"singularity.envWhitelist = '{MLFLOW_ENV}'"],
+    "apptainer": ["apptainer.enabled = true", "apptainer.autoMounts = true", f"apptainer.envWhitelist = '{MLFLOW_ENV}'"],
     "gpu": ["params.gpu = true", "docker.runOptions = '-u $(id -u):$(id -g) --gpus all'", "singularity.runOptions = '--nv'"],
     "awsbatch": ["process.executor = 'awsbatch'", "aws.region = 'us-east-1'"],
     "google": ["process.executor = 'google-batch'", "google.location = 'us-central1'", "params.gpu_type = 'nvidia-tesla-t4'"],
@@ -100,6 +104,26 @@ def test_module_follows_the_local_module_layout(module):
     script = text.split("script:")[1].split('"""')[0]
     for line in script.strip().splitlines():
         assert line.strip().startswith("def ") or not re.match(r"^\s*\w+\s*=", line), line
+
+
+TRACKING_MODULES = ("train", "export", "report", "resolve_model", "fetch_model")
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda path: path.parent.name)
+def test_processes_that_reach_the_tracking_server_take_the_credentials_secrets(module):
+    """Each MLflow credential set as a Nextflow secret; unset ones are left out (a missing
+    secret would otherwise stop the run)."""
+    declared = re.findall(r"^\s+secret\(secrets\.(\w+) \? '(\w+)' : null\)$", module.read_text(), flags=re.MULTILINE)
+    if module.parent.name in TRACKING_MODULES:
+        assert declared == [(name, name) for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                                                      "MLFLOW_TRACKING_TOKEN")]
+    else:
+        assert declared == []
+
+
+def test_the_pipeline_passes_no_progress_switch():
+    """Tasks report progress in their logs (pertcontrast.progress)."""
+    assert not [path for path in MODULES if "--no-progress" in path.read_text()]
 
 
 def test_train_requests_a_gpu_only_with_gpu():

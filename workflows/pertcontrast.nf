@@ -1,14 +1,15 @@
 /*
  * The analysis, every screen in parallel:
  *
- *   screens -> PREPROCESS -> TRAIN (or a registered model: --model) -> EXPORT
+ *   screens -> [ASSIGN_GUIDES] -> PREPROCESS -> TRAIN (or a registered model: --model) -> EXPORT
  *           -> RESPONDERS -> DE -> EFFECTS, GENERATE        (--skip_analysis, --skip_generate)
  *           -> REPORT per screen -> SUMMARY of the run       (--skip_report)
  *
  * Each screen's meta holds its samplesheet row; a step receives only the fields it depends
  * on, so editing a training override in the sheet re-runs TRAIN and what follows but not
  * PREPROCESS (-resume). With --sweep, TRAIN runs once per setting and the model with the
- * best validation objective goes on.
+ * best validation objective goes on. Screens with a guide table in the sheet go through
+ * ASSIGN_GUIDES first (guide calls, one perturbation per cell, guide QC for the report).
  *
  * The counts live in the prepared file only: each later step writes what it adds (latents,
  * responder calls, ...) keyed by cell name, and the steps after it get the prepared file
@@ -17,6 +18,7 @@
 
 include { INPUT_CHECK      } from '../subworkflows/local/input_check'
 include { SIMULATE_SCREENS } from '../subworkflows/local/simulate_screens'
+include { ASSIGN_GUIDES    } from '../modules/local/assign_guides'
 include { PREPROCESS       } from '../modules/local/preprocess'
 include { TRAIN            } from '../modules/local/train'
 include { RESOLVE_MODEL    } from '../modules/local/resolve_model'
@@ -47,7 +49,22 @@ workflow PERTCONTRAST {
     ch_screens  = INPUT_CHECK.out.screens.mix(SIMULATE_SCREENS.out.screens)
     ch_versions = ch_versions.mix(INPUT_CHECK.out.versions, SIMULATE_SCREENS.out.versions.first())
 
-    PREPROCESS(ch_screens.map { meta, counts -> [ preprocessMeta(meta), counts ] })
+    //
+    // Guide calls first for the screens whose sheet row has a guide table
+    //
+    ch_split = ch_screens.branch { meta, counts ->
+        guided: meta.assign_guides
+        labelled: true
+    }
+    ASSIGN_GUIDES(byId(ch_split.guided).join(byId(INPUT_CHECK.out.guides))
+        .map { id, meta, counts, meta2, guides, guide_table -> [ guidesMeta(meta), counts, guides, guide_table ] })
+    ch_versions = ch_versions.mix(ASSIGN_GUIDES.out.versions.first())
+    ch_counts = ch_split.labelled.mix(
+        byId(ASSIGN_GUIDES.out.h5ad).join(byId(ch_split.guided)).map { id, meta2, assigned, meta, counts -> [ meta, assigned ] })
+    ch_guide_qc = ch_split.labelled.map { meta, counts -> [ meta.id, [] ] }
+        .mix(ASSIGN_GUIDES.out.qc.map { meta, qc -> [ meta.id, qc ] })
+
+    PREPROCESS(ch_counts.map { meta, counts -> [ preprocessMeta(meta), counts ] })
     ch_versions = ch_versions.mix(PREPROCESS.out.versions.first())
 
     ch_prepared = byId(PREPROCESS.out.h5ad)
@@ -122,8 +139,9 @@ workflow PERTCONTRAST {
             .join(ch_responders)
             .join(ch_de)
             .join(ch_effects)
-            .map { id, meta, prepared, latents, meta2, model, responders, de, effects ->
-                [ meta, prepared, latents, model, responders, de, effects ] }
+            .join(ch_guide_qc)
+            .map { id, meta, prepared, latents, meta2, model, responders, de, effects, guide_qc ->
+                [ meta, prepared, latents, model, responders, de, effects, guide_qc ] }
         REPORT(ch_report_input)
         SUMMARY(REPORT.out.json.map { meta, json -> json }.collect())
         ch_versions = ch_versions.mix(REPORT.out.versions.first(), SUMMARY.out.versions)
@@ -141,6 +159,11 @@ workflow PERTCONTRAST {
 // [ meta, x... ] -> [ meta.id, meta, x... ]: joins by screen id, whatever else meta holds.
 def byId(channel) {
     return channel.map { item -> [ item[0].id ] + item }
+}
+
+// The samplesheet fields ASSIGN_GUIDES depends on (the cache key of its tasks).
+def guidesMeta(Map meta) {
+    return meta.subMap(['id', 'perturbation_key'])
 }
 
 // The samplesheet fields PREPROCESS depends on (the cache key of its tasks).

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -36,6 +39,28 @@ def tiny_model(tiny_prepared):
     model = ContrastiveModel.from_anndata(tiny_prepared, n_hidden=32)
     model.train(max_epochs=3, batch_size=128, progress=False)
     return model
+
+
+PAPALEXI = Path("data") / "papalexi2021" / "papalexi2021_thp1_sceptre299.h5ad"
+
+
+def papalexi_path() -> Path:
+    """The real screen of the tests (Papalexi et al. 2021): $PERTCONTRAST_PAPALEXI, else
+    the project's shared data beside the checkout (../shared), else /work/shared."""
+    candidates = [os.environ.get("PERTCONTRAST_PAPALEXI"), Path(__file__).resolve().parents[3] / "shared" / PAPALEXI,
+                  Path("/work/shared") / PAPALEXI]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.fail("the Papalexi 2021 screen is not at $PERTCONTRAST_PAPALEXI, ../shared/data/papalexi2021 or "
+                "/work/shared/data/papalexi2021; point PERTCONTRAST_PAPALEXI at its .h5ad")
+
+
+@pytest.fixture(scope="session")
+def papalexi():
+    import anndata as ad
+
+    return ad.read_h5ad(papalexi_path())
 
 
 @pytest.fixture()

@@ -33,6 +33,7 @@ class ReportInputs:
     effects: Path
     perturbations: list[str]  # strongest first (as written in effects.csv)
     genes: list[str]
+    guide_qc: Path | None = None
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +62,25 @@ def report_inputs(tiny_prepared, tiny_model, tmp_path_factory) -> ReportInputs:
     inputs = ReportInputs(folder, folder / "screen1.prepared.h5ad", folder / "screen1.latents.h5ad", folder / "model",
                           folder / "screen1.responders.h5ad", folder / "de", folder / "effects", perturbations, genes)
     write_analysis_outputs(inputs, prepared.obs["perturbation"].astype(str).to_numpy(), calls, rng)
+    inputs.guide_qc = write_guide_qc(folder)
     return inputs
+
+
+def write_guide_qc(folder: Path) -> Path:
+    """The QC folder of 'pertcontrast assign-guides' on the Cell Ranger-style fixture
+    screen, with one guide renamed to the crafted script label."""
+    from guide_fixtures import make_screen, write_cellranger_h5, write_guide_table
+
+    from pertcontrast.steps.guides import assign_guides_file
+
+    screen = make_screen()
+    write_cellranger_h5(folder / "screen.h5", screen)
+    write_guide_table(folder / "guides.csv")
+    files = assign_guides_file(folder / "screen.h5", folder / "guides.csv", folder / "guides" / "screen.guides.h5ad")
+    table = pd.read_csv(files.qc_dir / "guides.csv")
+    table["guide"] = table["guide"].replace({"LMO2_2": SCRIPT_LABEL})
+    table.to_csv(files.qc_dir / "guides.csv", index=False)
+    return files.qc_dir
 
 
 def write_analysis_outputs(inputs: ReportInputs, labels: np.ndarray, calls: np.ndarray, rng) -> None:
@@ -132,7 +151,8 @@ def write_analysis_outputs(inputs: ReportInputs, labels: np.ndarray, calls: np.n
 def build(inputs: ReportInputs, output: Path, analysis: bool, title: str | None = None, **settings):
     from pertcontrast.steps.report import ReportSettings, build_report
 
-    options = dict(responders=inputs.responders, de=inputs.de, effects=inputs.effects) if analysis else {}
+    options = dict(responders=inputs.responders, de=inputs.de, effects=inputs.effects,
+                   guide_qc=inputs.guide_qc) if analysis else {}
     return build_report(inputs.prepared, inputs.latents, inputs.model, output, title=title,
                         settings=ReportSettings(**{"embedding": "pca", **settings}), **options)
 

@@ -17,10 +17,11 @@ from pertcontrast.cli import main
 from pertcontrast.errors import InputDataError, ParameterError
 from pertcontrast.steps.merge import read_merged
 
-DE_COLUMNS = ["perturbation", "gene", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "is_de",
-              "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
+DE_COLUMNS = ["perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
+              "is_de", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
 EFFECT_COLUMNS = ["perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance",
-                  "energy_pvalue", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "cluster", "effect_detected"]
+                  "energy_pvalue", "energy_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down",
+                  "lfc_agreement", "cluster", "effect_detected"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_step_outputs_hold_only_what_the_step_adds(tiny_files, tiny_prepared):
     for output in (latents, responders):
         assert output.obs_names.equals(tiny_prepared.obs_names)
         assert output.n_vars == 0 and output.X is None and not output.layers
-    assert list(latents.obs.columns) == ["salient_norm"]
+    assert list(latents.obs.columns) == ["salient_norm", "pertcontrast_split"]
     assert set(latents.obsm) == {"X_salient", "X_background"} and set(latents.uns) == {"pertcontrast_export"}
     assert list(responders.obs.columns) == ["responder_score", "responder_probability", "responder_call"]
     assert not responders.obsm and set(responders.uns) == {"pertcontrast_responders"}
@@ -71,7 +72,9 @@ def test_responders_output(tiny_files, tiny_prepared):
     assert ((probability > 0.5) == (call[~is_control] == "responder")).all()
     assert out.obs["responder_score"][~is_control].notna().all()
     table = pd.read_csv(tiny_files / "responders.csv")
-    assert list(table.columns[:5]) == ["perturbation", "n_cells", "n_responders", "responder_fraction", "null_threshold"]
+    assert list(table.columns[:9]) == ["perturbation", "n_cells", "n_responders", "responder_fraction",
+                                       "energy_distance", "energy_pvalue", "energy_padj", "effect_detected",
+                                       "null_threshold"]
     assert table["n_cells"].sum() == (~is_control).sum()
     assert out.uns["pertcontrast_responders"]["threshold"] == 0.5
 
@@ -92,7 +95,7 @@ def test_de_output(tiny_files, tiny_model):
     assert set(top["direction"]) == {"up", "down"} and top["rank"].max() <= 20
     assert (top.loc[top["direction"] == "up", "lfc_mean"] > 0).all()
     settings = json.loads((tiny_files / "de" / "de_settings.json").read_text())
-    assert settings["delta"] == 0.25 and settings["fdr"] == 0.05 and settings["samples"] == 3
+    assert settings["delta"] == DESettings().delta == 0.15 and settings["fdr"] == 0.05 and settings["samples"] == 3
     assert settings["responders_only"] is False
     assert set(settings["cells_used"]) == set(perturbations)
     assert max(settings["cells_used"].values()) <= 60
@@ -212,7 +215,7 @@ def test_merge_writes_one_file_with_the_counts_and_every_step(tiny_files, tiny_p
     merged = ad.read_h5ad(tmp_path / "all.h5ad")
     assert (merged.X != tiny_prepared.X).nnz == 0 and merged.var_names.equals(tiny_prepared.var_names)
     assert list(merged.obs.columns) == list(tiny_prepared.obs.columns) + [
-        "salient_norm", "responder_score", "responder_probability", "responder_call"]
+        "salient_norm", "pertcontrast_split", "responder_score", "responder_probability", "responder_call"]
     pd.testing.assert_frame_equal(merged.obs[tiny_prepared.obs.columns], tiny_prepared.obs)
     latents = ad.read_h5ad(files[1])
     np.testing.assert_array_equal(merged.obsm["X_salient"], latents.obsm["X_salient"])

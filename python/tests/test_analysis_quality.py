@@ -1,138 +1,129 @@
-"""Analysis quality on a simulated standard screen with known truth (issue 5).
+"""Analysis quality judged on cells the model did not train on (issue 20).
 
-Two models are trained per session (training seeds 0 and 1) with the default settings on
-the standard preset (15,000 cells; the issue asks for these numbers there: on 8,000 cells
-and 60 epochs the escaper AUROC moved between 0.85 and 0.92 with float rounding alone);
-responders, DE and clusters are computed for each and scored, the scores averaged over the
-two:
-
-- DE: AUROC/AUPRC of the model ranking (prob_de) against the truly affected genes,
-  averaged over perturbations with an effect, and the same for Wilcoxon; the model's
-  AUPRC must not be below Wilcoxon's.
-- Responders: escaper detection AUROC (responder_probability, truth_responder vs
-  truth_escaper among cells of perturbations with an effect) >= 0.9.
-- Perturbation clusters vs the true programs ('none' for no effect): ARI >= 0.8.
-- Perturbations without an effect: DE calls at FDR 0.05 counted over several DE seeds
-  (subsamples and posterior samples), on all cells and on the cells called responders.
-
-Measured numbers are printed (run with -s to see them).
+A standard screen is simulated twice from the same design: the training cells, and new
+cells (``cell_seed``: same truth, other cells). The model is trained with the defaults on
+the first and every number below is measured on the second, its nulls from the new
+controls; the training cells are scored too, against the decoy controls. PCA of
+log-normalised counts is the reference for the salient space, and the naive |mean
+difference of log-normalised expression| for the DE ranking.
 """
 
 import numpy as np
 import pytest
 
-from analysis_truth import cluster_ari, de_metrics, escaper_auroc, false_discoveries, truth_table
+from pertcontrast.analysis.truth import (
+    de_scores,
+    effect_rates,
+    escaper_auroc,
+    false_de_genes,
+    mean_difference_scores,
+    perturbation_truth,
+    representation_scores,
+    responder_rates,
+)
 
 pytestmark = pytest.mark.slow
 
-DE_SEEDS = (0, 1, 2)
-# Two trainings, metrics averaged: one training's numbers move with float rounding alone.
-# The likelihood in torch or in the C kernel (gradients equal to 3e-7 relative) gave, for
-# training seed 0, DE AUPRC 0.947 / 0.922 and cluster ARI 0.93 / 0.83; for seed 1 0.946 /
-# 0.951 and 0.96 / 0.95: a single run measures its trajectory, not the method.
-TRAINING_SEEDS = (0, 1)
-MAX_FALSE_DISCOVERIES_PER_RUN = 2  # per no-effect perturbation and DE seed
-
 
 @pytest.fixture(scope="module")
-def trained():
-    """Models trained with the default settings from each training seed, and their data."""
+def screens():
     from pertcontrast.data.preprocess import PreprocessSettings, preprocess
     from pertcontrast.data.simulate import simulate
     from pertcontrast.model import ContrastiveModel
 
-    screen = simulate("standard", seed=0)
-    prepared, _ = preprocess(screen, PreprocessSettings("perturbation", "control", batch_key="batch"))
-    models = {}
-    for seed in TRAINING_SEEDS:
-        model = ContrastiveModel.from_anndata(prepared)
-        model.train(progress=False, device="cpu", seed=seed)
-        models[seed] = model
-    return models, prepared
+    train = simulate("standard", seed=0)
+    new = simulate("standard", seed=0, cell_seed=1)
+    prepared, _ = preprocess(train.copy(), PreprocessSettings("perturbation", "control", batch_key="batch"))
+    model = ContrastiveModel.from_anndata(prepared)
+    model.train(progress=False, device="cpu")
+    return model, prepared, train[prepared.obs_names].copy(), new
 
 
-@pytest.fixture(scope="module")
-def analysed(trained):
-    """Per training seed: the data with latents and responder calls, and the clusters."""
-    from pertcontrast.analysis.clustering import cluster_perturbations, salient_profiles
+def calls(model, cells):
+    """Latents, responders and the effect test of a set of cells, with the model's null."""
+    from pertcontrast.analysis.cells import NULL_SPLITS
     from pertcontrast.analysis.responders import call_responders
 
-    models, prepared = trained
-    results = {}
-    for seed, model in models.items():
-        adata = prepared.copy()
-        latents = model.latents(adata, device="cpu")
-        labels = adata.obs["perturbation"].astype(str).to_numpy()
-        result = call_responders(latents["salient"], labels, "control")
-        adata.obsm["X_salient"] = latents["salient"]
-        adata.obs["responder_probability"] = result.probability
-        adata.obs["responder_call"] = result.call
-        clusters, _ = cluster_perturbations(*salient_profiles(latents["salient"], labels, "control"))
-        results[seed] = (adata, clusters)
-    return results
+    latents = model.latents(cells, device="cpu")
+    labels = cells.obs["perturbation"].astype(str).to_numpy()
+    null = (labels == "control") & np.isin(model.split_of(cells.obs_names), NULL_SPLITS)
+    return latents, null, call_responders(latents["salient"], labels, "control", null_controls=null)
 
 
 @pytest.fixture(scope="module")
-def de_tables(trained, analysed):
+def new_cells(screens):
+    model, _, _, new = screens
+    return (new, *calls(model, new))
+
+
+def test_the_salient_space_holds_the_program_and_not_the_background(screens, new_cells):
+    from pertcontrast.evaluate import log_normalised_pca
+
+    _, prepared, _, _ = screens
+    new, latents, _, _ = new_cells
+    scores = representation_scores(latents["salient"], latents["background"], new.obs)
+    pcs = log_normalised_pca(new[:, prepared.var_names].X)
+    pca = representation_scores(pcs, pcs, new.obs)["program_from_salient"]
+    print("\nnew cells:", {k: round(v, 3) for k, v in scores.items()}, "PCA program", round(pca, 3))
+    assert scores["program_from_salient"] >= 2 * pca
+    assert scores["program_from_salient"] >= 0.5
+    assert scores["clone_in_salient"] <= 0.05 and scores["batch_in_salient"] <= 0.05
+    assert scores["phase_in_salient"] <= 0.10  # target 0.05: see the README's quality table
+    assert scores["program_in_background"] <= 0.10
+
+
+def test_responder_calls_separate_responders_from_escapers_and_no_effect_cells(new_cells):
+    new, _, _, responders = new_cells
+    truth = perturbation_truth(new)
+    rates = responder_rates(np.asarray(responders.call) == "responder", new.obs, truth)
+    auroc = escaper_auroc(np.nan_to_num(responders.probability), new.obs)
+    print("\nresponders on new cells:", {k: round(v, 3) for k, v in rates.items()}, "escaper AUROC", round(auroc, 3))
+    assert auroc >= 0.85
+    assert rates["responder_tpr"] >= 0.75 and rates["responder_fpr_escapers"] <= 0.15
+    assert rates["responder_fpr_no_effect"] <= 0.05
+
+
+def test_effects_are_called_for_programs_only_on_new_and_on_training_cells(screens, new_cells):
+    model, _, train, _ = screens
+    new, _, _, responders = new_cells
+    truth = perturbation_truth(new)
+    on_new = effect_rates(responders.table.set_index("perturbation")["energy_pvalue"], truth)
+    _, _, on_train = calls(model, train)
+    on_train = effect_rates(on_train.table.set_index("perturbation")["energy_pvalue"], truth)
+    print("\neffect calls: new cells", on_new, "training cells (decoy null)", on_train)
+    assert on_new["effect_fpr"] == 0.0 and on_new["effect_tpr"] >= 0.9
+    # the training cells' null is the decoys: Benjamini-Hochberg at 0.05 allows an odd false
+    # call (1 of the 4 no-effect perturbations in 3 of 8 trainings while tuning; 0 on new cells)
+    assert on_train["effect_fpr"] <= 0.25 and on_train["effect_tpr"] >= 0.9
+
+
+def test_de_over_every_gene_is_precise_and_ranks_like_the_naive_difference(screens, new_cells):
     from pertcontrast.analysis.de import DESettings
     from pertcontrast.analysis.differential import differential_expression
 
-    models, _ = trained
-    return {seed: differential_expression(model, analysed[seed][0], DESettings(seed=0), device="cpu").table
-            for seed, model in models.items()}
+    model, _, _, _ = screens
+    new, _, null, _ = new_cells
+    table = differential_expression(model, new, DESettings(), device="cpu", null_controls=null).table
+    assert set(table["gene"]) == set(new.var_names) and (table["de_source"] == "wilcoxon").any()
+    ours = de_scores(table, new, "de_score", "is_de")
+    naive = mean_difference_scores(new.X.tocsr(), new.obs, new.var_names, new)
+    false = false_de_genes(table, new)
+    print("\nDE on new cells:", {k: round(v, 3) for k, v in ours.items()}, "naive AUROC", round(naive["de_auroc"], 3),
+          "false DE genes", false)
+    assert ours["de_auroc"] >= naive["de_auroc"] - 0.01
+    assert ours["de_precision"] >= 0.9 and ours["de_recall"] >= 0.5
+    assert max(false.values()) <= 2
 
 
-@pytest.fixture(scope="module")
-def null_de_runs(trained, analysed):
-    """Per training seed, DE of the no-effect perturbations only, for several DE seeds, on
-    all cells and on the cells called responders."""
-    from pertcontrast.analysis.de import DESettings
-    from pertcontrast.analysis.differential import differential_expression
+def test_pseudo_perturbations_of_null_controls_call_nothing(screens, new_cells):
+    from pertcontrast.analysis.calibration import CalibrationSettings, run_check, summary
 
-    models, _ = trained
-    runs = {}
-    for training_seed, model in models.items():
-        adata = analysed[training_seed][0]
-        truth = truth_table(adata)
-        nulls = [p for p in truth.index if not truth.loc[p, "has_effect"]]
-        for seed in DE_SEEDS:
-            for only in (False, True):
-                settings = DESettings(seed=seed, responders_only=only)
-                table = differential_expression(model, adata, settings, device="cpu", perturbations=nulls).table
-                runs[(training_seed, seed, "responders" if only else "all cells")] = table
-    return runs
-
-
-def test_model_de_ranks_affected_genes_at_least_as_well_as_wilcoxon(de_tables, analysed):
-    model_auprc, wilcoxon_auprc = [], []
-    for seed, table in de_tables.items():
-        metrics = de_metrics(table, analysed[seed][0])
-        mean = metrics.loc["mean"]
-        print(f"\nDE per perturbation (training seed {seed}):\n", metrics.round(3).to_string())
-        print(f"model AUROC {mean.model_auroc:.3f} AUPRC {mean.model_auprc:.3f}; "
-              f"Wilcoxon AUROC {mean.wilcoxon_auroc:.3f} AUPRC {mean.wilcoxon_auprc:.3f}")
-        model_auprc.append(mean.model_auprc)
-        wilcoxon_auprc.append(mean.wilcoxon_auprc)
-    assert np.mean(model_auprc) >= np.mean(wilcoxon_auprc)
-
-
-def test_escapers_are_detected(analysed):
-    aurocs = [escaper_auroc(adata.obs) for adata, _ in analysed.values()]
-    print("\nescaper AUROC per training seed", np.round(aurocs, 3))
-    assert np.mean(aurocs) >= 0.9
-
-
-def test_perturbation_clusters_recover_the_programs(analysed):
-    aris = []
-    for seed, (adata, clusters) in analysed.items():
-        aris.append(cluster_ari(clusters, adata))
-        print(f"\nperturbation cluster ARI {aris[-1]:.3f} (training seed {seed})\n", clusters.to_string())
-    assert np.mean(aris) >= 0.8
-
-
-def test_no_effect_perturbations_get_few_de_genes(null_de_runs, analysed):
-    counts = {key: false_discoveries(table, analysed[key[0]][0]) for key, table in null_de_runs.items()}
-    print("\nfalse discoveries (no-effect perturbation: genes called) per (training seed, DE seed, cells):", counts)
-    runs = np.array([n for per_run in counts.values() for n in per_run.values()])
-    assert np.mean(runs == 0) >= 0.75  # most runs call nothing
-    assert runs.max() <= MAX_FALSE_DISCOVERIES_PER_RUN
+    model, _, _, _ = screens
+    new, latents, null, _ = new_cells
+    labels = new.obs["perturbation"].astype(str).to_numpy()
+    table = run_check(latents["salient"], labels, "control", null, CalibrationSettings(n_groups=4), model, new,
+                      device="cpu")
+    result = summary(table)
+    print("\npseudo-perturbation check:", result)
+    assert result["effects_called"] == 0 and result["responder_fraction"] <= 0.05
+    assert result["model_called_fraction"] <= 0.05 and result["wilcoxon_called_fraction"] <= 0.05

@@ -179,6 +179,14 @@ def _cells(rng, scales, n_cells=200, sd=0.3, d=10, n_null=4):
     return np.vstack(salient), np.array(labels), pd.Series(truth)
 
 
+def _energy_effects(salient, labels) -> pd.Series:
+    """Which perturbations the effects step calls: energy test against the controls, BH 0.05."""
+    from pertcontrast.analysis.effects import EffectSettings, energy_table
+
+    energy = energy_table(salient, labels, "control", None, EffectSettings(max_cells=150, n_permutations=300))
+    return pd.Series(energy["energy_padj"].to_numpy() < 0.05, index=energy["perturbation"])
+
+
 @pytest.mark.parametrize("scales", [[1.0, 1.0, 1.0, 1.0], [0.45, 0.5, 0.6, 2.0], [0.45, 0.8, 1.5, 3.0]])
 def test_perturbation_clusters_recover_programs_of_any_strength(rng, scales):
     """A Euclidean silhouette cut would split {strongest program} from {the rest}; the
@@ -188,7 +196,7 @@ def test_perturbation_clusters_recover_programs_of_any_strength(rng, scales):
     from pertcontrast.analysis.clustering import cluster_perturbations, salient_profiles
 
     salient, labels, truth = _cells(rng, scales)
-    profiles, has_effect = salient_profiles(salient, labels, "control")
+    profiles, has_effect = salient_profiles(salient, labels, "control"), _energy_effects(salient, labels)
     assert has_effect[truth.index[truth != "none"]].all() and not has_effect[truth.index[truth == "none"]].any()
     clusters, similarity = cluster_perturbations(profiles, has_effect)
     assert adjusted_rand_score(truth.loc[clusters["perturbation"]].astype(str), clusters["cluster"]) == 1.0
@@ -202,5 +210,46 @@ def test_a_screen_without_effects_is_one_cluster(rng):
     from pertcontrast.analysis.clustering import cluster_perturbations, salient_profiles
 
     salient, labels, _ = _cells(rng, [], n_null=8)
-    clusters, _ = cluster_perturbations(*salient_profiles(salient, labels, "control"))
+    clusters, _ = cluster_perturbations(salient_profiles(salient, labels, "control"), _energy_effects(salient, labels))
     assert (clusters["cluster"] == 1).all() and not clusters["effect_detected"].any()
+
+
+def _screen_with_a_tight_training_null(rng, d=6):
+    """Training controls pulled to 0 (sd 0.1), held-out controls and the cells of
+    no-effect perturbations as the encoder leaves them (sd 0.3); one real effect."""
+    training = rng.normal(0, 0.1, (800, d))
+    heldout = rng.normal(0, 0.3, (400, d))
+    effect = np.vstack([rng.normal(0, 0.3, (240, d)) + 1.5 * np.eye(d)[0], rng.normal(0, 0.3, (160, d))])
+    nothing = [rng.normal(0, 0.3, (300, d)) for _ in range(3)]
+    salient = np.vstack([training, heldout, effect, *nothing])
+    labels = np.array(["control"] * 1200 + ["A"] * 400 + [f"none{k}" for k in range(3) for _ in range(300)])
+    null = np.r_[np.zeros(800, bool), np.ones(400, bool), np.zeros(1300, bool)]
+    truth = np.r_[np.zeros(1200), np.ones(240), np.zeros(1060)].astype(bool)
+    return salient, labels, null, truth
+
+
+def test_held_out_controls_make_responder_calls_calibrated(rng):
+    """Against training controls (pulled to 0) every no-effect perturbation looks like it
+    responds; against controls the model did not train on none does, and the effect's
+    responders are still found (escapers not)."""
+    salient, labels, null, truth = _screen_with_a_tight_training_null(rng)
+    biased = call_responders(salient, labels, "control", null_controls=~null & (labels == "control"))
+    assert biased.table.set_index("perturbation").loc[["none0", "none1", "none2"], "effect_detected"].all()
+    calibrated = call_responders(salient, labels, "control", null_controls=null)
+    table = calibrated.table.set_index("perturbation")
+    assert not table.loc[["none0", "none1", "none2"], "effect_detected"].any()
+    assert table.loc["A", "effect_detected"] and table.attrs["n_null_controls"] == 400
+    called = np.asarray(calibrated.call) == "responder"
+    assert called[truth].mean() > 0.9
+    assert called[1440:1600].mean() < 0.1  # the effect's escapers
+    assert not called[1600:].any()
+
+
+def test_pseudo_perturbations_of_null_controls_call_nothing(rng):
+    from pertcontrast.analysis.calibration import CalibrationSettings, run_check, summary
+
+    salient, labels, null, _ = _screen_with_a_tight_training_null(rng)
+    table = run_check(salient, labels, "control", null, CalibrationSettings(n_groups=6, de=False))
+    assert len(table) == 6 and (table["n_cells"] <= 200).all()  # at most half of the 400 null controls
+    result = summary(table)
+    assert result["effects_called"] == 0 and result["responder_fraction"] <= 0.05

@@ -21,7 +21,7 @@ def test_step_breakdown_prints_every_phase_for_both_gene_counts(tiny_prepared, t
     assert done.returncode == 0, done.stderr[-2000:]
     numbers = json.loads(done.stdout.strip().splitlines()[-1])
     assert numbers["cells"] == tiny_prepared.n_obs and numbers["batch_size"] == 128
-    assert numbers["count_likelihood"] == "C kernel"  # built here: CI machines have a C compiler
+    assert numbers["count_likelihood"] == "fused CPU kernel"
     runs = numbers["ms_per_step"]
     assert set(runs) == {f"{tiny_prepared.n_vars} genes", "12 genes"}
     for medians in runs.values():
@@ -29,3 +29,17 @@ def test_step_breakdown_prints_every_phase_for_both_gene_counts(tiny_prepared, t
         assert all(medians[phase] > 0 for phase in phases)
         # a step is all four phases
         assert medians["step"] > max(medians[phase] for phase in phases)
+
+
+def test_guide_assignment_prints_every_scenario_for_both_methods():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "guide_assignment.py"), "--cells", "1500", "--seeds", "1",
+                           "--json"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    numbers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(numbers["scenarios"]) == {"papalexi-like", "narrow capture", "high background", "low capture",
+                                         "no chimeras"}
+    for methods in numbers["scenarios"].values():
+        assert set(methods) == {"mixture", "fixed 5 UMIs"}
+        for values in methods.values():
+            assert all(0 <= values[c] <= 1 for c in ("single_accuracy", "multiplet_precision", "multiplet_f1"))
+        assert methods["mixture"]["single_accuracy"] > methods["fixed 5 UMIs"]["single_accuracy"]

@@ -8,9 +8,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from pertcontrast.data.loader import CountRows, StratifiedBatches, csr_nonzero_entries
+from pertcontrast.data.loader import CountRows, StratifiedBatches, csr_tensor
 from pertcontrast.errors import ParameterError
-from pertcontrast.module.likelihoods import nonzero_entries
 from pertcontrast.train.host_memory import reuse_freed_host_memory
 
 
@@ -55,18 +54,15 @@ def test_dense_rows_keep_the_requested_order_and_genes():
     np.testing.assert_array_equal(CountRows(matrix).dense(contiguous), matrix.toarray()[10:20])
 
 
-def test_loader_nonzero_entries_equal_those_found_in_the_dense_block():
-    """What the loader computes from sparse rows is what the likelihood would find itself."""
+def test_minibatch_counts_are_the_rows_as_sparse_csr():
+    """The loader hands the model the rows asked for, as a canonical sparse CSR tensor."""
     matrix = sp.random(40, 25, density=0.3, format="csr", random_state=1, dtype=np.float32)
-    matrix.data = np.ceil(matrix.data * 90)  # counts 1..90: some beyond the count tables
+    matrix.data = np.ceil(matrix.data * 90)
     rows = np.array([31, 2, 2, 17, 0, 39])
-    block = CountRows(matrix).csr_rows(rows)
-    ours = csr_nonzero_entries(block)
-    reference = nonzero_entries(torch.from_numpy(block.toarray())).to_batch()
-    assert set(ours) == set(reference)
-    assert len(ours["nonzero_large"]) > 0
-    for name in ours:
-        torch.testing.assert_close(ours[name], reference[name], rtol=1e-6 if name.endswith("factorial") else 0, atol=0)
+    tensor = csr_tensor(CountRows(matrix).csr_rows(rows))
+    assert tensor.layout == torch.sparse_csr and tensor.shape == (6, 25)
+    np.testing.assert_array_equal(tensor.to_dense().numpy(), matrix.toarray()[rows])
+    assert (tensor.values() > 0).all()
 
 
 def test_rows_with_stored_zeros_or_duplicates_are_made_canonical():
@@ -87,20 +83,3 @@ def test_rows_with_stored_zeros_or_duplicates_are_made_canonical():
 
 def test_host_memory_tuning_applies_on_linux():
     assert reuse_freed_host_memory() is sys.platform.startswith("linux")
-
-
-@pytest.mark.parametrize("whole", [True, False])
-def test_precomputed_cell_log_factorials_give_the_same_entries(whole):
-    """Direct rows take per-cell log-factorials worked out once for the matrix (in row
-    chunks); the minibatch's entries are exactly those computed from its rows alone."""
-    matrix = sp.random(9000, 40, density=0.2, format="csr", random_state=3, dtype=np.float32)
-    matrix.data = np.ceil(matrix.data * 90) if whole else matrix.data * 90 + 0.5
-    counts = CountRows(matrix)
-    assert counts.direct
-    rows = np.array([8999, 3, 8192, 8191, 3, 100])
-    block = counts.csr_rows(rows)
-    ours, reference = counts.nonzero_entries(rows, block), csr_nonzero_entries(block)
-    assert counts._integral == whole
-    assert len(ours["nonzero_large"]) > 0
-    for name in reference:
-        torch.testing.assert_close(ours[name], reference[name], rtol=0, atol=0)

@@ -31,7 +31,7 @@ def test_latent_shapes_and_batching_do_not_change_results(tiny_model, tiny_prepa
     full = tiny_model.latents(tiny_prepared, batch_size=5000, device="cpu")
     small = tiny_model.latents(tiny_prepared, batch_size=7, device="cpu")
     assert full["salient"].shape == (tiny_prepared.n_obs, 10)
-    assert full["background"].shape == (tiny_prepared.n_obs, 16)
+    assert full["background"].shape == (tiny_prepared.n_obs, 32)
     np.testing.assert_allclose(full["salient"], small["salient"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(full["salient_norm"], np.linalg.norm(full["salient"], axis=1), rtol=1e-6)
 
@@ -103,9 +103,9 @@ def test_train_and_export_commands(tiny_prepared, tmp_path):
     assert result.exit_code == 0, result.output
     latents = ad.read_h5ad(tmp_path / "latents.h5ad")
     assert latents.obsm["X_salient"].shape == (tiny_prepared.n_obs, 10)
-    assert latents.obsm["X_background"].shape == (tiny_prepared.n_obs, 16)
+    assert latents.obsm["X_background"].shape == (tiny_prepared.n_obs, 32)
     assert latents.obsm["X_salient_sample"].shape == (tiny_prepared.n_obs, 10)
-    assert list(latents.obs.columns) == ["salient_norm"]
+    assert list(latents.obs.columns) == ["salient_norm", "pertcontrast_split"]
     assert latents.obs_names.equals(tiny_prepared.obs_names) and latents.X is None  # no copy of the counts
     assert latents.uns["pertcontrast_export"]["model_source"] == "folder"
     model = ContrastiveModel.load(tmp_path / "model")
@@ -118,3 +118,50 @@ def test_train_reads_settings_recorded_by_preprocess(tiny_prepared):
     assert model.registry.control_label == "control"
     assert list(model.registry.categorical_covariates) == ["batch"]
     assert model.architecture.n_covariates == tiny_prepared.obs.batch.nunique()
+
+
+def test_a_format_1_model_folder_still_loads(tiny_model, tiny_prepared, tmp_path):
+    """Folders of the first format (classifier outside the guide, always present) load
+    with the same latents."""
+    from dataclasses import replace
+
+    from pertcontrast.module.contrastive import ContrastiveModule
+
+    with_classifier = ContrastiveModule(replace(tiny_model.architecture, classifier=True))
+    with_classifier.load_state_dict(tiny_model.module.state_dict(), strict=False)
+    folder = tmp_path / "old"
+    folder.mkdir()
+    # format 1 kept the classifier's weights at the top level
+    state = {key.removeprefix("inference."): value for key, value in with_classifier.state_dict().items()
+             if key.startswith("inference.classifier.")}
+    state.update({key: value for key, value in with_classifier.state_dict().items()
+                  if not key.startswith("inference.classifier.")})
+    torch.save(state, folder / "model.pt")
+    config = tiny_model.config()
+    config["format_version"] = 1
+    config["architecture"].pop("classifier")
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = ContrastiveModel.load(folder)
+    assert loaded.architecture.classifier
+    np.testing.assert_array_equal(loaded.latents(tiny_prepared, device="cpu")["salient"],
+                                  tiny_model.latents(tiny_prepared, device="cpu")["salient"])
+
+
+def test_a_model_folder_of_an_unknown_format_is_refused_by_name(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["format_version"] = 99
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="model folder format 99; this pertcontrast .* reads formats 1 to 2"):
+        ContrastiveModel.load(tmp_path / "m")
+
+
+def test_the_split_is_saved_and_marks_decoy_controls(tiny_model, tiny_prepared, tmp_path):
+    tiny_model.save(tmp_path / "m")
+    loaded = ContrastiveModel.load(tmp_path / "m")
+    split = loaded.split_of(tiny_prepared.obs_names)
+    assert set(split) == {"train", "validation", "decoy"}
+    controls = tiny_prepared.obs["perturbation"].astype(str).to_numpy() == "control"
+    assert not (split[~controls] == "decoy").any()
+    assert 0.15 < (split[controls] == "decoy").mean() < 0.25
+    assert (loaded.split_of(["a-cell-never-seen"]) == "new").all()

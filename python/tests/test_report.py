@@ -25,10 +25,11 @@ pytest_plugins = ["report_fixtures"]  # session fixtures shared by the report te
 SCRIPT_LABEL = "<script>alert(1)</script>"
 IMG_GENE = "<img src=x onerror=alert(1)>"
 
-SECTIONS = ("latents", "background-removal", "effects", "clustering", "de", "training", "settings", "provenance")
+SECTIONS = ("guides", "latents", "background-removal", "effects", "clustering", "de", "training", "settings", "provenance")
 ALL_FIGURES = {"latents_phase", "latents_condition", "latents_perturbation", "latents_batch",
                "latents_responder_call", "background_removal", "salient_norms", "training_curves", "heatmap",
                "volcano", "top_genes"}
+GUIDE_FIGURES = {"guide_knockdown"}
 
 
 def invoke(*args):
@@ -41,7 +42,7 @@ def test_full_report_has_every_section_and_figure_embedded(full_report):
     for section in SECTIONS:
         assert f'<section id="{section}">' in html
     names = {p.stem for p in full_report.figures}
-    assert names == ALL_FIGURES
+    assert names == ALL_FIGURES | GUIDE_FIGURES
     folder = full_report.html.parent / "figures"
     for name in names:
         assert (folder / f"{name}.png").stat().st_size > 1000
@@ -79,6 +80,7 @@ def test_report_without_analysis_says_what_did_not_run(plain_report, report_inpu
     assert "Not run: no --effects folder given (run &#x27;pertcontrast effects&#x27;)." in html
     assert "Not run: no --de folder given (run &#x27;pertcontrast de&#x27;)." in html
     assert "responders: not run (pass --responders responders.h5ad)" in html
+    assert "Not run: no --guide-qc folder given" in html
     headline = json.loads(plain_report.json.read_text())
     assert headline["n_cells_shown"] == 500
     assert f"Showing 500 of {headline['n_cells']:,} cells (a random subsample)" in html
@@ -88,6 +90,21 @@ def test_report_without_analysis_says_what_did_not_run(plain_report, report_inpu
     assert {p.stem for p in plain_report.figures} == ALL_FIGURES - {"heatmap", "volcano", "top_genes",
                                                                     "latents_responder_call"}
     assert "No responder calls: pass --responders" in html
+
+
+def test_guide_section_shows_assignment_cells_and_flags_guides_without_knockdown(full_report, report_inputs):
+    html = full_report.html.read_text()
+    section = html.split('<section id="guides">')[1].split("</section>")[0]
+    summary = json.loads((report_inputs.guide_qc / "summary.json").read_text())
+    assert f"{summary['cells']:,} cells; {summary['cells_kept']:,} kept" in section
+    assert f"{summary['multiple_targets']:,} with guides of several targets (excluded)" in section
+    # the ineffective guide (renamed to the crafted label) is flagged, as text
+    assert "1 of 4 measured guides show no on-target knockdown: &lt;script&gt;alert(1)&lt;/script&gt; (LMO2)" in section
+    for table in ("perturbation-qc-table", "guide-qc-table", "control-kind-table"):
+        assert f'id="{table}"' in section
+    perturbations = pd.read_csv(report_inputs.guide_qc / "perturbations.csv")
+    assert section.split('id="perturbation-qc-table"')[1].split("</table>")[0].count("<tr>") == len(perturbations) + 1
+    assert 'data-figure="guide_knockdown"' in section
 
 
 def test_user_supplied_text_is_escaped(full_report):
@@ -330,7 +347,7 @@ def test_report_reads_the_real_analysis_outputs(report_inputs, tmp_path):
         result = invoke(*step)
         assert result.exit_code == 0, result.output
     html = (tmp_path / "report" / "s.report.html").read_text()
-    assert "Not run" not in html
+    assert "Not run" not in html.replace("Not run: no --guide-qc folder given", "")
     headline = json.loads((tmp_path / "report" / "s.report.json").read_text())
     assert headline["steps"] == {"responders": True, "de": True, "effects": True}
     assert {p.stem for p in (tmp_path / "report" / "figures").glob("*.png")} == ALL_FIGURES

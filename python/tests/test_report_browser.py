@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow]
 def test_the_browser_and_its_driver_are_installed():
     assert not MISSING, f"not installed: {', '.join(MISSING)} (run scripts/setup-system.sh; requirements.lock)"
 
-SECTIONS = ("latents", "background-removal", "effects", "clustering", "de", "training", "settings", "provenance")
+SECTIONS = ("guides", "latents", "background-removal", "effects", "clustering", "de", "training", "settings", "provenance")
 COLUMN_VALUES = """(column) => Array.from(document.querySelectorAll('#effect-table tbody tr'))
     .filter(row => !row.hidden).map(row => row.cells[column].textContent)"""
 
@@ -63,7 +63,7 @@ def test_report_loads_offline_and_every_image_decodes(full_report):
         present = browser.evaluate("Array.from(document.querySelectorAll('main > section')).map(s => s.id)")
         assert present == list(SECTIONS)
         titles = browser.evaluate("Array.from(document.querySelectorAll('section h2')).map(h => h.textContent)")
-        assert titles[:3] == ["Latent spaces", "Background removal", "Perturbation effects"]
+        assert titles[:3] == ["Guides and perturbations", "Latent spaces", "Background removal"]
         rows = browser.evaluate("document.querySelectorAll('#effect-table tbody tr').length")
         assert rows == json.loads(full_report.json.read_text())["n_perturbations"]
         folder = artifacts_folder()

@@ -83,6 +83,11 @@ def test_tsv_blank_lines_and_byte_order_mark_are_accepted(workdir):
         (f"{HEADER},seed\nx,a.h5ad,p,c,-1\n", ["row 2", "column 'seed'", "at least 0"]),
         (f"{HEADER}\nx,a.h5ad,p,it's\n", ["row 2", "column 'control_label'", "single quotes"]),
         (f"{HEADER}\nx,a.h5ad,p\n", ["row 2", "3 values", "4 columns"]),
+        (f"{HEADER},guides\nx,a.h5ad,p,c,b.h5ad\n", ["row 2", "column 'guide_table'", "empty value",
+                                                    "a screen with 'guides' needs one too"]),
+        (f"{HEADER},guide_table\nx,a.h5ad,p,c,\ny,b.h5ad,p,c,no_table.csv\n",
+         ["row 3", "column 'guide_table'", "file not found", "no_table.csv"]),
+        (f"{HEADER},guides,guide_table\nx,a.h5ad,p,c,calls.csv,a.h5ad\n", ["row 2", "column 'guides'", "file not found"]),
         (f"{HEADER}\n", ["no screens"]),
         ("", ["empty", "row 1"]),
     ],
@@ -95,6 +100,17 @@ def test_bad_sheets_name_row_column_and_problem(workdir, text, expected):
     assert message.startswith("sheet.csv")
     for part in expected:
         assert part in message
+
+
+def test_guide_columns_are_optional_and_resolved_like_counts(workdir):
+    (workdir / "guides.csv").write_text("guide,target\ng1,A\n")
+    (workdir / "calls.csv").write_text("cell_barcode,feature_call\n")
+    sheet = write_sheet(workdir, f"{HEADER},guides,guide_table\nx,a.h5ad,p,c,,guides.csv\ny,b.h5ad,p,c,calls.csv,"
+                                 "guides.csv\nz,b.h5ad,p,c,,\n")
+    table = validate_samplesheet(sheet)
+    assert table["guide_table"].tolist()[:2] == [str(workdir / "guides.csv")] * 2
+    assert pd.isna(table.loc[0, "guides"]) and table.loc[1, "guides"] == str(workdir / "calls.csv")
+    assert pd.isna(table.loc[2, "guide_table"])
 
 
 def test_urls_are_not_checked_but_file_urls_are(workdir):

@@ -63,3 +63,38 @@ def test_presets_and_bad_overrides():
         preset_config("huge")
     with pytest.raises(ParameterError, match="--n-genes"):
         preset_config("tiny", n_genes=100)
+
+
+def test_the_command_offers_every_preset():
+    from pertcontrast.cli.simulate import PRESET_NAMES as offered
+    from pertcontrast.data.simulate import PRESET_NAMES
+
+    assert offered == PRESET_NAMES
+
+
+@pytest.mark.parametrize("preset", ["hard", "many"])
+def test_harder_designs_have_what_they_promise(preset):
+    screen = simulate(preset, seed=1, n_cells=4000)
+    truth = screen.uns["truth"]
+    table = truth["perturbations"]
+    sizes = [len(genes) for genes in truth["programs"].values()]
+    assert len(set(sizes)) > 1  # programs of different sizes
+    assert table["escaper_rate"].between(0.25, 0.5).all() and table["escaper_rate"].std() > 0.02
+    knockdown_only = table[table.knockdown & ~table.has_effect].perturbation
+    assert len(knockdown_only) == preset_config(preset).n_knockdown_only
+    obs = screen.obs
+    # knockdown-only cells lose their target but get no program
+    assert not obs.loc[obs.perturbation.isin(knockdown_only), "truth_responder"].any()
+    lfc = np.asarray(truth["perturbation_lfc"])
+    rows = list(truth["perturbation_lfc_rows"])
+    for name in knockdown_only:
+        assert (np.abs(lfc[rows.index(name)]) > 0).sum() == 1
+    if preset == "hard":
+        assert table["phase_dependent"].any()
+        # some program genes are among the least expressed genes of the screen
+        totals = np.asarray(screen.X.sum(0)).ravel()
+        low = set(screen.var_names[totals <= np.quantile(totals, 0.3)])
+        program_genes = {g for genes in truth["programs"].values() for g in genes}
+        assert len(program_genes & low) >= 0.1 * len(program_genes)
+    else:
+        assert len(table) >= 100 and obs.perturbation.value_counts().drop("control").median() < 200

@@ -31,9 +31,11 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, root: Path, port: int | None = None, extra_args: tuple[str, ...] = ()):
+    def __init__(self, root: Path, port: int | None = None, extra_args: tuple[str, ...] = (),
+                 extra_env: dict[str, str] | None = None):
         self.root = Path(root)
         self.extra_args = tuple(extra_args)
+        self.extra_env = dict(extra_env or {})
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
@@ -54,6 +56,7 @@ class MlflowServer:
     def start(self) -> "MlflowServer":
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no background job runner process
+        env.update(self.extra_env)
         log = open(self.root / "server.log", "ab")
         self.process = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

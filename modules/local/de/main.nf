@@ -22,7 +22,6 @@ process DE {
         --responders '${responders}' \\
         --device ${device} \\
         ${args} \\
-        --no-progress \\
         --output de
 
     pertcontrast versions --process '${task.process}' > versions.yml

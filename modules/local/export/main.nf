@@ -2,6 +2,11 @@ process EXPORT {
     tag "${meta.id}"
     label 'process_medium'
     container "${params.container}"
+    // MLflow credentials set as Nextflow secrets reach the task as environment variables,
+    // never written to the work folder (docs/mlflow.md); unset ones are left out.
+    secret(secrets.MLFLOW_TRACKING_USERNAME ? 'MLFLOW_TRACKING_USERNAME' : null)
+    secret(secrets.MLFLOW_TRACKING_PASSWORD ? 'MLFLOW_TRACKING_PASSWORD' : null)
+    secret(secrets.MLFLOW_TRACKING_TOKEN ? 'MLFLOW_TRACKING_TOKEN' : null)
 
     input:
     tuple val(meta), path(prepared), path(model)
@@ -26,7 +31,6 @@ process EXPORT {
         ${lookup} \\
         --device ${device} \\
         ${args} \\
-        --no-progress \\
         --output '${prefix}.latents.h5ad'
 
     pertcontrast versions --process '${task.process}' > versions.yml

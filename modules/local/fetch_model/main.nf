@@ -2,6 +2,11 @@ process FETCH_MODEL {
     tag "${pinned_uri}"
     label 'process_single'
     container "${params.container}"
+    // MLflow credentials set as Nextflow secrets reach the task as environment variables,
+    // never written to the work folder (docs/mlflow.md); unset ones are left out.
+    secret(secrets.MLFLOW_TRACKING_USERNAME ? 'MLFLOW_TRACKING_USERNAME' : null)
+    secret(secrets.MLFLOW_TRACKING_PASSWORD ? 'MLFLOW_TRACKING_PASSWORD' : null)
+    secret(secrets.MLFLOW_TRACKING_TOKEN ? 'MLFLOW_TRACKING_TOKEN' : null)
 
     input:
     val pinned_uri     // models:/NAME/VERSION

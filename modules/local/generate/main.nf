@@ -21,7 +21,6 @@ process GENERATE {
         --model '${model}' \\
         --device ${device} \\
         ${args} \\
-        --no-progress \\
         --output '${prefix}.generated.h5ad'
 
     pertcontrast versions --process '${task.process}' > versions.yml

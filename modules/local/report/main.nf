@@ -2,11 +2,17 @@ process REPORT {
     tag "${meta.id}"
     label 'process_low'
     container "${params.container}"
+    // MLflow credentials set as Nextflow secrets reach the task as environment variables,
+    // never written to the work folder (docs/mlflow.md); unset ones are left out.
+    secret(secrets.MLFLOW_TRACKING_USERNAME ? 'MLFLOW_TRACKING_USERNAME' : null)
+    secret(secrets.MLFLOW_TRACKING_PASSWORD ? 'MLFLOW_TRACKING_PASSWORD' : null)
+    secret(secrets.MLFLOW_TRACKING_TOKEN ? 'MLFLOW_TRACKING_TOKEN' : null)
 
     input:
     // prepared: the counts and labels; latents: what EXPORT added; responders, de and
-    // effects are empty lists when the analysis is switched off.
-    tuple val(meta), path(prepared), path(latents), path(model), path(responders), path(de), path(effects)
+    // effects are empty lists when the analysis is switched off, guide_qc when the screen
+    // did not go through ASSIGN_GUIDES.
+    tuple val(meta), path(prepared), path(latents), path(model), path(responders), path(de), path(effects), path(guide_qc)
 
     output:
     tuple val(meta), path('report')                   , emit: report
@@ -19,6 +25,7 @@ process REPORT {
         responders ? "--responders '${responders}'" : '',
         de ? "--de '${de}'" : '',
         effects ? "--effects '${effects}'" : '',
+        guide_qc ? "--guide-qc '${guide_qc}'" : '',
     ].join(' ')
     """
     export OMP_NUM_THREADS=${task.cpus}

@@ -2,6 +2,11 @@ process TRAIN {
     tag "${meta.sweep_id ? "${meta.id}:${meta.sweep_id}" : meta.id}"
     label 'process_gpu'
     container "${params.container}"
+    // MLflow credentials set as Nextflow secrets reach the task as environment variables,
+    // never written to the work folder (docs/mlflow.md); unset ones are left out.
+    secret(secrets.MLFLOW_TRACKING_USERNAME ? 'MLFLOW_TRACKING_USERNAME' : null)
+    secret(secrets.MLFLOW_TRACKING_PASSWORD ? 'MLFLOW_TRACKING_PASSWORD' : null)
+    secret(secrets.MLFLOW_TRACKING_TOKEN ? 'MLFLOW_TRACKING_TOKEN' : null)
 
     input:
     tuple val(meta), path(prepared)
@@ -42,7 +47,6 @@ process TRAIN {
         ${args} \\
         ${(overrides + sweep).join(' ')} \\
         ${tags.join(' ')} \\
-        --no-progress \\
         --output model
 
     pertcontrast versions --process '${task.process}' > versions.yml

@@ -20,20 +20,20 @@ import pandas as pd
 import torch
 
 from pertcontrast import __version__
-from pertcontrast.data.loader import CellArrays, CountRows, make_batch, sequential_batches
+from pertcontrast.data.loader import CellArrays, CountRows, csr_tensor, sequential_batches
 from pertcontrast.data.registry import DataRegistry
 from pertcontrast.errors import InputDataError, ModelLoadError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
-from pertcontrast.module.contrastive import Architecture
-from pertcontrast.module import native
-from pertcontrast.module.vae import ContrastiveVAE
+from pertcontrast.module.architecture import Architecture
+from pertcontrast.module.contrastive import ContrastiveModule
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
-FORMAT_VERSION = 1
+SPLIT_FILE = "cell_split.csv.gz"  # each training cell's role (train, validation, decoy)
+FORMAT_VERSION = 2  # 2: the classifier is part of the guide and optional
 
 
 def recorded_preprocessing(adata) -> dict:
@@ -60,13 +60,15 @@ def perturbation_settings(adata, perturbation_key, control_label, source: str) -
 class ContrastiveModel:
     """Contrastive VAE for a Perturb-seq screen (background and salient latents)."""
 
-    def __init__(self, registry: DataRegistry, architecture: Architecture, module: ContrastiveVAE, adata=None):
+    def __init__(self, registry: DataRegistry, architecture: Architecture, module: ContrastiveModule, adata=None):
         self.registry = registry
         self.architecture = architecture
         self.module = module
         self.adata = adata
         self.history: pd.DataFrame | None = None
         self.training: dict = {}
+        # each training cell's role: train, validation or decoy (controls trained as perturbed)
+        self.cell_split: pd.Series | None = None
 
     # -- set-up -------------------------------------------------------------------------
     @classmethod
@@ -78,20 +80,22 @@ class ContrastiveModel:
         batch_key: str | None = None,
         categorical_covariate_keys=None,
         continuous_covariate_keys=None,
-        n_background: int = 16,
-        n_salient: int = 10,
-        n_hidden: int = 128,
-        n_layers: int = 1,
-        dropout: float = 0.0,
-        likelihood: str = "zinb",
-        library: str = "observed",
-        salient_linear: bool = True,
         seed: int = 0,
         source: str = "input",
+        **architecture,
     ) -> "ContrastiveModel":
         """Set up a model for ``adata`` (raw counts in ``X``). Keys not given are read from
-        what ``pertcontrast preprocess`` recorded in ``adata.uns["pertcontrast"]``."""
+        what ``pertcontrast preprocess`` recorded in ``adata.uns["pertcontrast"]``.
+        ``architecture``: fields of :class:`~pertcontrast.module.architecture.Architecture`
+        (``n_background=16``, ``likelihood="nb"``...); the others keep their defaults."""
         from pertcontrast.data import validate
+        from pertcontrast.module.architecture import architecture_defaults
+
+        unknown = sorted(set(architecture) - set(architecture_defaults()))
+        if unknown:
+            raise ParameterError(f"unknown architecture setting(s) {', '.join(unknown)}; "
+                                 f"choose from {', '.join(architecture_defaults())}.")
+        settings = {**architecture_defaults(), **{k: v for k, v in architecture.items() if v is not None}}
 
         recorded = recorded_preprocessing(adata)
         perturbation_key, control_label = perturbation_settings(adata, perturbation_key, control_label, source)
@@ -101,7 +105,7 @@ class ContrastiveModel:
             categorical.insert(0, batch_key)
         continuous = list(continuous_covariate_keys if continuous_covariate_keys is not None
                           else recorded.get("continuous_covariate_keys", []))
-        _check_architecture(n_background, n_salient, n_hidden, n_layers, dropout)
+        _check_architecture(settings)
         validate.check_unique_names(adata.var_names, "gene", source)
         validate.check_perturbations(adata.obs, perturbation_key, control_label, source,
                                      min_control_cells=min(validate.MIN_CONTROL_CELLS, 10))
@@ -112,15 +116,13 @@ class ContrastiveModel:
         )
         arch = Architecture(
             n_genes=adata.n_vars, n_covariates=registry.n_covariates, n_labels=len(registry.perturbations),
-            n_library_groups=len(registry.library_groups), n_background=n_background, n_salient=n_salient,
-            n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, likelihood=likelihood, library=library,
-            salient_linear=salient_linear,
+            n_library_groups=len(registry.library_groups), **settings,
         )
         loc, scale = _library_prior(adata, registry)
         # Initial weights come from their own seeded stream: the same seed, the same model.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = ContrastiveVAE(arch, loc, scale)
+            module = ContrastiveModule(arch, loc, scale)
         return cls(registry, arch, module, adata)
 
     # -- training -----------------------------------------------------------------------
@@ -146,10 +148,18 @@ class ContrastiveModel:
         if self.adata is None:
             raise ParameterError("this model has no training data; create it with ContrastiveModel.from_anndata.")
         settings = replace(settings or TrainingSettings(), **overrides)
+        if settings.classification_weight > 0 and not self.architecture.classifier:
+            raise ParameterError("--classification-weight needs a model set up with a classifier "
+                                 "(ContrastiveModel.from_anndata(..., classifier=True)).")
         validate.check_counts(self.adata.X, "training data")
         cells = CellArrays.from_encoded(self.registry.encode_obs(self.adata.obs))
-        train_rows, validation_rows = split_cells(cells.is_control, settings.validation_fraction, settings.seed)
-        data = TrainingData(CountRows(self.adata.X), cells, train_rows, validation_rows)
+        split = split_cells(cells.is_control, settings.validation_fraction, settings.decoy_control_fraction,
+                            settings.seed)
+        if len(split["decoy"]):  # decoys: controls that get the perturbed cells' objective
+            cells.is_control = cells.is_control.copy()
+            cells.is_control[split["decoy"]] = False
+        train_rows = np.union1d(split["train"], split["decoy"])
+        data = TrainingData(CountRows(self.adata.X), cells, train_rows, split["validation"])
         checkpoint_file = None
         if checkpoint_dir is not None:
             run_hash = settings_hash(
@@ -161,14 +171,12 @@ class ContrastiveModel:
         trainer = Trainer(
             self.module, data, settings, resolve_device(device), checkpoint_file, tuple(callbacks), progress
         )
-        count_likelihood = self._count_likelihood_path(trainer.device)
         result = trainer.fit()
         self.module.cpu()
         self.history = result.history
         self.training = {
             "settings": settings.to_dict(),
             "device": str(trainer.device),
-            "count_likelihood": count_likelihood,
             "max_epochs": trainer.max_epochs,
             "steps_per_epoch": trainer.steps_per_epoch,
             "warmup_steps": trainer.warmup_steps,
@@ -179,24 +187,15 @@ class ContrastiveModel:
             "stopped_early": result.stopped_early,
             "resumed_from_epoch": result.resumed_from_epoch,
             "seconds": result.seconds,
-            "n_train": int(len(train_rows)),
-            "n_validation": int(len(validation_rows)),
+            **{f"n_{name}": int(len(rows)) for name, rows in split.items()},
         }
+        roles = np.full(self.adata.n_obs, "train", dtype=object)
+        for name in ("validation", "decoy"):
+            roles[split[name]] = name
+        self.cell_split = pd.Series(roles, index=self.adata.obs_names.astype(str), name="split")
         if checkpoint_file is not None:
             result.extra["checkpoint_file"] = str(checkpoint_file)
         return result
-
-    def _count_likelihood_path(self, device: torch.device) -> str:
-        """Where the likelihood runs during training ("C kernel" or "torch"); on CPU
-        without the kernel (no C compiler) training is about a quarter slower: say so."""
-        if device.type != "cpu":
-            return "torch"
-        if self.module.generative.count_kernel is not None:
-            return "C kernel"
-        if not native.turned_off():
-            log.warning("the C count-likelihood kernel could not be built (no C compiler? set CC, or "
-                        "install gcc): training on CPU runs the likelihood in torch, about a quarter slower")
-        return "torch"
 
     # -- inference ----------------------------------------------------------------------
     def gene_index(self, var_names, source: str = "data") -> np.ndarray | None:
@@ -218,6 +217,14 @@ class ContrastiveModel:
             )
         return positions
 
+    def split_of(self, obs_names) -> np.ndarray:
+        """Each cell's role in training: ``train``, ``validation``, ``decoy`` (controls
+        trained as if perturbed) or ``new`` (not in the training data)."""
+        names = pd.Index(obs_names).astype(str)
+        if self.cell_split is None:
+            return np.full(len(names), "new", dtype=object)
+        return self.cell_split.reindex(names).fillna("new").to_numpy(dtype=object)
+
     def latents(
         self,
         adata=None,
@@ -233,8 +240,7 @@ class ContrastiveModel:
         Controls get their encoder's salient mean too (it is near 0 when the model fits).
         With ``sample=True`` one posterior sample of each latent is added.
         """
-        from tqdm.auto import tqdm
-
+        from pertcontrast.progress import track
         from pertcontrast.train.trainer import resolve_device
 
         adata = self.adata if adata is None else adata
@@ -253,8 +259,8 @@ class ContrastiveModel:
             out["salient_sample"] = np.zeros_like(out["salient"])
         generator = torch.Generator(device=torch_device).manual_seed(seed)
         blocks = list(sequential_batches(np.arange(n), batch_size))
-        for block in tqdm(blocks, desc="latents", unit="block", disable=not progress):
-            counts = torch.from_numpy(rows.dense(block)).to(torch_device)
+        for block in track(blocks, desc="latents", unit="block", enabled=progress):
+            counts = csr_tensor(rows.csr_rows(block)).to(torch_device)
             cov = torch.from_numpy(covariates[block]).to(torch_device)
             encoded = module.posterior(counts, cov)
             for name in ("background", "salient"):
@@ -287,6 +293,9 @@ class ContrastiveModel:
         if self.history is not None:
             with atomic_path(folder / HISTORY_FILE, suffix=".csv") as tmp:
                 self.history.to_csv(tmp, index=False)
+        if self.cell_split is not None:
+            with atomic_path(folder / SPLIT_FILE, suffix=".csv.gz") as tmp:
+                self.cell_split.rename_axis("cell").to_csv(tmp)
         write_json_atomic(folder / CONFIG_FILE, self.config())
         return folder
 
@@ -305,13 +314,20 @@ class ContrastiveModel:
             )
         try:
             config = json.loads(config_file.read_text())
-            # folders written before the linear salient path existed have no such key
-            arch = Architecture(**{"salient_linear": False, **config["architecture"]})
+            version = config.get("format_version", 1)
+            if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+                raise ModelLoadError(
+                    f"{folder}: model folder format {version!r}; this pertcontrast ({__version__}) reads "
+                    f"formats 1 to {FORMAT_VERSION}. Load it with the pertcontrast that wrote it, or retrain."
+                )
+            arch, state = _upgrade(version, config["architecture"],
+                                   torch.load(weights_file, map_location="cpu", weights_only=True))
             registry = DataRegistry.from_dict(config["registry"])
-            state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        except ModelLoadError:
+            raise
         except Exception as error:  # noqa: BLE001 - any failure here means a damaged folder
             raise ModelLoadError(f"{folder}: cannot read the model ({type(error).__name__}: {error}).") from error
-        module = ContrastiveVAE(arch)
+        module = ContrastiveModule(arch)
         try:
             module.load_state_dict(state)
         except RuntimeError as error:
@@ -320,16 +336,29 @@ class ContrastiveModel:
         model.training = config.get("training", {})
         if (folder / HISTORY_FILE).exists():
             model.history = pd.read_csv(folder / HISTORY_FILE)
+        if (folder / SPLIT_FILE).exists():
+            model.cell_split = pd.read_csv(folder / SPLIT_FILE, index_col=0, dtype=str)["split"]
         return model
 
 
-def _check_architecture(n_background, n_salient, n_hidden, n_layers, dropout) -> None:
-    for name, value in (("n-background", n_background), ("n-salient", n_salient),
-                        ("n-hidden", n_hidden), ("n-layers", n_layers)):
-        if value < 1:
-            raise ParameterError(f"--{name} must be at least 1 (got {value}).")
-    if not 0 <= dropout < 1:
-        raise ParameterError(f"--dropout must be in [0, 1) (got {dropout}).")
+def _upgrade(version: int, architecture: dict, state: dict) -> tuple[Architecture, dict]:
+    """The architecture and weights of a folder of an older format, as this format has them.
+
+    Format 1 had a classifier outside the guide, always present, and (before the linear
+    salient path existed) no ``salient_linear`` key.
+    """
+    if version == 1:
+        architecture = {"salient_linear": False, **architecture, "classifier": True}
+        state = {(f"inference.{key}" if key.startswith("classifier.") else key): value for key, value in state.items()}
+    return Architecture(**architecture), state
+
+
+def _check_architecture(settings: dict) -> None:
+    for name in ("n_background", "n_salient", "n_hidden", "n_layers"):
+        if settings[name] < 1:
+            raise ParameterError(f"--{name.replace('_', '-')} must be at least 1 (got {settings[name]}).")
+    if not 0 <= settings["dropout"] < 1:
+        raise ParameterError(f"--dropout must be in [0, 1) (got {settings['dropout']}).")
 
 
 def _library_prior(adata, registry: DataRegistry) -> tuple[np.ndarray, np.ndarray]:

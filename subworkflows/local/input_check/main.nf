@@ -1,6 +1,7 @@
 /*
  * Check the samplesheet (pertcontrast check-samplesheet, against assets/schema_input.json)
- * and turn its rows into [ meta, counts ]. Every later step waits on the checked sheet, so a
+ * and turn its rows into [ meta, counts ], and the rows with a guide table into
+ * [ meta, guides or [], guide_table ]. Every later step waits on the checked sheet, so a
  * bad sheet fails here, naming the row and column, before any work starts.
  */
 
@@ -15,12 +16,15 @@ workflow INPUT_CHECK {
     main:
     SAMPLESHEET_CHECK(samplesheet, schema, base_dir)
 
-    screens = SAMPLESHEET_CHECK.out.csv
-        .splitCsv(header: true, strip: true)
-        .map { row -> screenFromRow(row) }
+    rows = SAMPLESHEET_CHECK.out.csv.splitCsv(header: true, strip: true)
+    screens = rows.map { row -> screenFromRow(row) }
+    guides = rows
+        .filter { row -> row.guide_table }
+        .map { row -> [ [ id: row.id ], row.guides ? file(row.guides, checkIfExists: true) : [], file(row.guide_table, checkIfExists: true) ] }
 
     emit:
     screens                                      // channel: [ val(meta), path(counts) ]
+    guides                                       // channel: [ val(meta), path(guides) or [], path(guide_table) ]
     versions = SAMPLESHEET_CHECK.out.versions    // channel: path(versions.yml)
 }
 
@@ -36,6 +40,7 @@ def screenFromRow(Map row) {
         n_top_genes     : value('n_top_genes') as Integer,
         max_epochs      : value('max_epochs') as Integer,
         seed            : value('seed') as Integer,
+        assign_guides   : row.guide_table ? true : false,
     ]
     return [ meta, file(row.h5ad, checkIfExists: true) ]
 }

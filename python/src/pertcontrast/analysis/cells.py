@@ -10,6 +10,9 @@ import scipy.sparse as sp
 from pertcontrast.errors import InputDataError
 
 RESPONDER_COLUMN = "responder_call"
+SPLIT_COLUMN = "pertcontrast_split"  # written by export: train, validation, decoy or new
+NULL_SPLITS = ("decoy", "new")  # controls trained as if perturbed, or never seen
+MIN_NULL_CONTROLS = 10
 
 
 def perturbation_labels(obs: pd.DataFrame, key: str, source: str = "input") -> np.ndarray:
@@ -29,6 +32,23 @@ def responder_mask(obs: pd.DataFrame, source: str = "input") -> np.ndarray:
             "first and pass its output with --responders, or drop --responders-only."
         )
     return obs[RESPONDER_COLUMN].astype(str).to_numpy() == "responder"
+
+
+def null_controls(obs: pd.DataFrame, is_control: np.ndarray, source: str = "input") -> np.ndarray:
+    """The null of every comparison with controls: decoy controls (trained as if they
+    were a perturbation, they are what a perturbation without effect looks like to the
+    model) and controls the model never saw. Data without the split column (written by
+    ``pertcontrast export``) is taken as new to the model."""
+    if SPLIT_COLUMN not in obs:
+        return np.asarray(is_control, bool)
+    null = np.asarray(is_control, bool) & obs[SPLIT_COLUMN].astype(str).isin(NULL_SPLITS).to_numpy()
+    if null.sum() < MIN_NULL_CONTROLS:
+        raise InputDataError(
+            f"{source}: only {int(null.sum())} decoy or unseen control cells (obs '{SPLIT_COLUMN}' decoy or "
+            f"new); at least {MIN_NULL_CONTROLS} are needed as the null. Train with --decoy-control-fraction "
+            "above 0, or add control cells the model has not seen."
+        )
+    return null
 
 
 def subsample(rows: np.ndarray, max_cells: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Hierarchical clustering of effect profiles.
 
-Perturbations: profiles are their mean salient latent minus the controls' (or their LFC
-over genes). Perturbations without a detected effect (a cross-fitted salient shift under
-one control sd along it, or no DE gene) form one cluster of their own; the others are clustered
+Perturbations: profiles are their mean salient latent minus the null controls' (or their
+LFC over genes). Perturbations without a detected effect (no significant energy distance
+to the null controls, or no DE gene) form one cluster of their own; the others are clustered
 by the direction of their profiles (cosine distance), so programs of very different
 strength, and strong and weak members of one program, are cut alike (a Euclidean
 silhouette cut lets one strong program dominate: it splits {strong} from {the rest}).
@@ -24,7 +24,6 @@ from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 from scipy.spatial.distance import pdist, squareform
 
 MIN_SILHOUETTE = 0.25
-MIN_EFFECT_SIZE = 1.0  # standardised salient shift below which a perturbation has no detected effect
 
 
 def cluster_rows(
@@ -91,48 +90,21 @@ def lfc_profiles(de_table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 
 
 def salient_profiles(salient: np.ndarray, labels: np.ndarray, control_label: str,
-                     keep: np.ndarray | None = None, min_effect: float = MIN_EFFECT_SIZE,
-                     seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
-    """Perturbations x salient dimensions: each perturbation's mean salient minus the
-    controls' mean; only cells in ``keep`` when given (NaN rows for perturbations with
-    fewer than 4 cells). Also which perturbations have an effect: a cross-fitted
-    standardised shift (see :func:`effect_size`) of at least ``min_effect``."""
-    controls = salient[labels == control_label]
-    control_mean = controls.mean(axis=0)
+                     keep: np.ndarray | None = None, null_controls: np.ndarray | None = None) -> pd.DataFrame:
+    """Perturbations x salient dimensions: each perturbation's mean salient minus the null
+    controls' mean (``null_controls``: boolean per cell, default every control); only
+    cells in ``keep`` when given (NaN rows for perturbations with fewer than 4 cells)."""
+    is_control = labels == control_label
+    control_mean = salient[is_control if null_controls is None else is_control & null_controls].mean(axis=0)
     perturbations = sorted(set(labels) - {control_label})
-    rng = np.random.default_rng(seed)
-    rows, sizes = [], []
+    rows = []
     for perturbation in perturbations:
         mask = labels == perturbation
         if keep is not None:
             mask &= keep
-        if mask.sum() < 4:
-            rows.append(np.full(salient.shape[1], np.nan))
-            sizes.append(np.nan)
-            continue
-        rows.append(salient[mask].mean(axis=0) - control_mean)
-        sizes.append(effect_size(salient[mask] - control_mean, controls - control_mean, rng))
+        rows.append(salient[mask].mean(axis=0) - control_mean if mask.sum() >= 4 else np.full(salient.shape[1], np.nan))
     columns = [f"salient_{i + 1}" for i in range(salient.shape[1])]
-    profiles = pd.DataFrame(np.array(rows).reshape(len(perturbations), -1), index=perturbations, columns=columns)
-    return profiles, pd.Series(np.array(sizes) >= min_effect, index=perturbations)
-
-
-def effect_size(cells: np.ndarray, controls: np.ndarray, rng: np.random.Generator) -> float:
-    """Shift of ``cells`` from the controls (both centred on the controls' mean) along
-    the direction of their mean, in units of the controls' sd along it; cross-fitted
-    (each half measured along the other half's direction, then averaged), so cells
-    that are merely noisier than the controls score ~0 rather than a positive bias."""
-    halves = np.zeros(len(cells), dtype=bool)
-    halves[rng.permutation(len(cells))[: len(cells) // 2]] = True
-    sizes = []
-    for fit, measure in ((halves, ~halves), (~halves, halves)):
-        mean = cells[fit].mean(axis=0)
-        length = np.linalg.norm(mean)
-        if length == 0:
-            return 0.0
-        direction = mean / length
-        sizes.append((cells[measure] @ direction).mean() / max((controls @ direction).std(), 1e-12))
-    return float(np.mean(sizes))
+    return pd.DataFrame(np.array(rows).reshape(len(perturbations), -1), index=perturbations, columns=columns)
 
 
 def cluster_perturbations(profiles: pd.DataFrame, has_effect: pd.Series | None = None

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from pertcontrast.data.loader import CountRows
+from pertcontrast.data.loader import CountRows, csr_tensor
 from pertcontrast.module.contrastive import NORMALISED_TOTAL
 
 LOG2 = math.log(2.0)
@@ -42,7 +42,7 @@ class ModelCells:
 
     def encode(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """Posterior locs and scales of the given cells (one block; on ``device``)."""
-        counts = torch.from_numpy(self.rows.dense(rows)).to(self.device)
+        counts = csr_tensor(self.rows.csr_rows(rows)).to(self.device)
         return self.module.posterior(counts, self.covariate_tensor(rows))
 
     @torch.inference_mode()

@@ -1,5 +1,16 @@
 """The DE table of a screen: model-based DE and Wilcoxon for every perturbation vs the
-controls, one long table (perturbation x gene) plus top lists."""
+null controls (controls the model did not train on), one long table (perturbation x gene)
+plus top lists.
+
+Every gene of the data is in the table, not only the model's: genes the model was not
+trained on (outside the HVGs) get the Wilcoxon statistics, marked ``de_source =
+"wilcoxon"``, so DE recall is not capped by the HVG choice. ``is_de`` is the model's call
+(posterior expected FDR) for model genes and the Wilcoxon call (BH) for the others;
+``de_score`` ranks all genes on one scale: ``prob_de`` for model genes, 1 - the
+BH-adjusted p-value for the others, scaled into [0, 0.99] with the last 0.01 given by
+tanh(|LFC|), so genes tied on the first (many prob_de are exactly 0 or 1) are ranked by
+the size of their change.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +31,10 @@ from pertcontrast.errors import InputDataError
 log = logging.getLogger("pertcontrast")
 
 COLUMNS = [
-    "perturbation", "gene", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "is_de",
-    "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression",
+    "perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "is_de",
+    "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression",
 ]
+MODEL_COLUMNS = ("lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor")
 
 
 @dataclass
@@ -41,17 +53,21 @@ def differential_expression(
     progress: bool = False,
     source: str = "input",
     perturbations=None,
+    null_controls: np.ndarray | None = None,
 ) -> DEResult:
     """Model-based DE and Wilcoxon tests for every perturbation in ``adata`` (raw counts
-    in ``X``, in memory or backed), or only those named in ``perturbations``, against
-    its controls."""
-    from tqdm.auto import tqdm
+    in ``X``, in memory or backed; any genes, the model's among them), or only those
+    named in ``perturbations``, against the null controls (``null_controls``: boolean
+    per cell; default every control, for data the model never saw)."""
+    from pertcontrast.progress import track
 
     registry = model.registry
     labels = cell_sets.perturbation_labels(adata.obs, registry.perturbation_key, source)
     is_control = labels == registry.control_label
-    if is_control.sum() < 2:
-        raise InputDataError(f"{source}: fewer than 2 control cells ('{registry.control_label}'); DE needs controls.")
+    null = is_control if null_controls is None else is_control & np.asarray(null_controls, bool)
+    if null.sum() < 2:
+        raise InputDataError(f"{source}: fewer than 2 control cells the model did not train on "
+                             f"('{registry.control_label}'); DE needs them as its null.")
     keep = cell_sets.responder_mask(adata.obs, source) if settings.responders_only else None
     groups = cell_sets.perturbation_groups(labels, registry.control_label, keep)
     if perturbations is not None:
@@ -63,47 +79,57 @@ def differential_expression(
     if not groups:
         raise InputDataError(f"{source}: no perturbed cells.")
     rng = np.random.default_rng(settings.seed)
-    generator = torch.Generator().manual_seed(settings.seed)
     cells = ModelCells(model, adata, device, source)
-    if cells.device.type != "cpu":
-        generator = torch.Generator(device=cells.device).manual_seed(settings.seed)
-    control_rows = cell_sets.subsample(np.flatnonzero(is_control), settings.max_control_cells, rng)
-    control_counts = cell_sets.sparse_rows(adata.X, control_rows, cells.rows.gene_index)
+    generator = torch.Generator(device=cells.device).manual_seed(settings.seed)
+    control_rows = cell_sets.subsample(np.flatnonzero(null), settings.max_control_cells, rng)
+    control_counts = cell_sets.sparse_rows(adata.X, control_rows)
     control_mean = np.asarray(normalise_rows(control_counts).mean(axis=0)).ravel()
     control_lognorm = log_normalise(control_counts)
-    genes = np.asarray(cells.gene_names, dtype=object)
+    genes = np.asarray(adata.var_names.astype(str), dtype=object)
+    in_model = np.isin(genes, cells.gene_names)
+    model_columns = pd.Index(genes).get_indexer(cells.gene_names)  # model gene -> data column
+    null_summary = counterfactual_lfc(
+        cells, cell_sets.subsample(np.flatnonzero(null), settings.max_cells_per_perturbation, rng),
+        settings.n_samples, settings.delta, generator, settings.batch_size, settings.median_pool,
+        settings.pseudocount)
     parts, used = [], {}
-    for perturbation, rows in tqdm(groups.items(), desc="de", unit="perturbation", disable=not progress):
+    for perturbation, rows in track(groups.items(), "de", "perturbation", enabled=progress, total=len(groups)):
         rows = cell_sets.subsample(rows, settings.max_cells_per_perturbation, rng)
         used[perturbation] = int(len(rows))
         part = {"perturbation": np.full(len(genes), perturbation, dtype=object), "gene": genes,
-                "mean_expression": control_mean}
+                "de_source": np.where(in_model, "model", "wilcoxon"), "mean_expression": control_mean}
         if len(rows) < settings.min_cells:
             log.warning("%s: %d cells (fewer than %d); no DE statistics", perturbation, len(rows), settings.min_cells)
             parts.append(_empty_statistics(part))
             continue
         summary = counterfactual_lfc(cells, rows, settings.n_samples, settings.delta, generator,
-                                     settings.batch_size, settings.median_pool, settings.pseudocount)
-        part.update(lfc_mean=summary.mean, lfc_median=summary.median, lfc_sd=summary.sd, prob_de=summary.prob_de,
-                    bayes_factor=log10_bayes_factor(summary.prob_de),
-                    is_de=posterior_fdr_calls(summary.prob_de, settings.fdr))
-        counts = cell_sets.sparse_rows(adata.X, rows, cells.rows.gene_index)
+                                     settings.batch_size, settings.median_pool, settings.pseudocount, null_summary)
+        model_values = {"lfc_mean": summary.mean, "lfc_median": summary.median, "lfc_sd": summary.sd,
+                        "prob_de": summary.prob_de, "bayes_factor": log10_bayes_factor(summary.prob_de)}
+        for column, values in model_values.items():
+            part[column] = np.full(len(genes), np.nan)
+            part[column][model_columns] = values
+        counts = cell_sets.sparse_rows(adata.X, rows)
         lfc, pvalue, padj = wilcoxon_against_controls(counts, control_lognorm, control_mean, settings.pseudocount)
         part.update(wilcoxon_lfc=lfc, wilcoxon_pvalue=pvalue, wilcoxon_padj=padj, wilcoxon_is_de=padj < settings.fdr)
+        model_calls = np.zeros(len(genes), dtype=bool)
+        model_calls[model_columns] = posterior_fdr_calls(summary.prob_de, settings.fdr)
+        part["is_de"] = np.where(in_model, model_calls, part["wilcoxon_is_de"])
+        size = np.tanh(np.abs(np.where(in_model, part["lfc_mean"], lfc)))
+        part["de_score"] = 0.99 * np.where(in_model, part["prob_de"], 1.0 - padj) + 0.01 * np.nan_to_num(size)
         parts.append(part)
     cells.release()
     table = pd.DataFrame({column: np.concatenate([part[column] for part in parts]) for column in COLUMNS})
     table["perturbation"] = pd.Categorical(table["perturbation"], categories=list(groups))
-    for column in ("lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "wilcoxon_lfc",
-                   "wilcoxon_pvalue", "wilcoxon_padj", "mean_expression"):
+    table["de_source"] = pd.Categorical(table["de_source"], categories=["model", "wilcoxon"])
+    for column in (*MODEL_COLUMNS, "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "mean_expression"):
         table[column] = table[column].astype(np.float64)
     return DEResult(table, top_genes(table, settings.top_n), used, int(len(control_rows)))
 
 
 def _empty_statistics(part: dict) -> dict:
     n = len(part["gene"])
-    for column in ("lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
-                   "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj"):
+    for column in (*MODEL_COLUMNS, "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj"):
         part[column] = np.full(n, np.nan)
     part["is_de"] = np.zeros(n, dtype=bool)
     part["wilcoxon_is_de"] = np.zeros(n, dtype=bool)

@@ -11,23 +11,25 @@ import pandas as pd
 
 from pertcontrast.analysis.cells import perturbation_groups
 from pertcontrast.analysis.energy import energy_test
+from pertcontrast.analysis.multiple_testing import benjamini_hochberg
 from pertcontrast.errors import ParameterError
 
 PROFILES = ("salient", "lfc")
 COLUMNS = [
     "perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance", "energy_pvalue",
-    "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "cluster", "effect_detected",
+    "energy_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "lfc_agreement", "cluster",
+    "effect_detected",
 ]
 
 
 @dataclass(frozen=True)
 class EffectSettings:
     max_cells: int = 300  # per group for the energy distance
-    n_permutations: int = 200
+    n_permutations: int = 1000
     responders_only: bool = False
     top_n: int = 10
     profile: str = "salient"  # what perturbations are clustered on: "salient" or "lfc"
-    min_effect: float = 1.0  # salient profiles: standardised shift for a detected effect
+    fdr: float = 0.05  # energy test vs the null controls, Benjamini-Hochberg: a detected effect
     seed: int = 0
 
     def __post_init__(self):
@@ -37,8 +39,8 @@ class EffectSettings:
             raise ParameterError(f"--max-cells must be at least 2 (got {self.max_cells}).")
         if self.n_permutations < 0:
             raise ParameterError(f"--permutations must be 0 or more (got {self.n_permutations}).")
-        if self.min_effect < 0:
-            raise ParameterError(f"--min-effect must be 0 or more (got {self.min_effect}).")
+        if not 0 < self.fdr < 1:
+            raise ParameterError(f"--fdr must be between 0 and 1 (got {self.fdr}).")
         if self.top_n < 1:
             raise ParameterError(f"--top-n must be at least 1 (got {self.top_n}).")
 
@@ -47,10 +49,14 @@ class EffectSettings:
 
 
 def energy_table(salient: np.ndarray, labels: np.ndarray, control_label: str,
-                 responder: np.ndarray | None, settings: EffectSettings) -> pd.DataFrame:
+                 responder: np.ndarray | None, settings: EffectSettings,
+                 null_controls: np.ndarray | None = None) -> pd.DataFrame:
     """perturbation, n_cells, n_responders, responder_fraction, energy_distance,
-    energy_pvalue (responders only when ``settings.responders_only``)."""
-    controls = salient[labels == control_label]
+    energy_pvalue against the null controls (``null_controls``, boolean per cell: the
+    controls the model did not train on; default every control), responders only when
+    ``settings.responders_only``."""
+    is_control = labels == control_label
+    controls = salient[is_control if null_controls is None else is_control & null_controls]
     rows = []
     for i, (perturbation, cells) in enumerate(perturbation_groups(labels, control_label).items()):
         n_responders = int(responder[cells].sum()) if responder is not None else None
@@ -67,17 +73,33 @@ def energy_table(salient: np.ndarray, labels: np.ndarray, control_label: str,
             "energy_distance": distance,
             "energy_pvalue": pvalue,
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["energy_padj"] = benjamini_hochberg(table["energy_pvalue"].to_numpy()) if len(table) else []
+    return table
+
+
+def lfc_agreement(part: pd.DataFrame) -> float:
+    """Spearman correlation of the decoded LFC (``lfc_mean``) with the observed pseudobulk
+    LFC (``wilcoxon_lfc``) over the model genes Wilcoxon calls: does the decoder carry the
+    effect the counts show? NaN with fewer than 5 such genes."""
+    from scipy.stats import spearmanr
+
+    genes = part[part["wilcoxon_is_de"].astype(bool) & part["lfc_mean"].notna()]
+    if len(genes) < 5:
+        return float("nan")
+    return float(spearmanr(genes["lfc_mean"], genes["wilcoxon_lfc"]).statistic)
 
 
 def de_counts(de_table: pd.DataFrame, top_n: int = 10) -> pd.DataFrame:
     """perturbation, n_de_genes, n_de_up, n_de_down, top_up, top_down (called genes by
-    |lfc_mean|, ';'-separated)."""
+    |lfc_mean|, ';'-separated), lfc_agreement (see :func:`lfc_agreement`)."""
     rows = []
     for perturbation, part in de_table.groupby("perturbation", observed=True, sort=False):
         called = part[part["is_de"].astype(bool)]
-        up = called[called["lfc_mean"] > 0].sort_values("lfc_mean", ascending=False)
-        down = called[called["lfc_mean"] < 0].sort_values("lfc_mean")
+        # genes outside the model carry the Wilcoxon LFC
+        called = called.assign(lfc=called["lfc_mean"].fillna(called["wilcoxon_lfc"]))
+        up = called[called["lfc"] > 0].sort_values("lfc", ascending=False)
+        down = called[called["lfc"] < 0].sort_values("lfc")
         rows.append({
             "perturbation": str(perturbation),
             "n_de_genes": int(len(called)),
@@ -85,6 +107,7 @@ def de_counts(de_table: pd.DataFrame, top_n: int = 10) -> pd.DataFrame:
             "n_de_down": int(len(down)),
             "top_up": ";".join(up["gene"].astype(str).head(top_n)),
             "top_down": ";".join(down["gene"].astype(str).head(top_n)),
+            "lfc_agreement": lfc_agreement(part),
         })
     return pd.DataFrame(rows)
 

@@ -85,7 +85,7 @@ def reference_background(cells: ModelCells, is_control: np.ndarray, settings: Ge
 def generate_expression(model, adata, settings: GenerateSettings = GenerateSettings(), device: str = "auto",
                         progress: bool = False, source: str = "input") -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Rows generated and a dict of layers (rows x model genes, float32), see module doc."""
-    from tqdm.auto import tqdm
+    from pertcontrast.progress import track
 
     cells = ModelCells(model, adata, device, source)
     registry = model.registry
@@ -98,7 +98,7 @@ def generate_expression(model, adata, settings: GenerateSettings = GenerateSetti
     reference = reference_background(cells, is_control, settings) if "background_free" in settings.modes else None
     blocks = range(0, len(rows), settings.batch_size)
     with torch.inference_mode():
-        for start in tqdm(blocks, desc="generate", unit="block", disable=not progress):
+        for start in track(blocks, "generate", "block", enabled=progress):
             block = rows[start : start + settings.batch_size]
             out = slice(start, start + len(block))
             encoded = cells.encode(block)

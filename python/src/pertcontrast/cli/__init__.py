@@ -15,6 +15,7 @@ from pertcontrast.cli._group import PertcontrastGroup
 
 COMMAND_MODULES = (
     "simulate",
+    "guides",
     "preprocess",
     "train",
     "export",

@@ -21,10 +21,22 @@ def device_option(function):
 
 
 def progress_option(function):
+    """For commands that draw a bar only (no log lines yet): simulate, de, generate."""
     return click.option(
         "--progress/--no-progress",
         default=None,
         help="Show progress bars (default: only when stderr is a terminal).",
+    )(function)
+
+
+def progress_lines_option(function):
+    """For commands that report progress anywhere (pertcontrast.progress): train, export."""
+    return click.option(
+        "--progress/--no-progress",
+        default=True,
+        show_default=True,
+        help="Report progress: a bar on a terminal, else a plain line per epoch or block "
+        "(at most every 15 s within one) that any log keeps.",
     )(function)
 
 
@@ -62,11 +74,15 @@ def setup_logging(verbose: bool = True) -> None:
 
 
 def echo_command_line() -> None:
-    """Log the exact command and version first (what was run is then in every log)."""
-    from pertcontrast import __version__
+    """Log the exact command, the version and where the package was loaded from first
+    (what was run is then in every log)."""
+    from pathlib import Path
+
+    import pertcontrast
     from pertcontrast.tracking.uris import scrub
 
     # scrub: a tracking URI with user:password@ must never reach a log.
     logging.getLogger("pertcontrast").info(
-        "pertcontrast %s: %s", __version__, " ".join(scrub(a) for a in sys.argv)
+        "pertcontrast %s (%s): %s", pertcontrast.__version__, Path(pertcontrast.__file__).parent,
+        " ".join(scrub(a) for a in sys.argv),
     )

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import click
 
-from pertcontrast.cli._common import device_option, echo_command_line, progress_option, resolve_progress, setup_logging
+from pertcontrast.cli._common import (
+    device_option,
+    echo_command_line,
+    progress_lines_option,
+    resolve_progress,
+    setup_logging,
+)
 
 MODEL_HELP = "Model folder from 'pertcontrast train', or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION."
 PREPARED = click.argument("prepared", metavar="PREPARED", type=click.Path(exists=True))
@@ -51,7 +57,7 @@ def label_options(function):
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True, help="Cells per block.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the subsample and the reference.")
 @device_option
-@progress_option
+@progress_lines_option
 def generate_command(prepared, model_spec, mlflow_uri, output, modes, background, n_reference, max_cells,
                      batch_size, seed, device, progress):
     """Decode expression without the perturbation or without the background.
@@ -108,7 +114,7 @@ def responders_command(prepared, latents, output, table_path, threshold, seed, p
 @model_source_options
 @responders_option("responder calls, for --responders-only.")
 @click.option("--output", "-o", type=click.Path(file_okay=False), required=True, help="Folder to write (de/).")
-@click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
+@click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=0.15, show_default=True,
               help="|log2 fold change| that counts as an effect (prob_de = P(|LFC| > delta)).")
 @click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
               help="Target posterior expected FDR (and the Benjamini-Hochberg level of the Wilcoxon test).")
@@ -129,7 +135,7 @@ def responders_command(prepared, latents, output, table_path, threshold, seed, p
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Cells per block.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and posterior samples.")
 @device_option
-@progress_option
+@progress_lines_option
 def de_command(prepared, model_spec, mlflow_uri, responders, output, delta, fdr, pseudocount, n_samples,
                max_cells_per_perturbation, max_control_cells, responders_only, perturbations, top_n, batch_size, seed,
                device, progress):
@@ -168,8 +174,8 @@ def de_command(prepared, model_spec, mlflow_uri, responders, output, delta, fdr,
 @click.option("--output", "-o", type=click.Path(file_okay=False), required=True, help="Folder to write (effects/).")
 @click.option("--max-cells", type=click.IntRange(min=2), default=300, show_default=True,
               help="Cells per group (perturbation, controls) for the energy distance.")
-@click.option("--permutations", "n_permutations", type=click.IntRange(min=0), default=200, show_default=True,
-              help="Permutations for the energy distance p-value.")
+@click.option("--permutations", "n_permutations", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Permutations for the energy distance p-value (its resolution is 1 / (1 + permutations)).")
 @click.option("--responders-only/--all-cells", default=False, show_default=True,
               help="Energy distance of the responders only.")
 @click.option("--top-n", type=click.IntRange(min=1), default=10, show_default=True,
@@ -177,13 +183,14 @@ def de_command(prepared, model_spec, mlflow_uri, responders, output, delta, fdr,
 @click.option("--profile", type=click.Choice(["salient", "lfc"]), default="salient", show_default=True,
               help="Cluster perturbations on their mean salient latent (minus the controls') or on their "
                    "mean LFC over the genes called DE.")
-@click.option("--min-effect", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="With --profile salient: shift from the controls (in controls' sd along it, cross-fitted) "
-                   "below which a perturbation joins the no-effect cluster.")
+@click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="A perturbation has an effect when its energy distance to the null controls (controls "
+                   "the model did not train on) is significant at this Benjamini-Hochberg FDR; the others "
+                   "join the no-effect cluster.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and permutations.")
 @label_options
 def effects_command(prepared, latents, responders, de_folder, output, max_cells, n_permutations, responders_only,
-                    top_n, profile, min_effect, seed, perturbation_key, control_label):
+                    top_n, profile, fdr, seed, perturbation_key, control_label):
     """Perturbation effect table, perturbation clusters and gene programs.
 
     PREPARED is the .h5ad from 'pertcontrast preprocess', --latents its export and
@@ -195,7 +202,7 @@ def effects_command(prepared, latents, responders, de_folder, output, max_cells,
 
     setup_logging()
     echo_command_line()
-    settings = EffectSettings(max_cells, n_permutations, responders_only, top_n, profile, min_effect, seed)
+    settings = EffectSettings(max_cells, n_permutations, responders_only, top_n, profile, fdr, seed)
     table = effects_file(prepared, latents, de_folder, output, settings, responders, perturbation_key, control_label)
     click.echo(f"wrote {output}: {len(table)} perturbations in {table['cluster'].nunique()} clusters", err=True)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from pertcontrast.cli._common import device_option, echo_command_line, progress_option, resolve_progress, setup_logging
+from pertcontrast.cli._common import device_option, echo_command_line, progress_lines_option, setup_logging
 
 
 @click.command("export")
@@ -23,7 +23,7 @@ from pertcontrast.cli._common import device_option, echo_command_line, progress_
 @click.option("--mlflow/--no-mlflow", "mlflow", default=True, show_default=True, envvar="PERTCONTRAST_MLFLOW",
               help="Record a lookup run in MLflow when --model is a models:/ URI.")
 @device_option
-@progress_option
+@progress_lines_option
 def export_command(input_path, model_spec, output, batch_size, sample, mlflow_uri, requested_model, experiment_name,
                    mlflow, device, progress):
     """Write the salient and background latents of every cell.
@@ -61,7 +61,7 @@ def export_command(input_path, model_spec, output, batch_size, sample, mlflow_ur
         recording = lookup_run(info, input_path, output, tracking_uri(mlflow_uri), experiment_name)
     with recording:
         export_file(input_path, model, output, batch_size=batch_size, device=device, sample=sample,
-                    model_info=info, progress=resolve_progress(progress))
+                    model_info=info, progress=progress)
     click.echo(f"wrote {output}", err=True)
 
 

@@ -4,10 +4,16 @@ import click
 
 from pertcontrast.cli._common import progress_option, resolve_progress, setup_logging
 
+# data.simulate.PRESET_NAMES, repeated so --help does not import numpy and pandas (a test checks)
+PRESET_NAMES = ("tiny", "standard", "hard", "many", "large")
+
 
 @click.command("simulate")
-@click.option("--preset", type=click.Choice(["tiny", "standard", "large"]), default="standard", show_default=True,
-              help="Screen size: tiny (2k cells, tests), standard (15k cells), large (300k cells, written in chunks).")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default="standard", show_default=True,
+              help="tiny (2k cells, tests); standard (15k cells, 24 perturbations, 4 programs); hard (20k cells: "
+                   "weaker programs of mixed sizes partly in lowly expressed genes, some aligned with clone or "
+                   "cycle axes or active in G1 only, knockdown-only perturbations, 25-50% escapers); many (20k "
+                   "cells, 125 perturbations of ~130 cells); large (300k cells, written in chunks).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the same seed gives the same screen.")
 @click.option("--cell-seed", type=int, default=None,
               help="Draw fresh cells from the same screen design as --seed (held-out data for evaluation).")

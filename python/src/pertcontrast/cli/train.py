@@ -5,10 +5,15 @@ import click
 from pertcontrast.cli._common import (
     device_option,
     echo_command_line,
-    progress_option,
-    resolve_progress,
+    progress_lines_option,
     setup_logging,
 )
+from pertcontrast.module.architecture import LIBRARY_MODES, LIKELIHOODS, architecture_defaults
+from pertcontrast.train.settings import TrainingSettings
+
+# one source per default: the dataclasses' (the Nextflow schema is checked against these)
+ARCHITECTURE = architecture_defaults()
+TRAINING = {name: field.default for name, field in TrainingSettings.__dataclass_fields__.items()}
 
 
 def model_options(function):
@@ -20,18 +25,24 @@ def model_options(function):
                      help="Override the categorical covariates recorded by preprocess (repeatable)."),
         click.option("--continuous-covariate", "continuous", multiple=True,
                      help="Override the continuous covariates recorded by preprocess (repeatable)."),
-        click.option("--n-background", type=int, default=16, show_default=True,
+        click.option("--n-background", type=int, default=ARCHITECTURE["n_background"], show_default=True,
                      help="Size of the background latent (cycle, clones, sub-states, depth need room)."),
-        click.option("--n-salient", type=int, default=10, show_default=True, help="Size of the salient latent."),
-        click.option("--n-hidden", type=int, default=128, show_default=True, help="Hidden units per layer."),
-        click.option("--n-layers", type=int, default=1, show_default=True, help="Hidden layers in encoders and decoder."),
-        click.option("--dropout", type=float, default=0.0, show_default=True,
+        click.option("--n-salient", type=int, default=ARCHITECTURE["n_salient"], show_default=True,
+                     help="Size of the salient latent."),
+        click.option("--n-hidden", type=int, default=ARCHITECTURE["n_hidden"], show_default=True,
+                     help="Hidden units per layer."),
+        click.option("--n-layers", type=int, default=ARCHITECTURE["n_layers"], show_default=True,
+                     help="Hidden layers in encoders and decoder."),
+        click.option("--dropout", type=float, default=ARCHITECTURE["dropout"], show_default=True,
                      help="Encoder dropout rate (0: dropout noise drowns the weak program signal)."),
-        click.option("--likelihood", type=click.Choice(["zinb", "nb"]), default="zinb", show_default=True,
+        click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=ARCHITECTURE["likelihood"],
+                     show_default=True,
                      help="Count likelihood: zero-inflated or plain negative binomial."),
-        click.option("--library", type=click.Choice(["observed", "latent"]), default="observed", show_default=True,
+        click.option("--library", type=click.Choice(LIBRARY_MODES), default=ARCHITECTURE["library"],
+                     show_default=True,
                      help="Library size: the observed total counts, or a LogNormal latent per cell."),
-        click.option("--salient-linear/--no-salient-linear", default=True, show_default=True,
+        click.option("--salient-linear/--no-salient-linear", default=ARCHITECTURE["salient_linear"],
+                     show_default=True,
                      help="A direct linear path from the salient latent to expression (additive programs)."),
     ]
     for option in reversed(options):
@@ -42,30 +53,46 @@ def model_options(function):
 def training_options(function):
     options = [
         click.option("--max-epochs", type=int, default=None, help="Epochs (default: from the data size, about 6,000 steps, 20-400 epochs; early stopping ends sooner)."),
-        click.option("--batch-size", type=int, default=256, show_default=True, help="Cells per minibatch."),
-        click.option("--learning-rate", type=float, default=2e-3, show_default=True, help="Adam learning rate."),
-        click.option("--control-fraction", type=float, default=0.3, show_default=True,
+        click.option("--batch-size", type=int, default=TRAINING["batch_size"], show_default=True,
+                     help="Cells per minibatch."),
+        click.option("--learning-rate", type=float, default=TRAINING["learning_rate"], show_default=True,
+                     help="Adam learning rate."),
+        click.option("--control-fraction", type=float, default=TRAINING["control_fraction"], show_default=True,
                      help="Fraction of every minibatch that is control cells."),
         click.option("--warmup-steps", type=int, default=None,
-                     help="Steps of KL and penalty warm-up (default: a quarter of all steps, at most 1000). "
-                          "The decoder ignores the salient latent during the warm-up and ramps it in "
-                          "over half as many steps after it; 0 turns both off."),
-        click.option("--validation-fraction", type=float, default=0.1, show_default=True, help="Held-out cells for validation."),
-        click.option("--early-stopping/--no-early-stopping", default=True, show_default=True,
+                     help="Steps of KL and penalty warm-up (default: a quarter of all steps, at most 1000; "
+                          "0: none)."),
+        click.option("--validation-fraction", type=float, default=TRAINING["validation_fraction"], show_default=True,
+                     help="Cells held out for validation (early stopping), of controls and of perturbed cells."),
+        click.option("--decoy-control-fraction", type=float, default=TRAINING["decoy_control_fraction"],
+                     show_default=True,
+                     help="Controls trained as if they were a perturbation (decoys): what a perturbation "
+                          "without effect looks like to the model, the null of responders, effects and DE "
+                          "(recorded in the model folder; export marks them in obs 'pertcontrast_split')."),
+        click.option("--early-stopping/--no-early-stopping", default=TRAINING["early_stopping"], show_default=True,
                      help="Stop when the validation loss stops improving."),
-        click.option("--early-stopping-patience", type=int, default=15, show_default=True, help="Epochs without improvement before stopping."),
-        click.option("--gradient-clip-norm", type=float, default=50.0, show_default=True, help="Clip the gradient norm."),
-        click.option("--wasserstein-weight", type=float, default=5.0, show_default=True,
+        click.option("--early-stopping-patience", type=int, default=TRAINING["early_stopping_patience"],
+                     show_default=True, help="Epochs without improvement before stopping."),
+        click.option("--gradient-clip-norm", type=float, default=TRAINING["gradient_clip_norm"], show_default=True,
+                     help="Clip the gradient norm."),
+        click.option("--wasserstein-weight", type=float, default=TRAINING["wasserstein_weight"], show_default=True,
                      help="Weight of the controls' salient penalty (squared 2-Wasserstein to 0)."),
-        click.option("--classification-weight", type=float, default=1.0, show_default=True,
-                     help="Weight of the perturbation classifier on the salient mean (0 turns it off)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Random seed (CPU runs are repeatable)."),
-        click.option("--sampling", type=click.Choice(["auto", "random", "buffered"]), default="auto", show_default=True,
+        click.option("--classification-weight", type=float, default=TRAINING["classification_weight"],
+                     show_default=True,
+                     help="Weight of a perturbation classifier on the salient mean (0: none). It separates the "
+                          "perturbations' codes on the training cells, escapers included, and does not carry over "
+                          "to new cells."),
+        click.option("--seed", type=int, default=TRAINING["seed"], show_default=True,
+                     help="Random seed (CPU runs are repeatable)."),
+        click.option("--sampling", type=click.Choice(["auto", "random", "buffered"]), default=TRAINING["sampling"],
+                     show_default=True,
                      help="Minibatch rows: random, or buffered (shuffled file blocks, for data read from disk). "
                           "auto: buffered when the counts stay on disk."),
-        click.option("--resident", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+        click.option("--resident", type=click.Choice(["auto", "on", "off"]), default=TRAINING["resident"],
+                     show_default=True,
                      help="Keep all counts on the device (GPU) and build minibatches there. auto: on CUDA when they fit."),
-        click.option("--precision", type=click.Choice(["32", "bf16-mixed"]), default="32", show_default=True,
+        click.option("--precision", type=click.Choice(["32", "bf16-mixed"]), default=TRAINING["precision"],
+                     show_default=True,
                      help="bf16-mixed: bfloat16 matrix products on CUDA (likelihood stays float32)."),
     ]
     for option in reversed(options):
@@ -128,8 +155,6 @@ def build_tracking_options(options: dict, input_path: str):
 
 
 def build_settings(options: dict):
-    from pertcontrast.train.settings import TrainingSettings
-
     names = TrainingSettings.__dataclass_fields__.keys()
     return TrainingSettings(**{k: v for k, v in options.items() if k in names})
 
@@ -141,14 +166,8 @@ def build_model_options(options: dict) -> dict:
         "batch_key": options["batch_key"],
         "categorical_covariate_keys": list(options["categorical"]) or None,
         "continuous_covariate_keys": list(options["continuous"]) or None,
-        "n_background": options["n_background"],
-        "n_salient": options["n_salient"],
-        "n_hidden": options["n_hidden"],
-        "n_layers": options["n_layers"],
-        "dropout": options["dropout"],
-        "likelihood": options["likelihood"],
-        "library": options["library"],
-        "salient_linear": options["salient_linear"],
+        **{name: options[name] for name in ARCHITECTURE if name in options},
+        "classifier": options["classification_weight"] > 0,
         "seed": options["seed"],
     }
 
@@ -165,7 +184,7 @@ def build_model_options(options: dict) -> dict:
               help="Keep the counts on disk and read them in blocks (out-of-core). auto: when they would "
                    "take more than 1 GB in memory.")
 @tracking_options
-@progress_option
+@progress_lines_option
 def train_command(input_path, output, device, checkpoint_dir, backed, progress, **options):
     """Train the contrastive VAE on a prepared screen and save the model folder.
 
@@ -190,7 +209,7 @@ def train_command(input_path, output, device, checkpoint_dir, backed, progress, 
         tracker = TrainingTracker.connect(tracking, output)  # fails here, before training
     model, result = train_file(
         input_path, output, settings, build_model_options(options), device=device,
-        checkpoint_dir=checkpoint_dir, progress=resolve_progress(progress), tracker=tracker,
+        checkpoint_dir=checkpoint_dir, progress=progress, tracker=tracker,
         backed={"auto": "auto", "yes": True, "no": False}[backed],
     )
     last = result.history.iloc[-1]

@@ -10,8 +10,13 @@ PACKAGES = ("pertcontrast", "torch", "pyro-ppl", "scanpy", "anndata", "mlflow", 
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
+    from pertcontrast import __version__
+
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
+        if name == "pertcontrast":  # also right for a source tree run without installing
+            versions[name] = __version__
+            continue
         try:
             versions[name] = version(name)
         except PackageNotFoundError:

@@ -1,4 +1,4 @@
-"""Minibatches from a sparse count matrix: only the batch is ever densified.
+"""Minibatches from a sparse count matrix: each batch's counts stay sparse (CSR).
 
 Training batches hold controls and perturbed cells in a fixed proportion. Each group is
 drawn without replacement from its own shuffled order, and the smaller group cycles
@@ -10,6 +10,7 @@ pass of its group; an epoch is the longer of the two passes. Each cell carries a
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,6 @@ import scipy.sparse as sp
 import torch
 
 from pertcontrast.errors import ParameterError
-from pertcontrast.module.likelihoods import TABLE_COUNTS, NonzeroEntries
 
 
 class CountRows:
@@ -37,8 +37,6 @@ class CountRows:
             sp.issparse(matrix) and matrix.format == "csr" and matrix.dtype == np.float32 and gene_index is None
             and matrix.has_canonical_format and bool(matrix.data.all())
         )
-        self._cell_log_factorial: np.ndarray | None = None  # of direct rows, on first use
-        self._integral = False
 
     @property
     def on_disk(self) -> bool:
@@ -78,78 +76,15 @@ class CountRows:
     def dense(self, rows: np.ndarray) -> np.ndarray:
         return self.csr_rows(rows).toarray()
 
-    def nonzero_entries(self, rows: np.ndarray, block: sp.csr_matrix) -> dict[str, torch.Tensor]:
-        """``csr_nonzero_entries`` of ``block = csr_rows(rows)``. For direct rows the
-        per-cell log-factorials (and whether all counts are whole numbers) are worked out
-        once for the matrix, in row chunks, instead of once per minibatch."""
-        if not self.direct:
-            return csr_nonzero_entries(block)
-        if self._cell_log_factorial is None:
-            per_cell, integral = [], True
-            for start in range(0, self.n_obs, 8192):  # one chunk's temporaries at a time
-                chunk = self.matrix[start : start + 8192]
-                integral = integral and np.array_equal(np.trunc(chunk.data), chunk.data)
-                per_cell.append(csr_log_factorial(chunk))
-            self._integral = integral
-            self._cell_log_factorial = np.concatenate(per_cell) if per_cell else np.zeros(0, np.float32)
-        return csr_nonzero_entries(block, self._cell_log_factorial[rows], self._integral)
 
-
-def _table_counts(counts: np.ndarray) -> np.ndarray:
-    """Each entry's count as a place in the count tables (1..TABLE_COUNTS)."""
-    return np.clip(counts, 1, TABLE_COUNTS).astype(np.int64)
-
-
-def _large_entries(counts: np.ndarray, integral: bool) -> np.ndarray:
-    """Positions of the entries the count tables do not cover."""
-    beyond = counts > TABLE_COUNTS
-    return np.flatnonzero(beyond if integral else beyond | (np.trunc(counts) != counts))
-
-
-def _per_cell_log_factorial(indptr: np.ndarray, counts: np.ndarray, covered: np.ndarray,
-                            large: np.ndarray) -> np.ndarray:
-    """``sum_g lgamma(x_ng + 1)`` per row (float32): lgamma from a small float64 table,
-    counts beyond it evaluated exactly."""
-    from scipy.special import gammaln
-
-    per_entry = gammaln(np.arange(TABLE_COUNTS + 1, dtype=np.float64) + 1.0)[covered]
-    if len(large):
-        per_entry[large] = gammaln(counts[large].astype(np.float64) + 1.0)
-    per_cell = np.zeros(len(indptr) - 1)
-    if len(counts):
-        per_cell = np.add.reduceat(per_entry, np.minimum(indptr[:-1], len(counts) - 1))
-        per_cell[np.diff(indptr) == 0] = 0.0
-    return per_cell.astype(np.float32)
-
-
-def csr_log_factorial(block: sp.csr_matrix) -> np.ndarray:
-    """``sum_g lgamma(x_ng + 1)`` per row of a canonical CSR block (float32)."""
-    counts = block.data.astype(np.float32, copy=False)
-    return _per_cell_log_factorial(block.indptr, counts, _table_counts(counts), _large_entries(counts, False))
-
-
-def csr_nonzero_entries(block: sp.csr_matrix, log_factorial: np.ndarray | None = None,
-                        integral: bool = False) -> dict[str, torch.Tensor]:
-    """The likelihood's view of a canonical CSR block (see ``NonzeroEntries``), computed
-    from the sparse rows while they are still sparse, in numpy: off the training step.
-
-    ``log_factorial``: the rows' ``csr_log_factorial`` when known; ``integral``: every
-    count is known to be a whole number.
-    """
-    n_cells, n_genes = block.shape
-    cols = block.indices.astype(np.int64)
-    counts = block.data.astype(np.float32, copy=False)
-    covered, large = _table_counts(counts), _large_entries(counts, integral)
-    if log_factorial is None:
-        log_factorial = _per_cell_log_factorial(block.indptr, counts, covered, large)
-    rows = np.repeat(np.arange(n_cells, dtype=np.int64), np.diff(block.indptr))
-    return NonzeroEntries(
-        flat=torch.from_numpy(rows * n_genes + cols), rows=torch.from_numpy(rows),
-        cols=torch.from_numpy(cols), counts=torch.from_numpy(counts),
-        log_factorial=torch.from_numpy(log_factorial),
-        table_index=torch.from_numpy(cols * TABLE_COUNTS + covered - 1),
-        large=torch.from_numpy(large),
-    ).to_batch()
+def csr_tensor(block: sp.csr_matrix) -> torch.Tensor:
+    """A canonical scipy CSR block as a torch sparse CSR tensor (shares the arrays)."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": we use its basics only
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(block.indptr.astype(np.int64)), torch.from_numpy(block.indices.astype(np.int64)),
+            torch.from_numpy(block.data.astype(np.float32, copy=False)), size=block.shape,
+        )
 
 
 @dataclass
@@ -175,10 +110,8 @@ def make_batch(
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
     """Tensors for the given rows, on ``device``."""
-    block = counts.csr_rows(rows)
     tensors = {
-        "counts": torch.from_numpy(block.toarray()),
-        **counts.nonzero_entries(rows, block),
+        "counts": csr_tensor(counts.csr_rows(rows)),
         "covariates": torch.from_numpy(cells.covariates[rows]),
         "is_control": torch.from_numpy(cells.is_control[rows]),
         "label": torch.from_numpy(cells.label[rows]),
@@ -186,10 +119,10 @@ def make_batch(
         "stratum_weight": torch.from_numpy(stratum_weight.astype(np.float32)),
         "index": torch.from_numpy(plate_index.astype(np.int64)),
     }
-    non_blocking = device.type == "cuda"
-    if non_blocking:
-        tensors = {k: v.pin_memory() for k, v in tensors.items()}
-    return {k: v.to(device, non_blocking=non_blocking) for k, v in tensors.items()}
+    if device.type != "cuda":
+        return tensors
+    # pinned host memory: the copies overlap with the step
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in tensors.items()}
 
 
 def split_batch(batch_size: int, control_fraction: float, n_controls: int, n_perturbed: int) -> tuple[int, int]:
@@ -298,24 +231,22 @@ class DeviceResidentCounts:
         nnz = matrix.nnz if sp.issparse(matrix) else int(np.count_nonzero(matrix))
         return nnz * 12 + (matrix.shape[0] + 1) * 8
 
-    def block_and_entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The rows as a dense block, and its nonzero entries for the likelihood."""
+    def csr_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The given rows as a sparse CSR tensor on the device."""
         starts, ends = self.indptr[rows], self.indptr[rows + 1]
         lengths = ends - starts
-        row_of_entry = torch.repeat_interleave(torch.arange(len(rows), device=self.device), lengths)
-        first_of_row = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-        entry = torch.repeat_interleave(starts, lengths) + torch.arange(len(row_of_entry), device=self.device) - first_of_row
-        cols, values = self.indices[entry], self.values[entry]
-        out = torch.zeros(len(rows), self.n_genes, device=self.device)
-        out[row_of_entry, cols] = values
-        entries = NonzeroEntries.from_coordinates(row_of_entry, cols, values, len(rows), self.n_genes)
-        return out, entries.to_batch()
+        crow = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)])
+        offset = torch.repeat_interleave(starts - crow[:-1], lengths)
+        entry = torch.arange(int(crow[-1]), device=self.device) + offset
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(crow, self.indices[entry], self.values[entry],
+                                           size=(len(rows), self.n_genes))
 
     def batch(self, rows: np.ndarray, stratum_weight: np.ndarray, plate_index: np.ndarray) -> dict[str, torch.Tensor]:
         rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
         tensors = {name: value[rows_t] for name, value in self.cells.items()}
-        tensors["counts"], nonzero = self.block_and_entries(rows_t)
-        tensors.update(nonzero)
+        tensors["counts"] = self.csr_rows(rows_t)
         tensors["stratum_weight"] = torch.from_numpy(stratum_weight.astype(np.float32)).to(self.device)
         tensors["index"] = torch.from_numpy(plate_index.astype(np.int64)).to(self.device)
         return tensors

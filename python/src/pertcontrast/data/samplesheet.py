@@ -129,9 +129,21 @@ def _check_record(record: dict, items: dict, validator, name: str, row: int) -> 
     )
     if errors:
         error = errors[0]
+        if error.validator == "dependentRequired":
+            _missing_dependency(record, items, name, row)
         column = error.path[0] if error.path else "?"
         problem = items["properties"].get(column, {}).get("errorMessage", error.message)
         raise SamplesheetError(f"{name} row {row}, column '{column}': {record.get(column)!r} {problem}.")
+
+
+def _missing_dependency(record: dict, items: dict, name: str, row: int) -> None:
+    """A column given without one it needs (``dependentRequired``: e.g. guides without guide_table)."""
+    for column, needed in items.get("dependentRequired", {}).items():
+        for other in needed:
+            if column in record and other not in record:
+                raise SamplesheetError(
+                    f"{name} row {row}, column '{other}': empty value; a screen with '{column}' needs one too."
+                )
 
 
 def _resolve_paths(record: dict, items: dict, base: Path, name: str, row: int) -> None:

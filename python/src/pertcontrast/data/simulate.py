@@ -7,6 +7,13 @@ alike. Perturbations knock down their target and shift a downstream gene program
 programs are shared by several perturbations, some perturbations have no effect, and a
 fraction of perturbed cells escape (no knock-down, no shift).
 
+The harder presets add what real screens have and a model can get wrong: programs of
+different sizes and strengths, some of their genes lowly expressed (outside the HVGs),
+programs partly aligned with a background axis (a clone's or the G2/M signature),
+effects present only in G1 cells, perturbations that knock down their target with no
+downstream program, per-perturbation escaper rates up to 50% (``hard``), and over a
+hundred perturbations with about a hundred cells each (``many``).
+
 Counts are generated in chunks of cells straight into CSR, so the ``large`` preset never
 holds a dense cells x genes matrix.
 """
@@ -24,7 +31,7 @@ import scipy.sparse as sp
 from pertcontrast.errors import ParameterError
 
 CONTROL_LABEL = "control"
-PRESET_NAMES = ("tiny", "standard", "large")
+PRESET_NAMES = ("tiny", "standard", "hard", "many", "large")
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,19 @@ class SimulationConfig:
     program_size: int = 60
     program_strength: float = 0.8
     chunk_size: int = 5000
+    # the harder designs (defaults: off, the screens of the first presets)
+    program_size_range: tuple[int, int] | None = None  # per program, instead of program_size
+    program_strength_range: tuple[float, float] | None = None  # per program multiplier
+    low_expression_program_fraction: float = 0.0  # of each program's genes, from the least expressed
+    aligned_program_fraction: float = 0.0  # programs with a component along a background axis
+    phase_dependent_fraction: float = 0.0  # of program perturbations: effect in G1 cells only
+    n_knockdown_only: int = 0  # perturbations that knock down their target and nothing else
+    escaper_fraction_range: tuple[float, float] | None = None  # per perturbation, instead of escaper_fraction
 
     @property
     def n_perturbations(self) -> int:
-        return self.n_programs * self.n_perturbations_per_program + self.n_null_perturbations
+        return (self.n_programs * self.n_perturbations_per_program + self.n_null_perturbations
+                + self.n_knockdown_only)
 
 
 def preset_config(preset: str, **overrides) -> SimulationConfig:
@@ -68,6 +84,19 @@ def preset_config(preset: str, **overrides) -> SimulationConfig:
         config = SimulationConfig(
             n_cells=15000, n_genes=3000, n_programs=4, n_perturbations_per_program=5,
             n_null_perturbations=4, n_clones=4, n_batches=3,
+        )
+    elif preset == "hard":
+        config = SimulationConfig(
+            n_cells=20000, n_genes=3000, n_programs=8, n_perturbations_per_program=2,
+            n_null_perturbations=4, n_knockdown_only=2, n_clones=5, n_batches=3, program_strength=0.55,
+            program_size_range=(15, 80), program_strength_range=(0.6, 1.4), low_expression_program_fraction=0.3,
+            aligned_program_fraction=0.25, phase_dependent_fraction=0.2, escaper_fraction_range=(0.25, 0.5),
+        )
+    elif preset == "many":
+        config = SimulationConfig(
+            n_cells=20000, n_genes=3000, n_programs=10, n_perturbations_per_program=11,
+            n_null_perturbations=10, n_knockdown_only=5, n_clones=4, n_batches=3, control_fraction=0.15,
+            program_size_range=(20, 60), program_strength_range=(0.7, 1.3), escaper_fraction_range=(0.25, 0.4),
         )
     elif preset == "large":
         config = SimulationConfig(
@@ -87,7 +116,8 @@ def preset_config(preset: str, **overrides) -> SimulationConfig:
 def _check_config(config: SimulationConfig) -> None:
     if config.n_cells < 50:
         raise ParameterError(f"--n-cells must be at least 50 (got {config.n_cells}).")
-    minimum_genes = 200 + config.n_programs * config.program_size
+    largest = config.program_size_range[1] if config.program_size_range else config.program_size
+    minimum_genes = 200 + config.n_programs * largest
     if config.n_genes < minimum_genes:
         raise ParameterError(
             f"--n-genes must be at least {minimum_genes} for {config.n_programs} programs "
@@ -128,9 +158,12 @@ class _ScreenDesign:
     perturbations: pd.DataFrame
     perturbation_lfc: np.ndarray  # (n_perturbations, n_genes), log scale
     programs: dict[str, list[str]]
+    escaper_rate: np.ndarray  # per perturbation
+    phase_dependent: np.ndarray  # per perturbation: effect in G1 cells only
 
 
-def _design(config: SimulationConfig, rng: np.random.Generator) -> _ScreenDesign:
+def _design(config: SimulationConfig, rng: np.random.Generator, extra: np.random.Generator) -> _ScreenDesign:
+    """``extra`` draws what only the harder designs use, leaving the others' draws alone."""
     cell_cycle = cell_cycle_gene_table()
     s_genes = cell_cycle.loc[cell_cycle.phase == "S", "gene"].tolist()
     g2m_genes = cell_cycle.loc[cell_cycle.phase == "G2M", "gene"].tolist()
@@ -188,40 +221,65 @@ def _design(config: SimulationConfig, rng: np.random.Generator) -> _ScreenDesign
         affected = rng.random(n_genes) < config.state_gene_fraction
         state_loadings[factor, affected] = rng.normal(0.0, config.state_strength, affected.sum())
 
-    # Program genes come from genes with no cell-cycle role, so the truth stays clean.
-    program_pool = shuffled_other[config.n_cycle_associated_genes:]
+    # Program genes come from genes with no cell-cycle role, so the truth stays clean; the
+    # harder designs draw a share of them from the least expressed genes.
+    program_pool = list(shuffled_other[config.n_cycle_associated_genes:])
+    sizes = (extra.integers(config.program_size_range[0], config.program_size_range[1] + 1, config.n_programs)
+             if config.program_size_range else np.full(config.n_programs, config.program_size))
+    strengths = (extra.uniform(*config.program_strength_range, config.n_programs)
+                 if config.program_strength_range else np.ones(config.n_programs))
+    low_pool = sorted(program_pool, key=lambda g: base[g])[: len(program_pool) // 4]
     programs: dict[str, list[str]] = {}
     program_lfc = np.zeros((config.n_programs, n_genes))
+    aligned = extra.random(config.n_programs) < config.aligned_program_fraction
     for k in range(config.n_programs):
-        members = program_pool[k * config.program_size : (k + 1) * config.program_size]
+        n_low = int(round(sizes[k] * config.low_expression_program_fraction))
+        low = [g for g in low_pool if g in set(program_pool)][:n_low]
+        rest = [g for g in program_pool if g not in set(low)][: sizes[k] - len(low)]
+        members = np.array(low + rest, dtype=np.int64)
+        program_pool = [g for g in program_pool if g not in set(members.tolist())]
         signs = rng.choice([-1.0, 1.0], size=len(members), p=[0.4, 0.6])
-        program_lfc[k, members] = signs * rng.uniform(0.6, 1.2, len(members)) * config.program_strength
+        program_lfc[k, members] = (signs * rng.uniform(0.6, 1.2, len(members)) * config.program_strength
+                                   * strengths[k])
+        if aligned[k]:  # part of the effect moves cells along a clone's or the G2/M axis
+            axis = clone_effect[extra.integers(config.n_clones)] if extra.random() < 0.5 else g2m_loading
+            program_lfc[k] += 0.5 * config.program_strength * axis / max(np.abs(axis).max(), 1e-9)
         programs[f"program_{k + 1}"] = [gene_names[i] for i in members]
         roles[members] = f"program_{k + 1}"
 
     rows = []
     lfc = np.zeros((n_perturbations, n_genes))
+    n_program_perturbations = config.n_programs * config.n_perturbations_per_program
     for p, target in enumerate(targets):
         target_index = gene_names.index(target)
-        if p < config.n_programs * config.n_perturbations_per_program:
+        if p < n_program_perturbations:
             program = p // config.n_perturbations_per_program
             strength = rng.uniform(0.8, 1.2)
             lfc[p] = strength * program_lfc[program]
             lfc[p, target_index] = np.log(rng.uniform(0.1, 0.25))
-            rows.append((target, target, f"program_{program + 1}", strength, True))
-        else:
+            rows.append((target, target, f"program_{program + 1}", strength, True, True))
+        elif p < n_program_perturbations + config.n_null_perturbations:
             # No effect: the target is not expressed in this line, so nothing changes.
             base[target_index] = -7.0
-            rows.append((target, target, "none", 0.0, False))
+            rows.append((target, target, "none", 0.0, False, False))
+        else:  # the target is knocked down, nothing downstream follows
+            lfc[p, target_index] = np.log(extra.uniform(0.1, 0.25))
+            rows.append((target, target, "none", 0.0, False, True))
+    phase_dependent = np.zeros(n_perturbations, dtype=bool)
+    phase_dependent[:n_program_perturbations] = extra.random(n_program_perturbations) < config.phase_dependent_fraction
+    escaper_rate = (extra.uniform(*config.escaper_fraction_range, n_perturbations) if config.escaper_fraction_range
+                    else np.full(n_perturbations, config.escaper_fraction))
     perturbations = pd.DataFrame(
-        rows, columns=["perturbation", "target_gene", "program", "strength", "has_effect"]
+        rows, columns=["perturbation", "target_gene", "program", "strength", "has_effect", "knockdown"]
     )
+    perturbations["phase_dependent"] = phase_dependent
+    perturbations["escaper_rate"] = escaper_rate
     return _ScreenDesign(
         gene_names=gene_names, gene_roles=roles, base_log_proportion=base,
         dispersion=dispersion, s_loading=s_loading, g2m_loading=g2m_loading,
         clone_effect=clone_effect, clone_weights=clone_weights, batch_effect=batch_effect,
         batch_library_shift=batch_library_shift, state_loadings=state_loadings, perturbations=perturbations,
-        perturbation_lfc=lfc, programs=programs,
+        perturbation_lfc=lfc, programs=programs, escaper_rate=escaper_rate, phase_dependent=phase_dependent,
     )
 
 
@@ -241,8 +299,11 @@ def _cell_table(config: SimulationConfig, design: _ScreenDesign, rng: np.random.
     pert_index = np.where(is_control, -1, rng.integers(0, n_pert, n))
     has_effect = np.zeros(n, dtype=bool)
     has_effect[~is_control] = perturbations.has_effect.to_numpy()[pert_index[~is_control]]
-    escaped = rng.random(n) < config.escaper_fraction
+    escaped = rng.random(n) < np.where(is_control, 0.0, design.escaper_rate[np.maximum(pert_index, 0)])
     responder = has_effect & ~escaped
+    knockdown = np.zeros(n, dtype=bool)
+    knockdown[~is_control] = perturbations.knockdown.to_numpy()[pert_index[~is_control]]
+    knockdown &= ~escaped
     position = rng.random(n)
     s_activity, g2m_activity, phase = _cycle_activity(position)
     clone = rng.choice(config.n_clones, size=n, p=design.clone_weights)
@@ -272,6 +333,7 @@ def _cell_table(config: SimulationConfig, design: _ScreenDesign, rng: np.random.
             "truth_program": pd.Categorical(truth_program),
             "truth_responder": responder,
             "truth_escaper": has_effect & escaped,
+            "truth_knockdown": knockdown,
         },
         index=pd.Index([f"cell{i:07d}" for i in range(n)], name="cell"),
     )
@@ -291,9 +353,15 @@ def _counts_chunk(
         + cells[[f"truth_state_{k + 1}" for k in range(design.state_loadings.shape[0])]].to_numpy()
         @ design.state_loadings
     )
-    responders = cells.truth_responder.to_numpy()
     pert = cells.truth_perturbation_index.to_numpy()
-    logits[responders] += design.perturbation_lfc[pert[responders]]
+    # cells whose target was knocked down: responders, and those of knockdown-only perturbations
+    responders = cells.truth_knockdown.to_numpy()
+    effect = design.perturbation_lfc[pert[responders]]
+    gated = design.phase_dependent[pert[responders]]
+    if gated.any():  # these effects need G1: none in S or G2/M cells
+        g1 = 1.0 - np.maximum(cells.truth_s_activity.to_numpy(), cells.truth_g2m_activity.to_numpy())[responders]
+        effect[gated] *= g1[gated, None]
+    logits[responders] += effect
     logits -= logits.max(axis=1, keepdims=True)
     proportions = np.exp(logits)
     proportions /= proportions.sum(axis=1, keepdims=True)
@@ -312,7 +380,7 @@ def iter_simulated_chunks(preset: str = "standard", seed: int = 0, cell_seed: in
     """
     config = preset_config(preset, **overrides)
     rng = np.random.default_rng(seed)
-    design = _design(config, rng)
+    design = _design(config, rng, np.random.default_rng([seed, 1]))
     if cell_seed is not None:
         rng = np.random.default_rng([seed, cell_seed + 1])
     cells = _cell_table(config, design, rng)
@@ -325,6 +393,7 @@ def iter_simulated_chunks(preset: str = "standard", seed: int = 0, cell_seed: in
     yield var, _truth_uns(config, design, preset, seed)
     cells["_clone"] = cells.truth_clone.cat.codes.to_numpy()
     cells["_batch"] = cells.batch.cat.codes.to_numpy()
+
     for start in range(0, config.n_cells, config.chunk_size):
         chunk = cells.iloc[start : start + config.chunk_size]
         counts = _counts_chunk(chunk, config, design, rng)
@@ -341,6 +410,7 @@ def _truth_uns(config: SimulationConfig, design: _ScreenDesign, preset: str, see
         "programs": {name: np.array(genes, dtype=object) for name, genes in design.programs.items()},
         "perturbation_lfc": design.perturbation_lfc.astype(np.float32),
         "perturbation_lfc_rows": np.array(design.perturbations.perturbation.tolist(), dtype=object),
+        "perturbation_lfc_genes": np.array(design.gene_names, dtype=object),
     }
 
 

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 MIN_SCALE = 1e-4
 
 
-def mlp(n_input: int, n_hidden: int, n_layers: int, dropout: float) -> nn.Sequential:
+def mlp(n_input: int, n_hidden: int, n_layers: int, dropout: float = 0.0) -> nn.Sequential:
     """Linear -> LayerNorm -> ReLU -> Dropout, ``n_layers`` times.
 
     LayerNorm rather than BatchNorm: a cell's latent must not depend on which other cells
@@ -42,9 +42,8 @@ class GaussianEncoder(nn.Module):
         """The rest of the encoder, given the output of its first Linear layer."""
         for layer in self.body[1:]:
             hidden = layer(hidden)
-        # float32 even under mixed precision: these parameterise distributions and KLs.
-        loc, raw_scale = self.loc(hidden).float(), self.raw_scale(hidden).float()
-        return loc, F.softplus(raw_scale) + MIN_SCALE
+        # float32 even under mixed precision: these parameterise distributions and KLs
+        return self.loc(hidden).float(), F.softplus(self.raw_scale(hidden).float()) + MIN_SCALE
 
 
 def encode_together(features: torch.Tensor, encoders) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -57,34 +56,29 @@ def encode_together(features: torch.Tensor, encoders) -> list[tuple[torch.Tensor
 
 
 class CountDecoder(nn.Module):
-    """[background, salient, covariates] -> log expression proportions and dropout logits."""
+    """[background, salient, covariates] -> expression logits and gate logits per gene."""
 
-    def __init__(
-        self, n_input: int, n_genes: int, n_hidden: int, n_layers: int, dropout: float,
-        salient_columns: tuple[int, int] | None = None,
-    ):
+    def __init__(self, n_input: int, n_genes: int, n_hidden: int, n_layers: int,
+                 salient_columns: tuple[int, int] | None = None):
         super().__init__()
-        self.body = mlp(n_input, n_hidden, n_layers, dropout)
+        self.body = mlp(n_input, n_hidden, n_layers)
         self.proportion_logits = nn.Linear(n_hidden, n_genes)
         self.dropout_logits = nn.Linear(n_hidden, n_genes)
         # A perturbation program is an additive shift of log expression on a few dozen
         # genes, small next to cycle and clone. Through the shared hidden layer alone the
         # decoder tends to ignore it; a direct linear path from the salient latent to the
-        # expression logits (as in linearly decoded VAEs) makes it cheap to express, so
-        # the salient latent drives expression and counterfactual DE sees the program.
+        # expression logits (as in linearly decoded VAEs) makes it cheap to express.
         self.salient_columns = salient_columns
         if salient_columns is not None:
             start, stop = salient_columns
             self.salient_loadings = nn.Linear(stop - start, n_genes, bias=False)
-        # Per-gene inverse dispersion lives here, in a plain torch module, so it is an
-        # ordinary parameter of the module (no entry in Pyro's global param store).
-        self.log_dispersion = nn.Parameter(torch.full((n_genes,), 0.7))
+        self.log_dispersion = nn.Parameter(torch.full((n_genes,), 0.7))  # per-gene log theta
 
     def dispersion(self) -> torch.Tensor:
         return self.log_dispersion.exp()
 
-    def expression_logits(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expression logits (log proportions up to a per-cell constant) and dropout logits."""
+    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expression logits (log proportions up to a per-cell constant) and gate logits."""
         hidden = self.body(latent)
         logits = self.proportion_logits(hidden)
         if self.salient_columns is not None:
@@ -92,18 +86,13 @@ class CountDecoder(nn.Module):
             logits = logits + self.salient_loadings(latent[..., start:stop])
         return logits.float(), self.dropout_logits(hidden).float()
 
-    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log expression proportions (summing to 1 over genes) and dropout logits."""
-        logits, dropout_logits = self.expression_logits(latent)
-        return torch.log_softmax(logits, dim=-1), dropout_logits
-
 
 class PerturbationClassifier(nn.Module):
     """Salient mean (and covariates) -> logits over the perturbation labels."""
 
-    def __init__(self, n_input: int, n_labels: int, n_hidden: int, dropout: float):
+    def __init__(self, n_input: int, n_labels: int, n_hidden: int):
         super().__init__()
-        self.body = mlp(n_input, n_hidden, 1, dropout)
+        self.body = mlp(n_input, n_hidden, 1)
         self.logits = nn.Linear(n_hidden, n_labels)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

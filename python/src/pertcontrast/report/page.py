@@ -13,6 +13,7 @@ from pertcontrast.report.tables import sortable_table
 from pertcontrast.report.templating import render_page
 
 SECTIONS = (
+    ("guides", "Guides and perturbations"),
     ("latents", "Latent spaces"),
     ("background-removal", "Background removal"),
     ("effects", "Perturbation effects"),
@@ -43,11 +44,12 @@ class ReportContent:
     versions: dict[str, str]
     inputs: dict[str, str]
     options: dict = field(default_factory=dict)
+    guide_qc: object = None  # report.guide_qc.GuideQC, when the guide step ran
 
 
 def render(content: ReportContent) -> str:
     sections = {
-        "latents": _latents, "background-removal": _background_removal, "effects": _effects,
+        "guides": _guides, "latents": _latents, "background-removal": _background_removal, "effects": _effects,
         "clustering": _clustering, "de": _de, "training": _training, "settings": _settings,
         "provenance": _provenance,
     }
@@ -118,6 +120,12 @@ def _figure(saved: SavedFigure | None, alt: str | None = None) -> Html:
 
 def _not_run(text: str) -> Html:
     return tag("p", text, class_="not-run")
+
+
+def _guides(c: ReportContent) -> Html:
+    from pertcontrast.report.guide_qc import section
+
+    return section(c.guide_qc, _figure(c.figures["guide_knockdown"]) if "guide_knockdown" in c.figures else None)
 
 
 def _latents(c: ReportContent) -> Html:

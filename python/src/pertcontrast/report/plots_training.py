@@ -12,7 +12,7 @@ from pertcontrast.report.figures import new_figure
 
 TRAIN, VALIDATION = "train_", "validation_"
 COLUMNS_PER_ROW = 4
-SCHEDULE = ("learning_rate", "kl_weight", "salient_weight")
+SCHEDULE = ("learning_rate", "kl_weight")
 
 
 def terms(history: pd.DataFrame) -> list[str]:

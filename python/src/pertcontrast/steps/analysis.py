@@ -87,6 +87,21 @@ def salient_means(files: ScreenFiles) -> np.ndarray:
     return np.asarray(files.read("obsm", SALIENT_KEY))
 
 
+def null_of(files: ScreenFiles, is_control: np.ndarray, model=None) -> np.ndarray:
+    """The null controls (decoys and controls the model never saw), from the split that
+    'pertcontrast export' wrote, else from the model's own record of its cells."""
+    from pertcontrast.analysis.cells import SPLIT_COLUMN, null_controls
+
+    if files.has("obs", SPLIT_COLUMN):
+        split = {SPLIT_COLUMN: np.asarray(pd.Series(files.read("obs", SPLIT_COLUMN)).astype(str))}
+    elif model is not None:
+        split = {SPLIT_COLUMN: model.split_of(files.obs_names)}
+    else:
+        split = {}
+    source = str(files.path("export") or files.prepared)
+    return null_controls(pd.DataFrame(split, index=files.obs_names), is_control, source)
+
+
 def responder_calls(files: ScreenFiles, required: bool) -> np.ndarray | None:
     """True for cells called responders, from the output of 'pertcontrast responders'
     (None when it was not given and is not ``required``)."""
@@ -111,11 +126,13 @@ def responders_file(prepared, latents, output, table_path=None, threshold: float
 
     with ScreenFiles(prepared, export=latents) as files:
         labels, control = labels_and_control(files, perturbation_key, control_label)
-        result = call_responders(salient_means(files), labels, control, threshold, seed)
+        null = null_of(files, labels == control)
+        result = call_responders(salient_means(files), labels, control, null, threshold, seed=seed)
         obs_names = files.obs_names
     obs = {"responder_score": result.score, "responder_probability": result.probability,
            "responder_call": result.call}
-    info = {"pertcontrast_version": __version__, "threshold": threshold, "seed": seed, "control_label": control}
+    info = {"pertcontrast_version": __version__, "threshold": threshold, "seed": seed, "control_label": control,
+            "n_null_controls": int(null.sum())}
     write_step_output(output, obs_names, obs=obs, uns={RESPONDERS_KEY: info})
     table_path = Path(table_path) if table_path else Path(output).parent / "responders.csv"
     write_table_atomic(result.table, table_path)
@@ -132,8 +149,12 @@ def de_file(prepared, model, output, settings, device: str = "auto", model_info:
 
     with ScreenFiles(prepared, responders=responders) as files:
         adata = files.anndata(obs_keys=[RESPONDER_COLUMN])
+        is_control = labels_and_control(files, model.registry.perturbation_key, model.registry.control_label)[0] \
+            == model.registry.control_label
+        null = null_of(files, is_control, model)
     try:
-        result = differential_expression(model, adata, settings, device, progress, str(prepared), perturbations)
+        result = differential_expression(model, adata, settings, device, progress, str(prepared), perturbations,
+                                         null)
     finally:
         _close(adata)
     info = {
@@ -175,11 +196,13 @@ def effects_file(prepared, latents, de_folder, output, settings, responders=None
         labels, control = labels_and_control(files, perturbation_key, control_label)
         salient = salient_means(files)
         responder = responder_calls(files, required=settings.responders_only)
+        null = null_of(files, labels == control)
     de_table = read_de_table(de_folder)
-    energy = energy_table(salient, labels, control, responder, settings)
+    energy = energy_table(salient, labels, control, responder, settings, null)
     if settings.profile == "salient":
         keep = responder if settings.responders_only else None
-        profiles, has_effect = salient_profiles(salient, labels, control, keep, settings.min_effect, settings.seed)
+        profiles = salient_profiles(salient, labels, control, keep, null)
+        has_effect = pd.Series(energy["energy_padj"].to_numpy() < settings.fdr, index=energy["perturbation"])
     else:
         profiles, has_effect = lfc_profiles(de_table)
     clusters, similarity = cluster_perturbations(profiles, has_effect)

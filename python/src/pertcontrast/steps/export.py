@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pertcontrast import __version__
 from pertcontrast.data.reading import read_anndata
@@ -23,7 +24,7 @@ def export_file(
 ) -> dict[str, np.ndarray]:
     """Write ``output``: the cells of ``input_path`` (obs_names) with
     ``.obsm["X_salient"]``, ``.obsm["X_background"]`` (posterior means),
-    ``.obs["salient_norm"]`` and the model's identity in ``.uns["pertcontrast_export"]``;
+    ``.obs["salient_norm"]``, ``.obs["pertcontrast_split"]`` (train / validation / decoy / new) and the model's identity in ``.uns["pertcontrast_export"]``;
     no counts (they stay in ``input_path``).
 
     ``.h5ad`` inputs are read from disk block by block, so memory stays bounded by
@@ -43,6 +44,8 @@ def export_file(
         obsm["X_salient_sample"] = latents["salient_sample"]
         obsm["X_background_sample"] = latents["background_sample"]
     info = {"pertcontrast_version": __version__, **(model_info or {})}
-    write_step_output(output, obs_names, obs={"salient_norm": latents["salient_norm"]}, obsm=obsm,
-                      uns={EXPORT_KEY: info})
+    # which cells the model trained on: analyses take their null from the others
+    split = pd.Categorical(model.split_of(obs_names), categories=["train", "validation", "decoy", "new"])
+    write_step_output(output, obs_names, obs={"salient_norm": latents["salient_norm"], "pertcontrast_split": split},
+                      obsm=obsm, uns={EXPORT_KEY: info})
     return latents

@@ -68,11 +68,14 @@ def report_id(prepared_path, title: str | None) -> str:
 
 def build_report(prepared_path, latents_path, model_dir, output_dir, responders=None, de=None, effects=None,
                  title: str | None = None, settings: ReportSettings | None = None,
-                 perturbation_key: str | None = None, control_label: str | None = None) -> ReportFiles:
+                 perturbation_key: str | None = None, control_label: str | None = None,
+                 guide_qc=None) -> ReportFiles:
     """Write the report of one screen into ``output_dir``; the HTML is written last.
     ``prepared_path``: the prepared file; ``latents_path``: its export; ``responders``: the
-    output of 'pertcontrast responders' (per-cell calls), when it ran."""
+    output of 'pertcontrast responders' (per-cell calls), when it ran; ``guide_qc``: the QC
+    folder of 'pertcontrast assign-guides' (its section says "not run" without it)."""
     from pertcontrast.report import embedding, metrics
+    from pertcontrast.report.guide_qc import read_guide_qc
     from pertcontrast.report.inputs import read_analysis, read_model_folder, responder_table
     from pertcontrast.report.latents import read_latents
 
@@ -89,6 +92,7 @@ def build_report(prepared_path, latents_path, model_dir, output_dir, responders=
         )
     table_of_responders = responder_table(latents.perturbation, latents.is_control, latents.responder_call)
     analysis = read_analysis(de, effects, table_of_responders)
+    guides = read_guide_qc(guide_qc) if guide_qc is not None else None
     log.info("report: %s cells, %d perturbations", f"{latents.n_cells:,}", len(set(latents.perturbation)) - 1)
 
     table = metrics.perturbation_table(latents, analysis)
@@ -101,11 +105,11 @@ def build_report(prepared_path, latents_path, model_dir, output_dir, responders=
 
     output_dir = Path(output_dir)
     figures, colourings = _draw(output_dir / "figures", latents, model, analysis, table, strength, rows, views,
-                                removal, settings)
+                                removal, settings, guides)
     inputs = {"prepared": prepared_path, "latents": latents_path, "model": model_dir, "responders": responders,
-              "de": de, "effects": effects}
+              "de": de, "effects": effects, "guide_qc": guides.folder if guides is not None else None}
     content = _content(identifier, headline, latents, model, analysis, removal, table, strength, figures,
-                       colourings, settings, inputs)
+                       colourings, settings, inputs, guides)
     from pertcontrast.report.page import render
 
     html_path, json_path = output_dir / f"{identifier}.report.html", output_dir / f"{identifier}.report.json"
@@ -118,15 +122,21 @@ def build_report(prepared_path, latents_path, model_dir, output_dir, responders=
     return ReportFiles(html_path, json_path, sorted((output_dir / "figures").glob("*.*")), headline)
 
 
-def _draw(folder, latents, model, analysis, table, strength, rows, views, removal, settings):
+def _draw(folder, latents, model, analysis, table, strength, rows, views, removal, settings, guides):
     from pertcontrast.report import metrics, plots_cells, plots_effects, plots_training
     from pertcontrast.report.figures import FigureWriter, figure_style
+    from pertcontrast.report.guide_qc import knockdown_figure
     from pertcontrast.report.inputs import read_de_rows
 
     writer = FigureWriter(folder)
     shown = "all" if len(rows) == latents.n_cells else f"{len(rows):,} randomly chosen"
     strongest = metrics.strongest(table, settings.top_perturbations)
     with figure_style():
+        knockdown = knockdown_figure(guides) if guides is not None else None
+        if knockdown is not None:
+            writer.save(knockdown, "guide_knockdown", "On-target knockdown per guide.",
+                        "The target gene in each guide's single-guide cells against the controls; green: "
+                        "knockdown (BH q < FDR), red: none.")
         colourings = plots_cells.colourings(latents, rows, strongest, strength)
         for colouring in colourings:
             figure = plots_cells.scatter_figure(views, colouring, settings.embedding, settings.seed)
@@ -159,7 +169,7 @@ def _draw(folder, latents, model, analysis, table, strength, rows, views, remova
 
 
 def _content(identifier, headline, latents, model, analysis, removal, table, strength, figures, colourings,
-             settings, inputs):
+             settings, inputs, guides):
     from dataclasses import asdict
 
     from pertcontrast.report.page import ReportContent
@@ -168,7 +178,7 @@ def _content(identifier, headline, latents, model, analysis, removal, table, str
         title=identifier, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), headline=headline,
         latents=latents, model=model, analysis=analysis, removal=removal, table=table, strength=strength,
         figures=figures, colourings=colourings, method=settings.embedding, versions=software_versions(),
-        inputs={k: str(v) for k, v in inputs.items() if v is not None}, options=asdict(settings),
+        inputs={k: str(v) for k, v in inputs.items() if v is not None}, options=asdict(settings), guide_qc=guides,
     )
 
 

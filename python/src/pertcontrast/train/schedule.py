@@ -6,26 +6,12 @@ import math
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
-    """Linear ramp from 0 to 1 over ``warmup_steps`` optimizer steps (not epochs: a 2M-cell
-    screen trains for a few epochs, and an epoch-based warm-up would never finish)."""
+    """Linear ramp to 1 over ``warmup_steps`` optimizer steps (not epochs: a 2M-cell
+    screen trains for a few epochs, and an epoch-based warm-up would never finish);
+    never 0, since it scales Pyro sites (step 0 gets 1 / warmup_steps)."""
     if warmup_steps <= 0:
         return 1.0
-    return min(1.0, step / warmup_steps)
-
-
-def salient_factor(step: int, warmup_steps: int) -> float:
-    """How much of the salient latent the decoder sees: none during the warm-up, then a
-    linear ramp to all of it over half a warm-up.
-
-    While the salient latent is off, the background latent alone must explain every
-    cell, so it takes up what controls and perturbed cells share (cell cycle, clone,
-    batch); switched on afterwards, the salient latent is left the perturbation. Open
-    from the start, it soaked up cell-cycle phase on 20-epoch runs of the standard screen
-    (phase predictable from it at 0.19, vs 0.015 with this schedule).
-    """
-    if warmup_steps <= 0:
-        return 1.0
-    return min(1.0, max(0.0, (step - warmup_steps) / (warmup_steps / 2)))
+    return min(1.0, (step + 1) / warmup_steps)
 
 
 class EarlyStopping:

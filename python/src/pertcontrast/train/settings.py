@@ -20,13 +20,20 @@ class TrainingSettings:
     control_fraction: float = 0.3
     warmup_steps: int | None = None  # KL and penalty warm-up; None: a quarter of the steps, at most 1000
     validation_fraction: float = 0.1
+    # Decoy controls: trained with the perturbed cells' objective instead of the controls'
+    # (salient latent free, no Wasserstein term), they are what a perturbation without an
+    # effect looks like to the trained model, and so the null of responders, effects and
+    # DE. Controls trained as controls were pulled to 0 (a null of them finds effects
+    # everywhere); controls left out of training are no better, since the perturbed cells
+    # they are compared with were trained on.
+    decoy_control_fraction: float = 0.2
     early_stopping: bool = True
     early_stopping_patience: int = 15
     lr_patience: int = 6
     lr_factor: float = 0.5
     gradient_clip_norm: float = 50.0
     wasserstein_weight: float = 5.0
-    classification_weight: float = 1.0
+    classification_weight: float = 0.0  # > 0 needs a model set up with a classifier
     seed: int = 0
     max_steps_auto: int = 6_000
     resident: str = "auto"  # hold the counts on the device: auto (CUDA, when they fit), on, off
@@ -45,6 +52,7 @@ class TrainingSettings:
             (0 < self.control_fraction < 1, "--control-fraction must be between 0 and 1"),
             (self.warmup_steps is None or self.warmup_steps >= 0, "--warmup-steps must be 0 or more"),
             (0 <= self.validation_fraction < 0.5, "--validation-fraction must be in [0, 0.5)"),
+            (0 <= self.decoy_control_fraction < 0.8, "--decoy-control-fraction must be in [0, 0.8)"),
             (self.early_stopping_patience >= 1, "--early-stopping-patience must be at least 1"),
             (self.gradient_clip_norm > 0, "--gradient-clip-norm must be positive"),
             (self.wasserstein_weight >= 0, "--wasserstein-weight must be 0 or more"),

@@ -28,11 +28,11 @@ from pertcontrast.data.loader import (
     sequential_batches,
 )
 from pertcontrast.errors import TrainingDivergedError
-from pertcontrast.module.elbo import TermWeights
-from pertcontrast.module.vae import TERM_NAMES, ContrastiveVAE
+from pertcontrast.module.contrastive import ContrastiveModule, TermWeights
+from pertcontrast.module.objective import TERM_NAMES, NamedTermsELBO
 from pertcontrast.train.checkpoint import load_checkpoint, save_checkpoint
 from pertcontrast.train.host_memory import reuse_freed_host_memory
-from pertcontrast.train.schedule import EarlyStopping, salient_factor, warmup_factor
+from pertcontrast.train.schedule import EarlyStopping, warmup_factor
 from pertcontrast.train.settings import TrainingSettings
 
 EpochCallback = Callable[[dict], None]
@@ -57,18 +57,24 @@ class TrainingResult:
     extra: dict = field(default_factory=dict)
 
 
-def split_cells(is_control: np.ndarray, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out a random ``validation_fraction`` of controls and of perturbed cells."""
+def split_cells(is_control: np.ndarray, validation_fraction: float, decoy_control_fraction: float,
+                seed: int) -> dict[str, np.ndarray]:
+    """Rows for ``train``, ``validation`` (a random ``validation_fraction`` of controls and
+    of perturbed cells: early stopping) and ``decoy`` (a random ``decoy_control_fraction``
+    of the controls, trained as if perturbed: the null of the analyses). Sorted, disjoint."""
     rng = np.random.default_rng([seed, 7])
-    train, validation = [], []
-    for group in (np.flatnonzero(is_control), np.flatnonzero(~is_control)):
+    parts = {"train": [], "validation": [], "decoy": []}
+    for group, decoy_fraction in ((np.flatnonzero(is_control), decoy_control_fraction),
+                                  (np.flatnonzero(~is_control), 0.0)):
         shuffled = rng.permutation(group)
-        n_validation = int(round(len(group) * validation_fraction))
+        n_decoy = int(round(len(group) * decoy_fraction))
+        n_validation = int(round((len(group) - n_decoy) * validation_fraction))
         if validation_fraction > 0 and len(group) >= 10:
             n_validation = max(n_validation, 1)
-        validation.append(shuffled[:n_validation])
-        train.append(shuffled[n_validation:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+        parts["decoy"].append(shuffled[:n_decoy])
+        parts["validation"].append(shuffled[n_decoy : n_decoy + n_validation])
+        parts["train"].append(shuffled[n_decoy + n_validation :])
+    return {name: np.sort(np.concatenate(rows)) for name, rows in parts.items()}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -104,14 +110,18 @@ class _Accumulator:
         self.correct = 0
         self.classified = 0
 
-    def add(self, terms, objective: float) -> None:
+    def add(self, terms: dict[str, float], batch, encoded) -> None:
+        """One step's terms (each as it enters the loss), and the classifier's hits."""
         self.count += 1
-        self.sums["loss"] = self.sums.get("loss", 0.0) + objective
-        self.sums["elbo"] = self.sums.get("elbo", 0.0) + float(terms.elbo.detach())
-        for name, value in terms.totals.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
-        self.correct += int(terms.classifier_correct)
-        self.classified += int(terms.classifier_total)
+        row = dict(terms, loss=sum(terms.values()),
+                   elbo=-sum(v for k, v in terms.items() if k == "reconstruction" or k.startswith("kl_")))
+        for name, value in row.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        if "classifier_logits" in encoded:
+            perturbed = ~batch["is_control"]
+            hits = (encoded["classifier_logits"].argmax(dim=-1) == batch["label"]) & perturbed
+            self.correct += int(hits.sum())
+            self.classified += int(perturbed.sum())
 
     def per_cell(self, n_cells: int, prefix: str, scale_by_steps: bool = True) -> dict[str, float]:
         divisor = n_cells * (self.count if scale_by_steps else 1)
@@ -125,7 +135,7 @@ class _Accumulator:
 class Trainer:
     def __init__(
         self,
-        module: ContrastiveVAE,
+        module: ContrastiveModule,
         data: TrainingData,
         settings: TrainingSettings,
         device: torch.device,
@@ -134,6 +144,7 @@ class Trainer:
         progress: bool = True,
     ):
         self.module = module.to(device)
+        self.elbo = NamedTermsELBO()
         # walking the module tree for its parameters every step costs more than clipping
         self.parameters = [p for p in module.parameters() if p.requires_grad]
         self.data = data
@@ -248,13 +259,16 @@ class Trainer:
         return int(state["next_epoch"])
 
     # -- one epoch ---------------------------------------------------------------------
+    def _loss(self, batch, n_cells: int, weights: TermWeights):
+        with self._autocast():
+            return self.elbo.loss_and_terms(self.module.model, self.module.guide, batch, n_cells, weights)
+
     def _weights(self, full: bool = False) -> TermWeights:
         factor = 1.0 if full else warmup_factor(self.step, self.warmup_steps)
         return TermWeights(
             kl=factor,
             wasserstein=self.settings.wasserstein_weight * factor,
             classification=self.settings.classification_weight * factor,
-            salient=1.0 if full else salient_factor(self.step, self.warmup_steps),
         )
 
     def _train_epoch(self, epoch: int, bar) -> dict[str, float]:
@@ -263,12 +277,10 @@ class Trainer:
         accumulator = _Accumulator()
         self.module.train()
         for batch in self._epoch_batches(epoch):
-            weights = self._weights()
-            with self._autocast():
-                terms = self.module.objective(batch, n_train, weights)
+            objective, terms, encoded = self._loss(batch, n_train, self._weights())
             # The objective estimates a sum over the whole screen; the optimizer sees it per
             # cell so learning rates and clipping do not depend on the screen's size.
-            loss = terms.objective / n_train
+            loss = objective / n_train
             if not torch.isfinite(loss):
                 self._diverged(epoch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -276,14 +288,14 @@ class Trainer:
             clip_gradients(self.parameters, settings.gradient_clip_norm)
             self.optimizer.step()
             self.step += 1
-            accumulator.add(terms, float(terms.objective.detach()))
+            accumulator.add(terms, batch, encoded)
             if bar is not None:
                 bar.update(1)
                 if self.step % 20 == 0:
                     bar.set_postfix(loss=f"{loss.item():.4g}", epoch=epoch + 1, refresh=False)
         row = accumulator.per_cell(n_train, "train")
         weights = self._weights()
-        row["kl_weight"], row["salient_weight"] = weights.kl, weights.salient
+        row["kl_weight"] = weights.kl
         return row
 
     @torch.no_grad()
@@ -299,9 +311,9 @@ class Trainer:
                 # stratum_weight makes every cell count exactly once: the plate's scale is
                 # len(rows) / len(block), and this undoes it.
                 weight = np.full(len(block), len(block) / len(rows))
-                with self._autocast():
-                    terms = self.module.objective(self._batch(block, weight), len(rows), self._weights(full=True))
-                accumulator.add(terms, float(terms.objective.detach()))
+                batch = self._batch(block, weight)
+                _, terms, encoded = self._loss(batch, len(rows), self._weights(full=True))
+                accumulator.add(terms, batch, encoded)
         return accumulator.per_cell(len(rows), prefix, scale_by_steps=False)
 
     def _diverged(self, epoch: int) -> None:
@@ -318,7 +330,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> TrainingResult:
-        from tqdm.auto import tqdm
+        from pertcontrast.progress import progress_bar
 
         reuse_freed_host_memory()
         torch.manual_seed(self.settings.seed)
@@ -331,10 +343,7 @@ class Trainer:
                 self.last_checkpoint_epoch = start_epoch
         started = time.perf_counter()
         total = self.max_epochs * self.steps_per_epoch
-        bar = tqdm(
-            total=total, initial=start_epoch * self.steps_per_epoch, unit="step", desc="train",
-            disable=not self.progress, mininterval=1.0, dynamic_ncols=True,
-        )
+        bar = progress_bar(total, "train", "step", self.progress, initial=start_epoch * self.steps_per_epoch)
         stopped_early = False
         try:
             with pyro.validation_enabled(False):
@@ -357,7 +366,7 @@ class Trainer:
         the classifier term. The classifier can keep improving on training labels while
         the fit to the counts no longer does; stopping on it would reward memorising."""
         prefix = "validation" if f"validation_loss" in row else "train"
-        return row[f"{prefix}_loss"] - self.settings.classification_weight * row[f"{prefix}_classification"]
+        return row[f"{prefix}_loss"] - row[f"{prefix}_classification"]
 
     def _loop(self, start_epoch: int, bar) -> bool:
         for epoch in range(start_epoch, self.max_epochs):
@@ -384,10 +393,8 @@ class Trainer:
             for callback in self.callbacks:
                 callback(row)
             if bar is not None:
-                bar.set_postfix(
-                    loss=f"{row['train_loss']:.4g}", val=f"{row.get('validation_loss', float('nan')):.4g}",
-                    epoch=epoch + 1, refresh=True,
-                )
+                bar.report(epoch=f"{epoch + 1}/{self.max_epochs}", train_loss=row["train_loss"],
+                           validation_loss=row.get("validation_loss"))
             if self.settings.early_stopping and warmed_up and self.stopper.should_stop:
                 return True
         return False

@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from pertcontrast.errors import InputDataError, ParameterError
+from pertcontrast.progress import track
 
 log = logging.getLogger("pertcontrast")
 DEFAULT_CHUNK_SIZE = 20_000
@@ -35,7 +36,8 @@ def take(values, rows: np.ndarray | None):
 def blocks(matrix, chunk_size: int, rows: np.ndarray | None = None, genes: np.ndarray | None = None):
     """``(start, stop, block)``: rows ``start:stop`` of ``matrix`` as stored, subset to the masks."""
     n_obs = matrix.shape[0]
-    for start in range(0, n_obs, chunk_size):
+    # a line per block (at most every 15 s) in the log: passes over a large screen take minutes
+    for start in track(range(0, n_obs, chunk_size), "preprocess", "block", write=log.info):
         stop = min(start + chunk_size, n_obs)
         if rows is not None and not rows[start:stop].any():
             continue

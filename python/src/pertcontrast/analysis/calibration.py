@@ -1,0 +1,96 @@
+"""The pseudo-perturbation check: are the calls calibrated on this screen?
+
+Random groups of null controls (controls the model did not train on), as large as the
+screen's real perturbations (at most half of the null controls), are labelled as fake
+perturbations and go through the same calls as the real ones, each against the null
+controls outside its group: the energy test (effects, Benjamini-Hochberg over the
+groups), the responder calls, and DE (model and Wilcoxon). None of them has an effect,
+so at FDR 0.05 the check should call about no effect, at most ~5% responders and at most
+~5% of genes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from pertcontrast.errors import InputDataError
+
+PSEUDO_LABEL = "pseudo_perturbation"
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    n_groups: int = 5
+    fdr: float = 0.05
+    de: bool = True  # run DE on the groups (the slow part)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pseudo_groups(null_rows: np.ndarray, real_sizes, settings: CalibrationSettings) -> list[np.ndarray]:
+    """Row groups drawn from the null controls, sized like randomly chosen real
+    perturbations (at most half of the null controls each)."""
+    if len(null_rows) < 20:
+        raise InputDataError(f"only {len(null_rows)} null controls; the check needs at least 20.")
+    rng = np.random.default_rng([settings.seed, 3])
+    sizes = rng.choice(np.asarray(real_sizes), size=settings.n_groups, replace=True)
+    return [np.sort(rng.choice(null_rows, size=int(min(size, len(null_rows) // 2)), replace=False))
+            for size in sizes]
+
+
+def run_check(salient: np.ndarray, labels: np.ndarray, control_label: str, null: np.ndarray,
+              settings: CalibrationSettings = CalibrationSettings(), model=None, adata=None,
+              de_settings=None, device: str = "auto") -> pd.DataFrame:
+    """One row per pseudo-perturbation: n_cells, energy_pvalue, energy_padj,
+    effect_called, responder_fraction and, with ``model`` and ``adata`` (and
+    ``settings.de``), n_genes, model_called, wilcoxon_called (their fractions of genes)."""
+    from pertcontrast.analysis.multiple_testing import benjamini_hochberg
+    from pertcontrast.analysis.responders import call_responders
+
+    null_rows = np.flatnonzero(null)
+    real = pd.Series(labels[~(labels == control_label)]).value_counts()
+    rows = []
+    for index, group in enumerate(pseudo_groups(null_rows, real.to_numpy(), settings)):
+        rest = np.setdiff1d(null_rows, group)
+        subset = np.concatenate([group, rest])
+        sub_labels = np.array([PSEUDO_LABEL] * len(group) + [control_label] * len(rest), dtype=object)
+        result = call_responders(salient[subset], sub_labels, control_label, fdr=settings.fdr,
+                                 seed=settings.seed + index)
+        row = {"group": index + 1, "n_cells": len(group), "energy_pvalue": float(result.table["energy_pvalue"][0]),
+               "responder_fraction": float(result.table["responder_fraction"][0])}
+        if settings.de and model is not None and adata is not None:
+            row.update(_group_de(model, adata, subset, sub_labels, de_settings, device))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["energy_padj"] = benjamini_hochberg(table["energy_pvalue"].to_numpy())
+    table["effect_called"] = table["energy_padj"] < settings.fdr
+    return table
+
+
+def _group_de(model, adata, subset: np.ndarray, sub_labels: np.ndarray, de_settings, device: str) -> dict:
+    from pertcontrast.analysis.de import DESettings
+    from pertcontrast.analysis.differential import differential_expression
+
+    order = np.argsort(subset)
+    cells = adata[subset[order]]
+    cells = cells.to_memory() if getattr(cells, "isbacked", False) else cells.copy()
+    cells.obs[model.registry.perturbation_key] = sub_labels[order]
+    table = differential_expression(model, cells, de_settings or DESettings(), device).table
+    return {"n_genes": int(len(table)), "model_called": float(table.loc[table["de_source"] == "model", "is_de"].mean()),
+            "wilcoxon_called": float(table["wilcoxon_is_de"].mean())}
+
+
+def summary(table: pd.DataFrame) -> dict:
+    """What the report shows: effects called (of the groups), mean responder fraction and
+    mean fraction of genes called."""
+    out = {"n_groups": int(len(table)), "effects_called": int(table["effect_called"].sum()),
+           "responder_fraction": float(table["responder_fraction"].mean())}
+    for column in ("model_called", "wilcoxon_called"):
+        if column in table:
+            out[f"{column}_fraction"] = float(table[column].mean())
+    return out

@@ -79,11 +79,23 @@ def test_model_folder_is_complete(first_run, screen):
 def test_latents_have_salient_and_background_for_every_cell(first_run, screen):
     prepared = ad.read_h5ad(first_run.outdir / screen / "prepared" / f"{screen}.prepared.h5ad", backed="r")
     latents = ad.read_h5ad(first_run.outdir / screen / "latents" / f"{screen}.latents.h5ad")
-    assert latents.n_obs == prepared.n_obs
+    assert latents.obs_names.equals(prepared.obs_names)
     for key in ("X_salient", "X_background"):
         assert key in latents.obsm
         assert latents.obsm[key].shape[0] == prepared.n_obs
         assert latents.obsm[key].shape[1] > 0
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_the_counts_are_written_once(first_run, screen):
+    """Only the prepared file holds counts; the step outputs hold what their step added."""
+    folder = first_run.outdir / screen
+    for step in ("latents", "responders"):
+        output = ad.read_h5ad(folder / step / f"{screen}.{step}.h5ad")
+        assert output.n_vars == 0 and output.X is None, step
+    prepared = (folder / "prepared" / f"{screen}.prepared.h5ad").stat().st_size
+    for step in ("latents", "responders"):
+        assert (folder / step / f"{screen}.{step}.h5ad").stat().st_size < prepared / 3, step
 
 
 @pytest.mark.parametrize("screen", SCREENS)
@@ -94,7 +106,8 @@ def test_analysis_tables_are_published(first_run, screen):
     assert set(responders.obs["responder_call"].astype(str)) <= {"control", "responder", "non-responder"}
     de = pd.read_parquet(folder / "de" / "de.parquet")
     assert {"perturbation", "gene", "lfc_mean", "prob_de", "is_de", "wilcoxon_padj"} <= set(de.columns)
-    n_perturbations = responders.obs["perturbation"].astype(str).nunique() - 1
+    prepared = ad.read_h5ad(folder / "prepared" / f"{screen}.prepared.h5ad", backed="r")
+    n_perturbations = prepared.obs["perturbation"].astype(str).nunique() - 1
     assert de["perturbation"].nunique() == n_perturbations
     effects = pd.read_csv(folder / "effects" / "effects.csv")
     assert len(effects) == n_perturbations

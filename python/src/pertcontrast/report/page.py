@@ -140,13 +140,13 @@ def _latents(c: ReportContent) -> Html:
                       "shape the background latent and not the salient one; perturbations should separate in "
                       "the salient latent, with controls near its origin.", class_="note", id="cells-shown")]
     if not c.latents.has_counts:
-        parts.append(_not_run("No counts in the latents file (.X is empty): the count-based views are left out."))
+        parts.append(_not_run("No counts in the prepared file (.X is empty): the count-based views are left out."))
     for colouring in c.colourings:
         parts.append(_figure(c.figures.get(f"latents_{colouring.name}")))
     if c.latents.phase is None:
         parts.append(_not_run("No .obs['phase'] (cell-cycle scoring was skipped by preprocess)."))
     if c.latents.responder_call is None:
-        parts.append(_not_run("No responder calls in the latents file: give the .h5ad written by "
+        parts.append(_not_run("No responder calls: pass --responders with the .h5ad written by "
                               "'pertcontrast responders' to colour cells by responder call."))
     return join(parts)
 
@@ -189,7 +189,7 @@ def _verdict(salient, background) -> tuple[str, str]:
 def _effects(c: ReportContent) -> Html:
     a = c.analysis
     ran = []
-    for step, given, hint in (("responders", a.responders is not None, "--responders responders.csv"),
+    for step, given, hint in (("responders", a.responders is not None, "--responders responders.h5ad"),
                               ("effects", a.effects is not None, "--effects effects/")):
         ran.append(tag("li", f"{step}: " + ("included" if given else f"not run (pass {hint})")))
     parts = [tag("p", f"One row per perturbation, strongest first by {c.strength.replace('_', ' ')}. Click a "

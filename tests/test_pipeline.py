@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 SCREENS = ("simulated_0", "simulated_1")
-PER_SCREEN = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "GENERATE", "REPORT")
-AFTER_TRAIN = ("TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "GENERATE", "REPORT", "SUMMARY")
+PER_SCREEN = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "CALIBRATION", "GENERATE",
+              "REPORT")
+AFTER_TRAIN = ("TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "CALIBRATION", "GENERATE", "REPORT", "SUMMARY")
 STEPS = PER_SCREEN + ("SUMMARY",)
 TEST_EPOCHS = 2  # conf/test.config
 
@@ -114,6 +115,9 @@ def test_analysis_tables_are_published(first_run, screen):
     assert {"energy_distance", "energy_pvalue", "n_de_genes", "cluster"} <= set(effects.columns)
     clusters = pd.read_csv(folder / "effects" / "perturbation_clusters.csv")
     assert sorted(clusters["leaf_order"]) == list(range(n_perturbations))
+    calibration = json.loads((folder / "calibration" / "summary.json").read_text())
+    assert calibration["n_groups"] == 3 and isinstance(calibration["passed"], bool)  # conf/test.config
+    assert len(pd.read_csv(folder / "calibration" / "calibration.csv")) == 3
     generated = ad.read_h5ad(folder / "generated" / f"{screen}.generated.h5ad")
     assert {"counterfactual", "background_free", "effect"} <= set(generated.layers)
     assert generated.n_obs == 500  # --generate_max_cells of the test profile
@@ -128,6 +132,8 @@ def test_report_is_self_contained_and_summary_links_it(first_run, screen):
     assert list((first_run.outdir / screen / "report" / "figures").glob("*.svg"))
     headline = json.loads((first_run.outdir / screen / "report" / f"{screen}.report.json").read_text())
     assert headline["id"] == screen and headline["n_cells"] > 1000
+    assert '<section id="calibration">' in html and 'id="calibration-verdict"' in html
+    assert isinstance(headline["calibration_passed"], bool)
     summary = (first_run.outdir / "summary" / "index.html").read_text()
     assert f"../{screen}/report/{screen}.report.html" in summary
 

@@ -27,6 +27,7 @@ include { EXPORT           } from '../modules/local/export'
 include { RESPONDERS       } from '../modules/local/responders'
 include { DE               } from '../modules/local/de'
 include { EFFECTS          } from '../modules/local/effects'
+include { CALIBRATION      } from '../modules/local/calibration'
 include { GENERATE         } from '../modules/local/generate'
 include { REPORT           } from '../modules/local/report'
 include { SUMMARY          } from '../modules/local/summary'
@@ -113,6 +114,7 @@ workflow PERTCONTRAST {
     ch_responders = ch_model.map { meta, model -> [ meta.id, [] ] }
     ch_de = ch_responders
     ch_effects = ch_responders
+    ch_calibration = ch_responders
     if (!params.skip_analysis) {
         RESPONDERS(ch_cells.map { id, meta, prepared, latents -> [ meta, prepared, latents ] })
         ch_responders = RESPONDERS.out.h5ad.map { meta, responders -> [ meta.id, responders ] }
@@ -123,6 +125,10 @@ workflow PERTCONTRAST {
         ch_versions = ch_versions.mix(RESPONDERS.out.versions.first(), DE.out.versions.first(), EFFECTS.out.versions.first())
         ch_de = DE.out.de.map { meta, de -> [ meta.id, de ] }
         ch_effects = EFFECTS.out.effects.map { meta, effects -> [ meta.id, effects ] }
+        // the pseudo-perturbation check: are this screen's calls calibrated?
+        CALIBRATION(ch_cells.join(byId(ch_model)).map { id, meta, prepared, latents, meta2, model -> [ meta, prepared, latents, model ] })
+        ch_versions = ch_versions.mix(CALIBRATION.out.versions.first())
+        ch_calibration = CALIBRATION.out.calibration.map { meta, calibration -> [ meta.id, calibration ] }
     }
     if (!params.skip_analysis && !params.skip_generate) {
         GENERATE(ch_prepared_and_model)
@@ -140,8 +146,9 @@ workflow PERTCONTRAST {
             .join(ch_de)
             .join(ch_effects)
             .join(ch_guide_qc)
-            .map { id, meta, prepared, latents, meta2, model, responders, de, effects, guide_qc ->
-                [ meta, prepared, latents, model, responders, de, effects, guide_qc ] }
+            .join(ch_calibration)
+            .map { id, meta, prepared, latents, meta2, model, responders, de, effects, guide_qc, calibration ->
+                [ meta, prepared, latents, model, responders, de, effects, guide_qc, calibration ] }
         REPORT(ch_report_input)
         SUMMARY(REPORT.out.json.map { meta, json -> json }.collect())
         ch_versions = ch_versions.mix(REPORT.out.versions.first(), SUMMARY.out.versions)

@@ -253,3 +253,52 @@ def test_effects_on_lfc_profiles_and_responders_only(tiny_files, tmp_path):
         EffectSettings(profile="genes")
     with pytest.raises(InputDataError, match="run 'pertcontrast responders' first"):
         effects_file(prepared, latents, tiny_files / "de", tmp_path / "e2", settings)
+
+
+def test_calibration_command_writes_the_check_and_the_report_shows_it(tiny_files, tiny_model, tmp_path):
+    """pertcontrast calibration: one row per pseudo-perturbation, a summary against the
+    targets, the groups drawn from the null controls only; the report's section shows it."""
+    import json
+
+    from pertcontrast.analysis.calibration import TARGETS, CalibrationSettings
+    from pertcontrast.analysis.cells import NULL_SPLITS
+
+    prepared, latents = str(tiny_files / "prepared.h5ad"), str(tiny_files / "latents.h5ad")
+    out = tmp_path / "calibration"
+    result = CliRunner().invoke(main, ["calibration", prepared, "--latents", latents, "--model",
+                                       str(tiny_files / "model"), "-o", str(out), "--groups", "3", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "calibration.csv")
+    assert len(table) == 3 and {"n_cells", "energy_padj", "effect_called", "responder_fraction", "model_called",
+                                "wilcoxon_called"} <= set(table.columns)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["targets"] == TARGETS and summary["n_groups"] == 3
+    assert summary["effects_called"] == int(table["effect_called"].sum())
+    assert summary["passed"] == all(summary[k] <= v for k, v in TARGETS.items() if k in summary)
+    split = ad.read_h5ad(latents).obs["pertcontrast_split"].astype(str)
+    is_control = ad.read_h5ad(prepared).obs["perturbation"].astype(str) == "control"
+    assert summary["n_null_controls"] == int((is_control & split.isin(NULL_SPLITS)).sum())
+    assert table["n_cells"].max() <= summary["n_null_controls"] // 2
+    assert "pseudo-perturbations called" in result.output
+    # the CLI's defaults are the settings' (the command line imports nothing heavy)
+    defaults = {p.name: p.default for p in main.commands["calibration"].params}
+    assert (defaults["n_groups"], defaults["fdr"], defaults["de"], defaults["seed"]) == (
+        CalibrationSettings.n_groups, CalibrationSettings.fdr, CalibrationSettings.de, CalibrationSettings.seed)
+
+    report = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", prepared, "--latents", latents, "--model", str(tiny_files / "model"),
+                                       "--calibration", str(out), "--embedding", "pca", "-o", str(report)])
+    assert result.exit_code == 0, result.output
+    html = next(report.glob("*.report.html")).read_text()
+    section = html.split('<section id="calibration">')[1].split("</section>")[0]
+    assert 'id="calibration-verdict"' in section and section.count("<tr>") >= 3 + 1
+    assert json.loads(next(report.glob("*.report.json")).read_text())["calibration_passed"] == summary["passed"]
+
+
+def test_calibration_refuses_a_folder_without_its_files(tiny_files, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["report", str(tiny_files / "prepared.h5ad"), "--latents",
+                                       str(tiny_files / "latents.h5ad"), "--model", str(tiny_files / "model"),
+                                       "--calibration", str(tmp_path / "empty"), "-o", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "no calibration.csv and summary.json" in result.output
+    assert "Traceback" not in result.output

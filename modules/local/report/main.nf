@@ -11,8 +11,8 @@ process REPORT {
     input:
     // prepared: the counts and labels; latents: what EXPORT added; responders, de and
     // effects are empty lists when the analysis is switched off, guide_qc when the screen
-    // did not go through ASSIGN_GUIDES.
-    tuple val(meta), path(prepared), path(latents), path(model), path(responders), path(de), path(effects), path(guide_qc)
+    // did not go through ASSIGN_GUIDES, calibration when CALIBRATION did not run.
+    tuple val(meta), path(prepared), path(latents), path(model), path(responders), path(de), path(effects), path(guide_qc), path(calibration)
 
     output:
     tuple val(meta), path('report')                   , emit: report
@@ -26,6 +26,7 @@ process REPORT {
         de ? "--de '${de}'" : '',
         effects ? "--effects '${effects}'" : '',
         guide_qc ? "--guide-qc '${guide_qc}'" : '',
+        calibration ? "--calibration '${calibration}'" : '',
     ].join(' ')
     """
     export OMP_NUM_THREADS=${task.cpus}

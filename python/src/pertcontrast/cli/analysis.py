@@ -1,4 +1,4 @@
-"""Analysis commands: generate, responders, de, effects (thin wrappers over
+"""Analysis commands: generate, responders, de, effects, calibration (thin wrappers over
 pertcontrast.steps.analysis). Each reads the prepared file (PREPARED, the counts) and the
 outputs of the steps before it (--latents, --responders), joined by cell name."""
 
@@ -207,4 +207,47 @@ def effects_command(prepared, latents, responders, de_folder, output, max_cells,
     click.echo(f"wrote {output}: {len(table)} perturbations in {table['cluster'].nunique()} clusters", err=True)
 
 
-COMMANDS = [generate_command, responders_command, de_command, effects_command]
+@click.command("calibration")
+@PREPARED
+@latents_option
+@model_source_options
+@click.option("--output", "-o", type=click.Path(file_okay=False), required=True,
+              help="Folder to write (calibration/).")
+@click.option("--groups", "n_groups", type=click.IntRange(min=1), default=5,
+              show_default=True, help="Pseudo-perturbations: random groups of null controls, sized like real ones.")
+@click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="The level of the effect test (BH) and of the DE calls, as in the real calls.")
+@click.option("--de/--no-de", default=True, show_default=True,
+              help="Run DE (model and Wilcoxon) on the groups too (most of the time).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the groups and permutations.")
+@device_option
+@label_options
+def calibration_command(prepared, latents, model_spec, mlflow_uri, output, n_groups, fdr, de, seed, device,
+                        perturbation_key, control_label):
+    """Pseudo-perturbation check: are this screen's calls calibrated?
+
+    Random groups of null controls (decoy controls and controls the model never saw),
+    sized like the screen's perturbations, go through the same effect test, responder
+    calls and DE as the real perturbations, each against the other null controls. None
+    has an effect: a calibrated screen calls no effect, at most ~5% responders and at most
+    ~5% of genes. Writes calibration.csv and summary.json into --output (the report shows
+    them with --calibration).
+    """
+    from pertcontrast.analysis.calibration import CalibrationSettings
+    from pertcontrast.analysis.de import DESettings
+    from pertcontrast.model_source import load_model
+    from pertcontrast.steps.calibration import calibration_file
+
+    setup_logging()
+    echo_command_line()
+    settings = CalibrationSettings(n_groups=n_groups, fdr=fdr, de=de, seed=seed)
+    model, info = load_model(model_spec, mlflow_uri)
+    result = calibration_file(prepared, latents, model, output, settings, DESettings(fdr=fdr), device,
+                              perturbation_key, control_label, info)
+    verdict = "within" if result["passed"] else "OUTSIDE"
+    click.echo(f"wrote {output}: {result['effects_called']} of {result['n_groups']} pseudo-perturbations called, "
+               f"{result['responder_fraction']:.1%} responders; {verdict} the targets", err=True)
+
+
+COMMANDS = [generate_command, responders_command, de_command, effects_command, calibration_command]

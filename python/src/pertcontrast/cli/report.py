@@ -21,6 +21,8 @@ from pertcontrast.cli._common import echo_command_line, setup_logging
               help="Folder from 'pertcontrast effects' (effect table, clustering heatmap).")
 @click.option("--guide-qc", type=click.Path(exists=True, file_okay=False), default=None,
               help="QC folder from 'pertcontrast assign-guides' (guides, perturbations, knockdown).")
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder from 'pertcontrast calibration' (the pseudo-perturbation check).")
 @click.option("--title", default=None, metavar="ID",
               help="Screen id: the page title and the file names (default: PREPARED without .prepared.h5ad).")
 @click.option("--output-dir", "-o", required=True, type=click.Path(file_okay=False),
@@ -42,9 +44,8 @@ from pertcontrast.cli._common import echo_command_line, setup_logging
               help="Attach the report to the model's MLflow training run (when the model folder records one).")
 @click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", default=None,
               help="Tracking server for --mlflow (default: the one recorded in the model folder).")
-def report_command(prepared, latents, model_dir, responders, de, effects, guide_qc, title, output_dir, max_points,
-                   embedding,
-                   top_perturbations, volcanoes, seed, perturbation_key, control_label, mlflow, mlflow_uri):
+def report_command(prepared, latents, model_dir, responders, de, effects, guide_qc, calibration, title, output_dir,
+                   max_points, embedding, top_perturbations, volcanoes, seed, perturbation_key, control_label, mlflow, mlflow_uri):
     """Write a self-contained HTML report of one screen.
 
     PREPARED is the .h5ad from 'pertcontrast preprocess' (labels, phase, batch, counts),
@@ -61,7 +62,7 @@ def report_command(prepared, latents, model_dir, responders, de, effects, guide_
                               volcanoes=volcanoes, seed=seed)
     files = build_report(prepared, latents, model_dir, output_dir, responders=responders, de=de, effects=effects,
                          title=title, settings=settings, perturbation_key=perturbation_key,
-                         control_label=control_label, guide_qc=guide_qc)
+                         control_label=control_label, guide_qc=guide_qc, calibration=calibration)
     if mlflow:
         _attach(model_dir, output_dir, mlflow_uri)
     click.echo(f"wrote {files.html}", err=True)

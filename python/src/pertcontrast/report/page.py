@@ -17,6 +17,7 @@ SECTIONS = (
     ("latents", "Latent spaces"),
     ("background-removal", "Background removal"),
     ("effects", "Perturbation effects"),
+    ("calibration", "Calibration check"),
     ("clustering", "Perturbation clustering"),
     ("de", "Differential expression"),
     ("training", "Training"),
@@ -45,11 +46,13 @@ class ReportContent:
     inputs: dict[str, str]
     options: dict = field(default_factory=dict)
     guide_qc: object = None  # report.guide_qc.GuideQC, when the guide step ran
+    calibration: object = None  # report.calibration.Calibration, when the check ran
 
 
 def render(content: ReportContent) -> str:
     sections = {
         "guides": _guides, "latents": _latents, "background-removal": _background_removal, "effects": _effects,
+        "calibration": _calibration,
         "clustering": _clustering, "de": _de, "training": _training, "settings": _settings,
         "provenance": _provenance,
     }
@@ -77,6 +80,8 @@ def _header(content: ReportContent) -> Html:
          f"{_fixed(h['median_salient_norm_control'])} / {_fixed(h['median_salient_norm_perturbed'])}"),
         ("perturbations with an effect (energy, BH ≤ 0.05)", _num(h["n_perturbations_with_effect"], "not run")),
         ("responder fraction", _fixed(h["responder_fraction"], "not run")),
+        ("calibration check (pseudo-perturbations)",
+         {None: "not run", True: "within targets", False: "OUTSIDE targets"}[h.get("calibration_passed")]),
     ]
     return tag("header",
                tag("h1", content.title),
@@ -126,6 +131,12 @@ def _guides(c: ReportContent) -> Html:
     from pertcontrast.report.guide_qc import section
 
     return section(c.guide_qc, _figure(c.figures["guide_knockdown"]) if "guide_knockdown" in c.figures else None)
+
+
+def _calibration(c: ReportContent) -> Html:
+    from pertcontrast.report.calibration import section
+
+    return section(c.calibration)
 
 
 def _latents(c: ReportContent) -> Html:

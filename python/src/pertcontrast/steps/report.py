@@ -69,12 +69,14 @@ def report_id(prepared_path, title: str | None) -> str:
 def build_report(prepared_path, latents_path, model_dir, output_dir, responders=None, de=None, effects=None,
                  title: str | None = None, settings: ReportSettings | None = None,
                  perturbation_key: str | None = None, control_label: str | None = None,
-                 guide_qc=None) -> ReportFiles:
+                 guide_qc=None, calibration=None) -> ReportFiles:
     """Write the report of one screen into ``output_dir``; the HTML is written last.
     ``prepared_path``: the prepared file; ``latents_path``: its export; ``responders``: the
     output of 'pertcontrast responders' (per-cell calls), when it ran; ``guide_qc``: the QC
-    folder of 'pertcontrast assign-guides' (its section says "not run" without it)."""
+    folder of 'pertcontrast assign-guides' and ``calibration`` the folder of 'pertcontrast
+    calibration' (their sections say "not run" without them)."""
     from pertcontrast.report import embedding, metrics
+    from pertcontrast.report.calibration import read_calibration
     from pertcontrast.report.guide_qc import read_guide_qc
     from pertcontrast.report.inputs import read_analysis, read_model_folder, responder_table
     from pertcontrast.report.latents import read_latents
@@ -93,6 +95,7 @@ def build_report(prepared_path, latents_path, model_dir, output_dir, responders=
     table_of_responders = responder_table(latents.perturbation, latents.is_control, latents.responder_call)
     analysis = read_analysis(de, effects, table_of_responders)
     guides = read_guide_qc(guide_qc) if guide_qc is not None else None
+    calibrated = read_calibration(calibration) if calibration is not None else None
     log.info("report: %s cells, %d perturbations", f"{latents.n_cells:,}", len(set(latents.perturbation)) - 1)
 
     table = metrics.perturbation_table(latents, analysis)
@@ -102,14 +105,17 @@ def build_report(prepared_path, latents_path, model_dir, output_dir, responders=
     log.info("report: background-removal summary")
     removal = metrics.background_removal(latents, settings.predictability_cells, settings.seed)
     headline = metrics.headline(identifier, latents, removal, table, analysis, model, len(rows))
+    headline["calibration_passed"] = calibrated.summary["passed"] if calibrated is not None else None
 
     output_dir = Path(output_dir)
     figures, colourings = _draw(output_dir / "figures", latents, model, analysis, table, strength, rows, views,
                                 removal, settings, guides)
     inputs = {"prepared": prepared_path, "latents": latents_path, "model": model_dir, "responders": responders,
-              "de": de, "effects": effects, "guide_qc": guides.folder if guides is not None else None}
+              "de": de, "effects": effects, "guide_qc": guides.folder if guides is not None else None,
+              "calibration": calibration}
     content = _content(identifier, headline, latents, model, analysis, removal, table, strength, figures,
                        colourings, settings, inputs, guides)
+    content.calibration = calibrated
     from pertcontrast.report.page import render
 
     html_path, json_path = output_dir / f"{identifier}.report.html", output_dir / f"{identifier}.report.json"

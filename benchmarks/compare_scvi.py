@@ -38,7 +38,7 @@ def _peak_rss_gb() -> float:
 
 
 def _quality(adata, salient, background) -> dict:
-    from pertcontrast.evaluate import knn_predictability
+    from pertcontrast.analysis.predictability import knn_predictability
 
     responders = adata.obs["truth_responder"].to_numpy()
     out = {}

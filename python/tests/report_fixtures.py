@@ -34,6 +34,7 @@ class ReportInputs:
     perturbations: list[str]  # strongest first (as written in effects.csv)
     genes: list[str]
     guide_qc: Path | None = None
+    calibration: Path | None = None
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +64,18 @@ def report_inputs(tiny_prepared, tiny_model, tmp_path_factory) -> ReportInputs:
                           folder / "screen1.responders.h5ad", folder / "de", folder / "effects", perturbations, genes)
     write_analysis_outputs(inputs, prepared.obs["perturbation"].astype(str).to_numpy(), calls, rng)
     inputs.guide_qc = write_guide_qc(folder)
+    inputs.calibration = write_calibration(folder, tiny_model)
     return inputs
+
+
+def write_calibration(folder: Path, model) -> Path:
+    """The folder of 'pertcontrast calibration' for the fixture screen (3 groups, no DE)."""
+    from pertcontrast.analysis.calibration import CalibrationSettings
+    from pertcontrast.steps.calibration import calibration_file
+
+    calibration_file(folder / "screen1.prepared.h5ad", folder / "screen1.latents.h5ad", model, folder / "calibration",
+                     CalibrationSettings(n_groups=3, de=False), device="cpu")
+    return folder / "calibration"
 
 
 def write_guide_qc(folder: Path) -> Path:
@@ -152,7 +164,7 @@ def build(inputs: ReportInputs, output: Path, analysis: bool, title: str | None 
     from pertcontrast.steps.report import ReportSettings, build_report
 
     options = dict(responders=inputs.responders, de=inputs.de, effects=inputs.effects,
-                   guide_qc=inputs.guide_qc) if analysis else {}
+                   guide_qc=inputs.guide_qc, calibration=inputs.calibration) if analysis else {}
     return build_report(inputs.prepared, inputs.latents, inputs.model, output, title=title,
                         settings=ReportSettings(**{"embedding": "pca", **settings}), **options)
 

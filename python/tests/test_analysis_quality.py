@@ -57,7 +57,7 @@ def new_cells(screens):
 
 
 def test_the_salient_space_holds_the_program_and_not_the_background(screens, new_cells):
-    from pertcontrast.evaluate import log_normalised_pca
+    from pertcontrast.analysis.predictability import log_normalised_pca
 
     _, prepared, _, _ = screens
     new, latents, _, _ = new_cells

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from pertcontrast.cli import main
-from pertcontrast.evaluate import knn_predictability, log_normalised_pca
+from pertcontrast.analysis.predictability import knn_predictability, log_normalised_pca
 from pertcontrast.steps.merge import read_merged
 
 pytestmark = pytest.mark.slow

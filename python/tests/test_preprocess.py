@@ -200,7 +200,7 @@ def test_chunk_written_64_bit_indices_are_read_as_32_bit(tmp_path):
     """Files written chunk-wise carry 64-bit row pointers; scanpy/sklearn kernels (PCA)
     need 32-bit ones, so in-memory reads use them when the matrix fits."""
     from pertcontrast.data.reading import read_anndata
-    from pertcontrast.evaluate import log_normalised_pca
+    from pertcontrast.analysis.predictability import log_normalised_pca
 
     counts = sp.random(60, 40, density=0.3, format="csr", random_state=0, dtype=np.float32)
     counts.data = np.ceil(counts.data * 5)

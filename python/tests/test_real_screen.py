@@ -77,7 +77,7 @@ def test_effect_calls_agree_with_an_independent_test(held_out, wilcoxon_genes):
 
 
 def test_the_replicate_stays_out_of_the_salient_space(held_out):
-    from pertcontrast.evaluate import knn_predictability
+    from pertcontrast.analysis.predictability import knn_predictability
 
     cells, latents, labels, _ = held_out
     perturbed = labels != CONTROL

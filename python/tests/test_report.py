@@ -25,7 +25,8 @@ pytest_plugins = ["report_fixtures"]  # session fixtures shared by the report te
 SCRIPT_LABEL = "<script>alert(1)</script>"
 IMG_GENE = "<img src=x onerror=alert(1)>"
 
-SECTIONS = ("guides", "latents", "background-removal", "effects", "clustering", "de", "training", "settings", "provenance")
+SECTIONS = ("guides", "latents", "background-removal", "effects", "calibration", "clustering", "de", "training",
+            "settings", "provenance")
 ALL_FIGURES = {"latents_phase", "latents_condition", "latents_perturbation", "latents_batch",
                "latents_responder_call", "background_removal", "salient_norms", "training_curves", "heatmap",
                "volcano", "top_genes"}
@@ -81,7 +82,9 @@ def test_report_without_analysis_says_what_did_not_run(plain_report, report_inpu
     assert "Not run: no --de folder given (run &#x27;pertcontrast de&#x27;)." in html
     assert "responders: not run (pass --responders responders.h5ad)" in html
     assert "Not run: no --guide-qc folder given" in html
+    assert "Not run: no --calibration folder given" in html
     headline = json.loads(plain_report.json.read_text())
+    assert headline["calibration_passed"] is None
     assert headline["n_cells_shown"] == 500
     assert f"Showing 500 of {headline['n_cells']:,} cells (a random subsample)" in html
     assert headline["n_perturbations_with_effect"] is None
@@ -105,6 +108,17 @@ def test_guide_section_shows_assignment_cells_and_flags_guides_without_knockdown
     perturbations = pd.read_csv(report_inputs.guide_qc / "perturbations.csv")
     assert section.split('id="perturbation-qc-table"')[1].split("</table>")[0].count("<tr>") == len(perturbations) + 1
     assert 'data-figure="guide_knockdown"' in section
+
+
+def test_calibration_section_shows_the_check_against_its_targets(full_report, report_inputs):
+    html = full_report.html.read_text()
+    section = html.split('<section id="calibration">')[1].split("</section>")[0]
+    summary = json.loads((report_inputs.calibration / "summary.json").read_text())
+    verdict = "Within every target" if summary["passed"] else "Outside a target"
+    assert verdict in section.split('id="calibration-verdict"')[1].split("</p>")[0]
+    groups = section.split('id="calibration-table"')[1].split("</table>")[0]
+    assert groups.count("<tr>") == summary["n_groups"] + 1
+    assert json.loads(full_report.json.read_text())["calibration_passed"] == summary["passed"]
 
 
 def test_user_supplied_text_is_escaped(full_report):
@@ -339,9 +353,11 @@ def test_report_reads_the_real_analysis_outputs(report_inputs, tmp_path):
          "--max-cells-per-perturbation", 50, "--device", "cpu"),
         ("effects", prepared, "--latents", latents, "--responders", responders, "--de", tmp_path / "de",
          "--output", tmp_path / "effects", "--permutations", 10),
+        ("calibration", prepared, "--latents", latents, "--model", model, "--output", tmp_path / "calibration",
+         "--groups", 2, "--no-de", "--device", "cpu"),
         ("report", prepared, "--latents", latents, "--model", model, "--responders", responders,
-         "--de", tmp_path / "de", "--effects", tmp_path / "effects", "--output-dir", tmp_path / "report",
-         "--embedding", "pca"),
+         "--de", tmp_path / "de", "--effects", tmp_path / "effects", "--calibration", tmp_path / "calibration",
+         "--output-dir", tmp_path / "report", "--embedding", "pca"),
     ]
     for step in steps:
         result = invoke(*step)

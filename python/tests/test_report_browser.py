@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.slow]
 def test_the_browser_and_its_driver_are_installed():
     assert not MISSING, f"not installed: {', '.join(MISSING)} (run scripts/setup-system.sh; requirements.lock)"
 
-SECTIONS = ("guides", "latents", "background-removal", "effects", "clustering", "de", "training", "settings", "provenance")
+SECTIONS = ("guides", "latents", "background-removal", "effects", "calibration", "clustering", "de", "training",
+            "settings", "provenance")
 COLUMN_VALUES = """(column) => Array.from(document.querySelectorAll('#effect-table tbody tr'))
     .filter(row => !row.hidden).map(row => row.cells[column].textContent)"""
 

@@ -6,26 +6,7 @@ controls: cell cycle, clonal sub-states, batch, depth) and perturbed cells get a
 perturbation effect with the cell-line heterogeneity removed.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-
-def _source_version() -> str:
-    """The version in python/pyproject.toml, for a source tree run without installing
-    (bin/pertcontrast does that)."""
-    import tomllib
-    from pathlib import Path
-
-    try:
-        with (Path(__file__).resolve().parents[2] / "pyproject.toml").open("rb") as handle:
-            return tomllib.load(handle)["project"]["version"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return "0.0.0+unknown"
-
-
-try:
-    __version__ = version("pertcontrast")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = _source_version()
+from pertcontrast.versions import __version__
 
 
 def __getattr__(name):

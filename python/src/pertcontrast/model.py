@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pertcontrast import __version__
+from pertcontrast.versions import __version__
 from pertcontrast.data.loader import CellArrays, CountRows, csr_tensor, sequential_batches
 from pertcontrast.data.registry import DataRegistry
+from pertcontrast.data.screen_files import perturbation_column
 from pertcontrast.errors import InputDataError, ModelLoadError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
 from pertcontrast.module.architecture import Architecture
@@ -46,15 +47,7 @@ def recorded_preprocessing(adata) -> dict:
 def perturbation_settings(adata, perturbation_key, control_label, source: str) -> tuple[str, str]:
     """The perturbation column and control label: as given, else as ``preprocess``
     recorded them; a clear error when neither says."""
-    recorded = recorded_preprocessing(adata)
-    perturbation_key = perturbation_key or recorded.get("perturbation_key")
-    control_label = control_label or recorded.get("control_label")
-    if not perturbation_key or not control_label:
-        raise InputDataError(
-            f"{source}: no perturbation column/control label given and none recorded by "
-            "'pertcontrast preprocess'; pass --perturbation-key and --control-label."
-        )
-    return perturbation_key, control_label
+    return perturbation_column(recorded_preprocessing(adata), perturbation_key, control_label, source)
 
 
 class ContrastiveModel:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-REGISTRY_INFO_FILE = "registry.json"
-
 
 def load_model(spec: str | Path, tracking_uri: str | None = None):
     """Return ``(model, info)``; ``info`` records where the model came from (for outputs).
@@ -15,11 +13,10 @@ def load_model(spec: str | Path, tracking_uri: str | None = None):
     ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` (resolved on the tracking server).
     """
     from pertcontrast.model import ContrastiveModel
+    from pertcontrast.tracking.registry import REGISTRY_INFO_FILE, load_registered_model
 
     spec = str(spec)
     if spec.startswith("models:/"):
-        from pertcontrast.tracking import load_registered_model
-
         return load_registered_model(spec, tracking_uri)
     model = ContrastiveModel.load(spec)
     info = {"model_source": "folder", "model_path": str(Path(spec).resolve())}

@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pertcontrast.analysis.multiple_testing import benjamini_hochberg
-from pertcontrast.evaluate import knn_predictability
+from pertcontrast.analysis.predictability import knn_predictability
 
 
 def perturbation_truth(adata) -> pd.DataFrame:

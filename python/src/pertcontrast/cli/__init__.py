@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from pertcontrast import __version__
+from pertcontrast.versions import __version__
 from pertcontrast.cli._group import PertcontrastGroup
 
 COMMAND_MODULES = (

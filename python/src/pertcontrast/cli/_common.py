@@ -78,11 +78,11 @@ def echo_command_line() -> None:
     (what was run is then in every log)."""
     from pathlib import Path
 
-    import pertcontrast
+    from pertcontrast import versions
     from pertcontrast.tracking.uris import scrub
 
     # scrub: a tracking URI with user:password@ must never reach a log.
     logging.getLogger("pertcontrast").info(
-        "pertcontrast %s (%s): %s", pertcontrast.__version__, Path(pertcontrast.__file__).parent,
+        "pertcontrast %s (%s): %s", versions.__version__, Path(versions.__file__).parent,
         " ".join(scrub(a) for a in sys.argv),
     )

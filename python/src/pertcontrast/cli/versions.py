@@ -1,27 +1,8 @@
 from __future__ import annotations
 
-import platform
-
 import click
 
-PACKAGES = ("pertcontrast", "torch", "pyro-ppl", "scanpy", "anndata", "mlflow", "pandas", "numpy", "scikit-learn", "click")
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from pertcontrast import __version__
-
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        if name == "pertcontrast":  # also right for a source tree run without installing
-            versions[name] = __version__
-            continue
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+from pertcontrast.versions import package_versions
 
 
 @click.command("versions")

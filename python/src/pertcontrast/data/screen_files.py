@@ -102,6 +102,19 @@ class _InMemory:
         pass
 
 
+def perturbation_column(recorded: dict, perturbation_key, control_label, source) -> tuple[str, str]:
+    """The perturbation column and the control label: as given, else as 'pertcontrast
+    preprocess' recorded them (``recorded``: its settings); a clear error when neither says."""
+    perturbation_key = perturbation_key or recorded.get("perturbation_key")
+    control_label = control_label or recorded.get("control_label")
+    if not perturbation_key or not control_label:
+        raise InputDataError(
+            f"{source}: no perturbation column/control label given and none recorded by "
+            "'pertcontrast preprocess'; pass --perturbation-key and --control-label."
+        )
+    return str(perturbation_key), str(control_label)
+
+
 class ScreenFiles:
     """The prepared file and the step outputs of one screen (``outputs``: step name -> path,
     in step order; ``None`` for a step that did not run)."""
@@ -210,6 +223,22 @@ class ScreenFiles:
         """What 'pertcontrast preprocess' recorded (perturbation column, control label, ...)."""
         recorded = self.uns(PREPROCESS_KEY, "prepared")
         return recorded.get("settings", {}) if isinstance(recorded, dict) else {}
+
+    def labels_and_control(self, perturbation_key=None, control_label=None) -> tuple[np.ndarray, str, str]:
+        """Each cell's perturbation label (str), the control label and the perturbation
+        column: as given, else as recorded in the prepared file."""
+        key, control = perturbation_column(self.recorded_settings(), perturbation_key, control_label, self.prepared)
+        if not self.has("obs", key):
+            raise InputDataError(f"{self.prepared}: obs has no column '{key}' (the perturbation column); "
+                                 "pass --perturbation-key with the right name.")
+        values = self.read("obs", key)
+        # categoricals through object: a missing label stays missing instead of becoming "nan"
+        values = values.astype(object) if isinstance(values, pd.Categorical) else values
+        labels = np.asarray(pd.Series(np.asarray(values)).astype(str))
+        if not (labels == control).any():
+            raise InputDataError(f"{self.prepared}: no cells with the control label '{control}' in '{key}'; "
+                                 "pass --control-label.")
+        return labels, control, key
 
     def columns(self, group: str = "obs") -> list[str]:
         """Every key of ``group`` over the files, in file order."""

@@ -31,7 +31,7 @@ def embed(matrix: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
 
 def count_view(counts, method: str, seed: int = 0) -> np.ndarray:
     """The same view of log-normalised counts (per 10k, log1p; PCA, then UMAP of the PCs)."""
-    from pertcontrast.evaluate import log_normalised_pca
+    from pertcontrast.analysis.predictability import log_normalised_pca
 
     pcs = log_normalised_pca(counts, n_components=COUNT_PCS, seed=seed)
     return pcs[:, :2] if method == "pca" else embed(pcs, method, seed)

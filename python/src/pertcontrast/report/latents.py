@@ -88,25 +88,9 @@ def _read(files: ScreenFiles, latents_path: Path, perturbation_key, control_labe
             raise InputDataError(f"{latents_path} has no .obsm['{key}']; run 'pertcontrast export' first.")
     uns = {key: _plain(files.uns(key, step)) for key, step in UNS_KEYS.items() if files.uns(key, step)}
     settings = uns.get("pertcontrast", {}).get("settings", {})
-    perturbation_key = perturbation_key or settings.get("perturbation_key")
-    control_label = control_label or settings.get("control_label")
-    if not perturbation_key or not control_label:
-        raise InputDataError(
-            f"{files.prepared} has no .uns['pertcontrast']['settings'] naming the perturbation column and the "
-            "control label; pass --perturbation-key and --control-label (or run 'pertcontrast preprocess')."
-        )
-    if not files.has("obs", perturbation_key):
-        raise InputDataError(
-            f"{files.prepared} has no .obs['{perturbation_key}'] (the perturbation column); pass --perturbation-key."
-        )
+    labels, control_label, perturbation_key = files.labels_and_control(perturbation_key, control_label)
     salient = np.asarray(files.read_from("export", "obsm", SALIENT), dtype=np.float32)
     background = np.asarray(files.read_from("export", "obsm", BACKGROUND), dtype=np.float32)
-    labels = _column(files, perturbation_key).astype(str)
-    if not (labels == control_label).any():
-        raise InputDataError(
-            f"{files.prepared}: no cells with the control label '{control_label}' in .obs['{perturbation_key}']; "
-            "pass --control-label."
-        )
     batch_key = settings.get("batch_key") or None
     has_batch = bool(batch_key) and files.has("obs", batch_key)
     called = files.has("obs", RESPONDER_CALL, step="responders")

@@ -27,7 +27,7 @@ def subsample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
 def background_removal(latents, max_cells: int = 10_000, seed: int = 0) -> dict[str, dict[str, float]]:
     """How well phase and batch are predicted from each latent (k-NN balanced accuracy
     minus chance): a good model keeps them in the background and out of the salient latent."""
-    from pertcontrast.evaluate import knn_predictability
+    from pertcontrast.analysis.predictability import knn_predictability
 
     result = {}
     for name, labels in (("phase", latents.phase), ("batch", latents.batch)):

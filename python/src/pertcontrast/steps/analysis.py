@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pertcontrast import __version__
+from pertcontrast.versions import __version__
 from pertcontrast.data.screen_files import ScreenFiles
 from pertcontrast.errors import InputDataError
 from pertcontrast.io import atomic_dir, write_step_output, write_table_atomic
@@ -59,23 +59,8 @@ def generate_file(prepared, model, output, settings, device: str = "auto", model
 def labels_and_control(files: ScreenFiles, perturbation_key=None, control_label=None):
     """Each cell's perturbation label (str) and the control label: as given, else as
     'pertcontrast preprocess' recorded them in the prepared file."""
-    recorded = files.recorded_settings()
-    key = perturbation_key or recorded.get("perturbation_key")
-    control = control_label or recorded.get("control_label")
-    if not key or not control:
-        raise InputDataError(
-            f"{files.prepared}: no perturbation column/control label given and none recorded by "
-            "'pertcontrast preprocess'; pass --perturbation-key and --control-label."
-        )
-    if not files.has("obs", key):
-        raise InputDataError(
-            f"{files.prepared}: obs has no column '{key}' (the perturbation column); "
-            "pass --perturbation-key with the right name."
-        )
-    labels = np.asarray(pd.Series(files.read("obs", key)).astype(str))
-    if not (labels == control).any():
-        raise InputDataError(f"{files.prepared}: no cells with the control label '{control}' in '{key}'.")
-    return labels, str(control)
+    labels, control, _ = files.labels_and_control(perturbation_key, control_label)
+    return labels, control
 
 
 def salient_means(files: ScreenFiles) -> np.ndarray:

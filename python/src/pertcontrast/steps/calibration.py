@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from pertcontrast import __version__
+from pertcontrast.versions import __version__
 from pertcontrast.data.screen_files import ScreenFiles
 from pertcontrast.io import atomic_dir
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pertcontrast import __version__
+from pertcontrast.versions import __version__
 from pertcontrast.data.reading import read_anndata
 from pertcontrast.io import write_step_output
 

@@ -11,17 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pertcontrast import __version__
+from pertcontrast.versions import REPORT_PACKAGES, __version__, package_versions
 from pertcontrast.errors import InputDataError, ParameterError
 from pertcontrast.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("pertcontrast")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 PREPARED_SUFFIXES = (".prepared.h5ad", ".h5ad")
-VERSION_PACKAGES = ("pertcontrast", "torch", "pyro-ppl", "anndata", "scanpy", "umap-learn", "matplotlib",
-                    "numpy", "pandas", "scikit-learn", "mlflow")
-
-
 @dataclass
 class ReportSettings:
     max_points: int = 20_000
@@ -183,22 +179,10 @@ def _content(identifier, headline, latents, model, analysis, removal, table, str
     return ReportContent(
         title=identifier, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), headline=headline,
         latents=latents, model=model, analysis=analysis, removal=removal, table=table, strength=strength,
-        figures=figures, colourings=colourings, method=settings.embedding, versions=software_versions(),
+        figures=figures, colourings=colourings, method=settings.embedding,
+        versions=package_versions(REPORT_PACKAGES),
         inputs={k: str(v) for k, v in inputs.items() if v is not None}, options=asdict(settings), guide_qc=guides,
     )
-
-
-def software_versions() -> dict[str, str]:
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def build_summary(report_jsons, output, link_template: str | None = None, title: str = "pertcontrast run summary"):

@@ -20,6 +20,7 @@ from pertcontrast.errors import ModelLoadError, TrackingError
 from pertcontrast.tracking.uris import CHECK_LIMITS, http_limits, redact
 
 log = logging.getLogger("pertcontrast")
+REGISTRY_INFO_FILE = "registry.json"  # in a downloaded model folder: where it came from
 _REF = re.compile(r"^(?:models:/)?(?P<name>[^@]+?)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+|latest))$")
 
 
@@ -247,7 +248,6 @@ def download_model(spec: str, output, tracking_uri_option: str | None = None, re
     import shutil
 
     from pertcontrast.io import atomic_dir, write_json_atomic
-    from pertcontrast.model_source import REGISTRY_INFO_FILE
 
     with _downloaded(spec, tracking_uri_option, requested) as (folder, info), atomic_dir(output) as tmp:
         shutil.copytree(folder, tmp, dirs_exist_ok=True)

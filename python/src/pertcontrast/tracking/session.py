@@ -107,8 +107,8 @@ class TrainingTracker:
 
     # -- the run -------------------------------------------------------------------------
     def start(self, model, adata, settings, input_path) -> None:
-        from pertcontrast import __version__
-        from pertcontrast.cli.versions import package_versions
+        from pertcontrast.versions import __version__
+        from pertcontrast.versions import package_versions
         from pertcontrast.tracking.summary import data_summary, start_params
         from pertcontrast.tracking.upload import RunUploader
 

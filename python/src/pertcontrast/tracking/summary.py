@@ -86,7 +86,7 @@ def summary_metrics(model, adata, result, max_cells: int = SUMMARY_CELLS, seed: 
     balanced accuracy minus chance, on up to ``max_cells`` cells). A good model keeps them
     in the background latent and out of the salient one.
     """
-    from pertcontrast.evaluate import knn_predictability
+    from pertcontrast.analysis.predictability import knn_predictability
     from pertcontrast.model import recorded_preprocessing
 
     history = result.history

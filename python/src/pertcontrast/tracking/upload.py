@@ -181,7 +181,7 @@ def _quiet(logger_name: str):
 
 
 def pip_requirements() -> list[str]:
-    from pertcontrast.cli.versions import package_versions
+    from pertcontrast.versions import package_versions
 
     versions = package_versions()
     names = ("pertcontrast", "mlflow", "torch", "pyro-ppl", "anndata", "pandas", "numpy")

@@ -105,7 +105,7 @@ class PreprocessReport:
 def recorded_settings(settings: PreprocessSettings, report: PreprocessReport) -> dict:
     """What ``train``, ``export`` and the analysis read back; plain types only (it goes into
     .h5ad uns)."""
-    from pertcontrast import __version__
+    from pertcontrast.versions import __version__
 
     recorded = {k: v for k, v in asdict(settings).items() if v is not None}
     recorded["control_label"] = settings.control_label

@@ -8,6 +8,8 @@ import traceback
 
 import click
 
+from pertcontrast.errors import PertcontrastError
+
 
 def _debug_requested(args: list[str]) -> bool:
     return "--debug" in args or os.environ.get("PERTCONTRAST_DEBUG", "") not in ("", "0", "false")
@@ -31,6 +33,11 @@ class PertcontrastGroup(click.Group):
             if _debug_requested(argv):
                 traceback.print_exc()
             error.show()
+            sys.exit(error.exit_code)
+        except PertcontrastError as error:  # raised outside a command's guard (cli._guard)
+            if _debug_requested(argv):
+                traceback.print_exc()
+            click.echo(f"Error: {error}", err=True)
             sys.exit(error.exit_code)
         except click.exceptions.Exit as exit_:
             sys.exit(exit_.exit_code)

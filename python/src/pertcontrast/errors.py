@@ -22,9 +22,12 @@ class PertcontrastError(Exception):
         self.param = param
 
     def describe(self, param_name: str | None = None) -> str:
-        """The message, led by the setting it concerns (``param_name`` overrides how that
-        setting is called: the CLI passes the flag)."""
+        """The message, led by the setting it concerns, or with that setting in place of
+        ``{param}`` (``param_name`` overrides how the setting is called: the CLI passes the
+        flag)."""
         name = param_name or self.param
+        if name and "{param}" in self.message:  # the message says where the setting goes
+            return self.message.replace("{param}", name)
         return f"{name} {self.message}" if name else self.message
 
     def __str__(self) -> str:

@@ -26,7 +26,9 @@ _HDF5_FORMAT = re.compile(r"file signature not found|truncated file|bad object h
 
 # settings fields whose option is named otherwise
 FIELD_FLAGS = {"min_umis": "--min-guide-umis", "min_fraction": "--min-guide-fraction",
-               "control_labels": "--control-label", "score_cell_cycle": "--cell-cycle"}
+               "control_labels": "--control-label", "score_cell_cycle": "--cell-cycle",
+               "categorical_covariate_keys": "--categorical-covariate",
+               "continuous_covariate_keys": "--continuous-covariate"}
 
 
 class CommandError(click.ClickException):

@@ -3,11 +3,16 @@ killed or retried job resumes where it stopped and a changed setting starts afre
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import torch
 
+from pertcontrast.errors import InputDataError
 from pertcontrast.io import atomic_path
+
+log = logging.getLogger("pertcontrast")
 
 
 def checkpoint_path(folder: str | Path, run_hash: str) -> Path:
@@ -20,11 +25,29 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict | None:
-    """The saved state, or None when there is none (or it is unreadable: start afresh)."""
+    """The saved state, or None when there is none.
+
+    A checkpoint holding anything but tensors, numbers and dicts is refused with an error
+    (someone or something replaced it; loading it could run code), never silently dropped.
+    One that is unreadable (damaged) is set aside as ``NAME.damaged`` with a warning and
+    training starts afresh."""
+    import pickle
+    import warnings
+
     if not path.exists():
         return None
     try:
-        # Plain tensors, numbers and dicts only: no pickled code is ever loaded.
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - a corrupt checkpoint means training from scratch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's own warning repeats what we say below
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise InputDataError(
+            f"{path}: the checkpoint holds objects other than weights and was refused (loading it could run "
+            f"code: {str(error).splitlines()[0][:100]}). Delete it to train afresh, after checking who wrote it."
+        ) from error
+    except Exception as error:  # noqa: BLE001 - any other failure means a damaged file
+        damaged = path.with_name(path.name + ".damaged")
+        os.replace(path, damaged)
+        log.warning("%s: checkpoint unreadable (%s: %s); moved to %s, training starts afresh", path,
+                    type(error).__name__, str(error).splitlines()[0][:100] if str(error) else "", damaged.name)
         return None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pertcontrast.errors import ModelLoadError
+from pertcontrast.train.checkpoint import refused_code
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
@@ -94,6 +95,9 @@ def _read_weights(folder: Path, problems: list[str]) -> dict | None:
     try:
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if not refused_code(error):
+            problems.append(f"{WEIGHTS_FILE} cannot be read (not a weights file; {_first_line(error)})")
+            return None
         problems.append(f"{WEIGHTS_FILE} holds objects other than weights (refused: loading it could run code; "
                         f"{str(error).splitlines()[0][:120]})")
         return None
@@ -105,6 +109,11 @@ def _read_weights(folder: Path, problems: list[str]) -> dict | None:
         problems.append(f"{WEIGHTS_FILE} is not a table of weights")
         return None
     return state
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:120] if text else type(error).__name__
 
 
 def _read_shapes(config: dict, state: dict | None, problems: list[str]):
@@ -136,7 +145,7 @@ def _read_shapes(config: dict, state: dict | None, problems: list[str]):
         if missing or extra or wrong:
             details = [f"{k} {found[k]} vs {wanted[k]}" for k in wrong[:2]] + missing[:2] + extra[:2]
             problems.append(f"{WEIGHTS_FILE} does not match {CONFIG_FILE} ({len(wrong)} tensors of another shape, "
-                            f"{len(missing)} missing, {len(extra)} unexpected: {', '.join(details)})")
+                            f"{len(missing)} missing, {len(extra)} extra: {', '.join(details)})")
     return architecture, registry, state
 
 

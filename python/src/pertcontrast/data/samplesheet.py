@@ -32,8 +32,14 @@ def load_schema(schema_path: str | Path | None = None) -> dict:
     if schema_path is None:
         text = resources.files("pertcontrast.data.resources").joinpath("schema_input.json").read_text()
     else:
-        text = Path(schema_path).read_text()
-    return json.loads(text)
+        text = Path(schema_path).read_text(encoding="utf-8", errors="replace")
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SamplesheetError(f"{schema_path}: the schema is not valid JSON ({error}).") from error
+    if not isinstance(schema, dict) or not isinstance(schema.get("items"), dict):
+        raise SamplesheetError(f"{schema_path}: not a samplesheet schema (no 'items' object).")
+    return schema
 
 
 def validate_samplesheet(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -24,6 +25,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def refused_code(error: Exception) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused the file for holding code
+    (classes or functions to import), rather than for being damaged."""
+    return bool(re.search(r"Unsupported global|GLOBAL ", str(error)))
+
+
 def load_checkpoint(path: Path) -> dict | None:
     """The saved state, or None when there is none.
 
@@ -41,13 +48,18 @@ def load_checkpoint(path: Path) -> dict | None:
             warnings.simplefilter("ignore")  # torch's own warning repeats what we say below
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if not refused_code(error):
+            return _set_aside(path, error)
         raise InputDataError(
             f"{path}: the checkpoint holds objects other than weights and was refused (loading it could run "
             f"code: {str(error).splitlines()[0][:100]}). Delete it to train afresh, after checking who wrote it."
         ) from error
     except Exception as error:  # noqa: BLE001 - any other failure means a damaged file
-        damaged = path.with_name(path.name + ".damaged")
-        os.replace(path, damaged)
-        log.warning("%s: checkpoint unreadable (%s: %s); moved to %s, training starts afresh", path,
-                    type(error).__name__, str(error).splitlines()[0][:100] if str(error) else "", damaged.name)
-        return None
+        return _set_aside(path, error)
+
+
+def _set_aside(path: Path, error: Exception) -> None:
+    damaged = path.with_name(path.name + ".damaged")
+    os.replace(path, damaged)
+    log.warning("%s: checkpoint unreadable (%s: %s); moved to %s, training starts afresh", path,
+                type(error).__name__, str(error).splitlines()[0][:100] if str(error) else "", damaged.name)

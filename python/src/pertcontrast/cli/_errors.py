@@ -4,9 +4,12 @@ naming the file and what to do. Anything not recognised is left to the group's f
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import re
+import gc
+import sys
 
 import click
 
@@ -63,7 +66,7 @@ def _chain(error: BaseException):
         error = error.__cause__ or error.__context__
 
 
-def _errno_of(error: BaseException) -> int | None:
+def errno_of(error: BaseException) -> int | None:
     if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
         return error.errno
     text = str(error)
@@ -90,7 +93,7 @@ def translate(error: BaseException, ctx: click.Context | None, inputs: list, out
         if isinstance(cause, PertcontrastError):
             return cause.describe(flag_of(ctx, cause.param))
     for cause in _chain(error):
-        number = _errno_of(cause)
+        number = errno_of(cause)
         if number is not None:
             filename = getattr(cause, "filename", None)
             return _write_failure(number, str(filename) if filename else output_names)
@@ -111,3 +114,26 @@ def translate(error: BaseException, ctx: click.Context | None, inputs: list, out
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def quiet_write_echoes():
+    """h5py reports a failed write again from every object it frees (hundreds of
+    'Exception ignored' tracebacks on a full disk); the command's own error already says
+    it, so those echoes are dropped while the command runs."""
+    previous, previous_excepthook = sys.unraisablehook, sys.excepthook
+
+    def hook(unraisable):
+        if errno_of(unraisable.exc_value) is None:
+            previous(unraisable)
+
+    def excepthook(kind, value, traceback):  # Cython prints a freed object's error through it
+        if errno_of(value) is None:
+            previous_excepthook(kind, value, traceback)
+
+    sys.unraisablehook, sys.excepthook = hook, excepthook
+    try:
+        yield
+    finally:
+        gc.collect()  # what the error's traceback kept alive is freed here, quietly
+        sys.unraisablehook, sys.excepthook = previous, previous_excepthook

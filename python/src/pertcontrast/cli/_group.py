@@ -8,6 +8,7 @@ import traceback
 
 import click
 
+from pertcontrast.cli._errors import quiet_write_echoes
 from pertcontrast.errors import PertcontrastError
 
 
@@ -18,6 +19,10 @@ def _debug_requested(args: list[str]) -> bool:
 class PertcontrastGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         argv = list(sys.argv[1:] if args is None else args)
+        with quiet_write_echoes():
+            return self._main(argv, prog_name, complete_var, **extra)
+
+    def _main(self, argv, prog_name, complete_var, **extra):
         try:
             return super().main(
                 args=argv,

@@ -41,7 +41,7 @@ def small_disk(tmp_path):
     folder = tmp_path / "disk"
     _mount(folder, "size=2m")
     yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+    subprocess.run(["umount", "-l", str(folder)], check=False)  # lazy: a leaked handle must not keep it
 
 
 @pytest.fixture()
@@ -49,7 +49,7 @@ def read_only(tmp_path):
     folder = tmp_path / "ro"
     _mount(folder, "size=1m", "ro")
     yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+    subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 @pytest.fixture(scope="module")

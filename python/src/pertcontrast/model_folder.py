@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pertcontrast.errors import ModelLoadError
-from pertcontrast.train.checkpoint import refused_code
+from pertcontrast.train.checkpoint import refusal_reason, refused_code
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
@@ -99,7 +99,7 @@ def _read_weights(folder: Path, problems: list[str]) -> dict | None:
             problems.append(f"{WEIGHTS_FILE} cannot be read (not a weights file; {_first_line(error)})")
             return None
         problems.append(f"{WEIGHTS_FILE} holds objects other than weights (refused: loading it could run code; "
-                        f"{str(error).splitlines()[0][:120]})")
+                        f"{refusal_reason(error)})")
         return None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         problems.append(f"{WEIGHTS_FILE} cannot be read ({type(error).__name__}: {str(error).splitlines()[0][:120]});"

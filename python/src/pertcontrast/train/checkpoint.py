@@ -31,6 +31,12 @@ def refused_code(error: Exception) -> bool:
     return bool(re.search(r"Unsupported global|GLOBAL ", str(error)))
 
 
+def refusal_reason(error: Exception) -> str:
+    """The line of torch's refusal that names what was refused (e.g. the class)."""
+    lines = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported global" in line]
+    return (lines or [str(error).splitlines()[0] if str(error) else type(error).__name__])[0][:120]
+
+
 def load_checkpoint(path: Path) -> dict | None:
     """The saved state, or None when there is none.
 
@@ -52,7 +58,7 @@ def load_checkpoint(path: Path) -> dict | None:
             return _set_aside(path, error)
         raise InputDataError(
             f"{path}: the checkpoint holds objects other than weights and was refused (loading it could run "
-            f"code: {str(error).splitlines()[0][:100]}). Delete it to train afresh, after checking who wrote it."
+            f"code: {refusal_reason(error)}). Delete it to train afresh, after checking who wrote it."
         ) from error
     except Exception as error:  # noqa: BLE001 - any other failure means a damaged file
         return _set_aside(path, error)

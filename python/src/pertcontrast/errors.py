@@ -1,18 +1,37 @@
-"""User-facing errors.
+"""User-facing errors: plain exceptions carrying what went wrong.
 
-Every error a user can cause is one of these: the CLI prints its message on one line and
-exits non-zero without a traceback (unless ``--debug``). They subclass
-``click.ClickException`` so the library raises the same objects whether it is called from
-the command line or from a notebook.
+Every error a user can cause is one of these. The library raises them whether it is called
+from the command line or from a notebook; the CLI edge (``cli/_errors.py``) prints the
+message on one line and exits non-zero without a traceback (unless ``--debug``). A
+message that concerns one setting names it through ``param`` (the settings field, e.g.
+``n_top_genes``), so the library does not need to know the command line's flag names:
+the CLI phrases it as the flag (``--n-top-genes``), a notebook sees the field.
 """
 
-import click
+from __future__ import annotations
 
 
-class PertcontrastError(click.ClickException):
+class PertcontrastError(Exception):
     """Base class: a problem the user can fix; the message says what to do."""
 
     exit_code = 1
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def describe(self, param_name: str | None = None) -> str:
+        """The message, led by the setting it concerns, or with that setting in place of
+        ``{param}`` (``param_name`` overrides how the setting is called: the CLI passes the
+        flag)."""
+        name = param_name or self.param
+        if name and "{param}" in self.message:  # the message says where the setting goes
+            return self.message.replace("{param}", name)
+        return f"{name} {self.message}" if name else self.message
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 class InputDataError(PertcontrastError):
@@ -37,3 +56,8 @@ class TrainingDivergedError(PertcontrastError):
 
 class TrackingError(PertcontrastError):
     """The MLflow tracking server or registry cannot be used as asked."""
+
+
+class OutputPathError(PertcontrastError):
+    """An output path cannot be written as asked (it is an input, its folder is missing or
+    read-only, the disk is too full, or another run holds it)."""

@@ -5,6 +5,7 @@ renamed (``os.replace`` is atomic on POSIX within one file system)."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -39,27 +40,67 @@ def atomic_path(destination: str | os.PathLike, suffix: str = ""):
             tmp_path.unlink()
 
 
+def _old_dir(destination: Path) -> Path:
+    return destination.with_name(f".{destination.name}.old")
+
+
+def recover_dir(destination: str | os.PathLike) -> None:
+    """Finish or undo a folder swap that a crash interrupted: the previous version kept
+    as ``.NAME.old`` is put back when ``NAME`` is missing, and dropped when ``NAME`` is
+    there (the swap completed)."""
+    destination = Path(destination)
+    old = _old_dir(destination)
+    if not old.is_dir():
+        return
+    if destination.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(old, destination)
+
+
 @contextlib.contextmanager
 def atomic_dir(destination: str | os.PathLike):
-    """Yield a temporary folder beside ``destination``; swap it in only on success."""
+    """Yield a temporary folder beside ``destination``; swap it in only on success.
+
+    The swap is two renames (``NAME`` -> ``.NAME.old``, temporary -> ``NAME``); the old
+    version is deleted only once the new one is in place, and a crash between the renames
+    is repaired by :func:`recover_dir` on the next run, so a version is never lost."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(destination)
     tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
     try:
         yield tmp
         os.chmod(tmp, _default_mode(directory=True))
         if destination.exists():
-            old = destination.with_name(f".{destination.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
+            old = _old_dir(destination)
             os.replace(destination, old)
-            os.replace(tmp, destination)
+            try:
+                os.replace(tmp, destination)
+            except BaseException:
+                os.replace(old, destination)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, destination)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temporaries(destination: str | os.PathLike) -> list[Path]:
+    """Delete the hidden temporary files and folders (``.NAME.*.tmp*``) that a killed
+    writer of ``destination`` left beside it. Call it only while holding the output's lock
+    (:class:`pertcontrast.outputs.OutputLock`): then no live writer owns them."""
+    destination = Path(destination)
+    removed = []
+    for leftover in destination.parent.glob(f".{glob.escape(destination.name)}.*.tmp*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

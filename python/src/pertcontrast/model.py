@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict, replace
@@ -30,11 +29,14 @@ from pertcontrast.module.contrastive import ContrastiveModule
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.pt"
-HISTORY_FILE = "history.csv"
-SPLIT_FILE = "cell_split.csv.gz"  # each training cell's role (train, validation, decoy)
-FORMAT_VERSION = 2  # 2: the classifier is part of the guide and optional
+from pertcontrast.model_folder import (  # noqa: F401 - the folder's names, re-exported
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    HISTORY_FILE,
+    SPLIT_FILE,
+    WEIGHTS_FILE,
+    read_model_folder,
+)
 
 
 def recorded_preprocessing(adata) -> dict:
@@ -103,7 +105,9 @@ class ContrastiveModel:
         validate.check_perturbations(adata.obs, perturbation_key, control_label, source,
                                      min_control_cells=min(validate.MIN_CONTROL_CELLS, 10))
         for key in categorical + continuous:
-            validate.check_obs_column(adata.obs, key, source, "covariate", "--covariate")
+            param = ("batch_key" if key == batch_key else
+                     "categorical_covariate_keys" if key in categorical else "continuous_covariate_keys")
+            validate.check_obs_column(adata.obs, key, source, "covariate", param)
         registry = DataRegistry.from_obs(
             adata.obs, adata.var_names, perturbation_key, control_label, categorical, continuous
         )
@@ -296,54 +300,13 @@ class ContrastiveModel:
     def load(cls, folder: str | Path, adata=None) -> "ContrastiveModel":
         """Load a model folder written by :meth:`save` (weights loaded with
         ``weights_only=True``: no code from the file is ever run)."""
-        folder = Path(folder)
-        config_file, weights_file = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-        if not folder.is_dir():
-            raise ModelLoadError(f"{folder}: no such model folder.")
-        if not config_file.exists() or not weights_file.exists():
-            raise ModelLoadError(
-                f"{folder}: not a complete model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-                "was training interrupted? Re-run 'pertcontrast train'."
-            )
-        try:
-            config = json.loads(config_file.read_text())
-            version = config.get("format_version", 1)
-            if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-                raise ModelLoadError(
-                    f"{folder}: model folder format {version!r}; this pertcontrast ({__version__}) reads "
-                    f"formats 1 to {FORMAT_VERSION}. Load it with the pertcontrast that wrote it, or retrain."
-                )
-            arch, state = _upgrade(version, config["architecture"],
-                                   torch.load(weights_file, map_location="cpu", weights_only=True))
-            registry = DataRegistry.from_dict(config["registry"])
-        except ModelLoadError:
-            raise
-        except Exception as error:  # noqa: BLE001 - any failure here means a damaged folder
-            raise ModelLoadError(f"{folder}: cannot read the model ({type(error).__name__}: {error}).") from error
-        module = ContrastiveModule(arch)
-        try:
-            module.load_state_dict(state)
-        except RuntimeError as error:
-            raise ModelLoadError(f"{folder}: weights do not match the config ({error}).") from error
-        model = cls(registry, arch, module, adata)
-        model.training = config.get("training", {})
-        if (folder / HISTORY_FILE).exists():
-            model.history = pd.read_csv(folder / HISTORY_FILE)
-        if (folder / SPLIT_FILE).exists():
-            model.cell_split = pd.read_csv(folder / SPLIT_FILE, index_col=0, dtype=str)["split"]
+        read = read_model_folder(folder)
+        module = ContrastiveModule(read.architecture)
+        module.load_state_dict(read.state)  # shapes checked by read_model_folder
+        model = cls(read.registry, read.architecture, module, adata)
+        model.training = read.config.get("training", {})
+        model.history, model.cell_split = read.history, read.cell_split
         return model
-
-
-def _upgrade(version: int, architecture: dict, state: dict) -> tuple[Architecture, dict]:
-    """The architecture and weights of a folder of an older format, as this format has them.
-
-    Format 1 had a classifier outside the guide, always present, and (before the linear
-    salient path existed) no ``salient_linear`` key.
-    """
-    if version == 1:
-        architecture = {"salient_linear": False, **architecture, "classifier": True}
-        state = {(f"inference.{key}" if key.startswith("classifier.") else key): value for key, value in state.items()}
-    return Architecture(**architecture), state
 
 
 def _check_architecture(settings: dict) -> None:

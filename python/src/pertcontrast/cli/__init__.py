@@ -62,10 +62,12 @@ def main(ctx: click.Context, debug: bool) -> None:
 def _register_commands() -> None:
     import importlib
 
+    from pertcontrast.cli._guard import guard
+
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"pertcontrast.cli.{name}")
         for command in module.COMMANDS:
-            main.add_command(command)
+            main.add_command(guard(command))
 
 
 _register_commands()

@@ -79,10 +79,11 @@ def echo_command_line() -> None:
     from pathlib import Path
 
     from pertcontrast import versions
+    from pertcontrast.cli._secrets import mask_argv
     from pertcontrast.tracking.uris import scrub
 
     # scrub: a tracking URI with user:password@ must never reach a log.
     logging.getLogger("pertcontrast").info(
         "pertcontrast %s (%s): %s", versions.__version__, Path(versions.__file__).parent,
-        " ".join(scrub(a) for a in sys.argv),
+        " ".join(scrub(a) for a in mask_argv(sys.argv)),
     )

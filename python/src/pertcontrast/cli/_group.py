@@ -8,6 +8,9 @@ import traceback
 
 import click
 
+from pertcontrast.cli._errors import quiet_write_echoes
+from pertcontrast.errors import PertcontrastError
+
 
 def _debug_requested(args: list[str]) -> bool:
     return "--debug" in args or os.environ.get("PERTCONTRAST_DEBUG", "") not in ("", "0", "false")
@@ -16,6 +19,10 @@ def _debug_requested(args: list[str]) -> bool:
 class PertcontrastGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         argv = list(sys.argv[1:] if args is None else args)
+        with quiet_write_echoes():
+            return self._main(argv, prog_name, complete_var, **extra)
+
+    def _main(self, argv, prog_name, complete_var, **extra):
         try:
             return super().main(
                 args=argv,
@@ -31,6 +38,11 @@ class PertcontrastGroup(click.Group):
             if _debug_requested(argv):
                 traceback.print_exc()
             error.show()
+            sys.exit(error.exit_code)
+        except PertcontrastError as error:  # raised outside a command's guard (cli._guard)
+            if _debug_requested(argv):
+                traceback.print_exc()
+            click.echo(f"Error: {error}", err=True)
             sys.exit(error.exit_code)
         except click.exceptions.Exit as exit_:
             sys.exit(exit_.exit_code)

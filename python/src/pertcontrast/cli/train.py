@@ -132,6 +132,7 @@ def tracking_options(function):
 
 def build_tracking_options(options: dict, input_path: str):
     """TrackingOptions from the command's options, or None with --no-mlflow."""
+    from pertcontrast.cli._secrets import masked
     from pertcontrast.tracking.session import TrackingOptions
 
     if not options["mlflow"]:
@@ -143,12 +144,13 @@ def build_tracking_options(options: dict, input_path: str):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"'{item}' is not KEY=VALUE.", param_hint="--tag")
-        tags[key.strip()] = value
+        tags[key.strip()] = masked(value, f"--tag {key.strip()}", key)
     for name in ("run_name", "session_id", "revision"):
         if options[f"pipeline_{name}"]:
             tags[f"pipeline.{name}"] = options[f"pipeline_{name}"]
     return TrackingOptions(
-        uri=options["mlflow_uri"], experiment_name=options["experiment_name"], run_name=options["run_name"],
+        uri=options["mlflow_uri"], experiment_name=options["experiment_name"],
+        run_name=masked(options["run_name"], "--run-name") if options["run_name"] else None,
         screen_id=options["screen_id"], tags=tags, register_model=options["register_model"],
         model_alias=options["model_alias"], offline_ok=options["mlflow_offline_ok"],
     )

@@ -32,9 +32,7 @@ def read_anndata(path, backed: bool = False, layer: str | None = None):
         elif path.suffix in H5AD_SUFFIXES:
             adata = ad.read_h5ad(path, backed="r" if backed else None)
         elif path.suffix == ".h5":
-            import scanpy as sc
-
-            adata = sc.read_10x_h5(path)
+            adata = _read_10x_h5(path)
         else:
             raise InputDataError(
                 f"{path}: unknown file type '{path.suffix}'; use .h5ad, a 10x .h5, or a 10x "
@@ -55,6 +53,17 @@ def read_anndata(path, backed: bool = False, layer: str | None = None):
     if not backed:
         adata.X = compact_index(adata.X)
     return adata
+
+
+def _read_10x_h5(path: Path):
+    import scanpy as sc
+
+    try:
+        return sc.read_10x_h5(path)
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError):
+        raise
+    except Exception as error:  # noqa: BLE001 - scanpy raises a bare Exception for missing datasets
+        raise read_failure(path, error) from error
 
 
 def compact_index(matrix):

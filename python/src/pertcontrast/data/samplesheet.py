@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import json
 import re
 from importlib import resources
@@ -31,8 +32,14 @@ def load_schema(schema_path: str | Path | None = None) -> dict:
     if schema_path is None:
         text = resources.files("pertcontrast.data.resources").joinpath("schema_input.json").read_text()
     else:
-        text = Path(schema_path).read_text()
-    return json.loads(text)
+        text = Path(schema_path).read_text(encoding="utf-8", errors="replace")
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SamplesheetError(f"{schema_path}: the schema is not valid JSON ({error}).") from error
+    if not isinstance(schema, dict) or not isinstance(schema.get("items"), dict):
+        raise SamplesheetError(f"{schema_path}: not a samplesheet schema (no 'items' object).")
+    return schema
 
 
 def validate_samplesheet(
@@ -65,13 +72,37 @@ def validate_samplesheet(
 
 def _read_rows(path: Path, name: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+    text = _decode(path.read_bytes(), name)
+    if "\x00" in text:
+        raise SamplesheetError(f"{name}: the samplesheet holds NUL bytes; it is not a text file (save it as CSV).")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
         header = next(reader, None)
         if not header or not any(cell.strip() for cell in header):
             raise SamplesheetError(f"{name}: the samplesheet is empty; row {HEADER_ROW} must be the header.")
         rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise SamplesheetError(f"{name} row {max(reader.line_num, 1)}: not readable as CSV ({error}); check for an "
+                               "unclosed quote or a very long value.") from error
     return [cell.strip() for cell in header], rows
+
+
+def _decode(data: bytes, name: str) -> str:
+    """UTF-8 (with or without a BOM), or UTF-16 with its BOM (spreadsheets' "Unicode text");
+    anything else is refused naming the row and byte."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise SamplesheetError(f"{name}: damaged UTF-16 text at byte {error.start}; save the sheet as UTF-8.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        row = data[: error.start].count(b"\n") + 1
+        raise SamplesheetError(
+            f"{name} row {row}: not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start}; "
+            "Latin-1 or Windows-1252?); save the sheet as UTF-8 (e.g. 'iconv -f latin1 -t utf-8')."
+        ) from None
 
 
 def _check_header(header: list[str], items: dict, name: str) -> None:

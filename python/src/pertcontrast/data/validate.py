@@ -68,11 +68,12 @@ def suggest(value: str, options) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-def check_obs_column(obs: pd.DataFrame, key: str, source: str, role: str, flag: str) -> None:
+def check_obs_column(obs: pd.DataFrame, key: str, source: str, role: str, param: str) -> None:
+    """``param``: the setting that named ``key`` (the CLI phrases it as its flag)."""
     if key not in obs.columns:
         raise InputDataError(
             f"{source}: obs has no {role} column '{key}'.{suggest(key, obs.columns)} "
-            f"Pass the right name with {flag} (columns: {', '.join(map(str, obs.columns[:12]))})."
+            f"Pass the right name with {{param}} (columns: {', '.join(map(str, obs.columns[:12]))}).", param=param
         )
     missing = obs[key].isna()
     if missing.any():
@@ -80,6 +81,15 @@ def check_obs_column(obs: pd.DataFrame, key: str, source: str, role: str, flag: 
             f"{source}: {role} column '{key}' is empty for {int(missing.sum())} cells "
             f"(e.g. {obs.index[missing][0]!r}); fill or drop them."
         )
+    if not pd.api.types.is_numeric_dtype(obs[key]):
+        blank = obs[key].astype(str).str.strip().eq("").to_numpy()
+        if blank.any():
+            rows = ", ".join(str(i + 1) for i in np.flatnonzero(blank)[:5])
+            raise InputDataError(
+                f"{source}: {role} column '{key}' is blank for {int(blank.sum())} cells (rows {rows}"
+                f"{', ...' if blank.sum() > 5 else ''}; e.g. cell {obs.index[blank][0]!r}); give every cell a "
+                "label (controls included) or drop those cells."
+            )
 
 
 def check_perturbations(
@@ -91,7 +101,7 @@ def check_perturbations(
 ) -> None:
     """The perturbation column, the control label(s) in it (one str or several), enough
     control cells (all kinds together) and at least one perturbed cell."""
-    check_obs_column(obs, perturbation_key, source, "perturbation", "--perturbation-key")
+    check_obs_column(obs, perturbation_key, source, "perturbation", "perturbation_key")
     control_labels = [control_label] if isinstance(control_label, str) else list(control_label)
     labels = obs[perturbation_key].astype(str)
     counts = labels.value_counts()

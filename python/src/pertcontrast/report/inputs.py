@@ -51,6 +51,9 @@ def read_model_folder(path) -> ModelFolder:
         raise InputDataError(f"{path}: not a folder; give the model folder written by 'pertcontrast train'.")
     if not (path / CONFIG).is_file():
         raise InputDataError(f"{path} has no {CONFIG}; give the model folder written by 'pertcontrast train'.")
+    from pertcontrast.model_folder import read_model_folder as check_whole_folder
+
+    check_whole_folder(path)  # weights vs config and the side files, every problem named
     config = _read_json(path / CONFIG, "the model folder written by 'pertcontrast train'")
     history = None
     if (path / HISTORY).is_file():

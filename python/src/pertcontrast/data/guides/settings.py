@@ -22,11 +22,11 @@ class AssignmentSettings:
 
     def __post_init__(self):
         if self.min_umis < 1:
-            raise ParameterError(f"--min-guide-umis must be at least 1 (got {self.min_umis}).")
+            raise ParameterError(f"must be at least 1 (got {self.min_umis}).", param="min_umis")
         if not 0 <= self.min_fraction <= 1:
-            raise ParameterError(f"--min-guide-fraction must be between 0 and 1 (got {self.min_fraction}).")
+            raise ParameterError(f"must be between 0 and 1 (got {self.min_fraction}).", param="min_fraction")
         if self.min_cells_for_mixture < 5:
-            raise ParameterError(f"--min-cells-for-mixture must be at least 5 (got {self.min_cells_for_mixture}).")
+            raise ParameterError(f"must be at least 5 (got {self.min_cells_for_mixture}).", param="min_cells_for_mixture")
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,10 @@ class GuideSettings:
     def __post_init__(self):
         if self.multiple_targets not in MULTIPLE_TARGETS:
             raise ParameterError(
-                f"--multiple-targets must be one of {', '.join(MULTIPLE_TARGETS)} (got {self.multiple_targets!r}).")
+                f"must be one of {', '.join(MULTIPLE_TARGETS)} (got {self.multiple_targets!r}).", param="multiple_targets")
         if not 0 < self.knockdown_fdr < 1:
-            raise ParameterError(f"--knockdown-fdr must be between 0 and 1 (got {self.knockdown_fdr}).")
+            raise ParameterError(f"must be between 0 and 1 (got {self.knockdown_fdr}).", param="knockdown_fdr")
         if self.max_knockdown_controls < 3:
-            raise ParameterError(f"--max-knockdown-controls must be at least 3 (got {self.max_knockdown_controls}).")
+            raise ParameterError(f"must be at least 3 (got {self.max_knockdown_controls}).", param="max_knockdown_controls")
         if not self.perturbation_key.strip():
-            raise ParameterError("--perturbation-key must not be empty.")
+            raise ParameterError("must not be empty.", param="perturbation_key")

@@ -49,7 +49,7 @@ def preprocess_h5ad(path, output, settings: PreprocessSettings, layer: str | Non
     from pertcontrast.errors import ParameterError
 
     if chunk_size < 1:
-        raise ParameterError(f"--chunk-size must be at least 1 (got {chunk_size}).")
+        raise ParameterError(f"must be at least 1 (got {chunk_size}).", param="chunk_size")
     with open_h5ad(path, layer) as rows:
         preparation = prepare(rows, settings, str(path), chunk_size)
         report = preparation.report

@@ -42,12 +42,12 @@ def check_obs(obs: pd.DataFrame, settings: PreprocessSettings, source: str) -> N
             "but several --control-label kinds are merged under that name; rename that perturbation."
         )
     for key in settings.all_categorical_keys:
-        flag = "--batch-key" if key == settings.batch_key else "--categorical-covariate"
-        validate.check_obs_column(obs, key, source, "covariate", flag)
+        param = "batch_key" if key == settings.batch_key else "categorical_covariate_keys"
+        validate.check_obs_column(obs, key, source, "covariate", param)
     for key in settings.continuous_covariate_keys:
         if key in CELL_CYCLE_COLUMNS and settings.score_cell_cycle:
             continue  # computed here; usable as covariates ("regress out" the cycle)
-        validate.check_obs_column(obs, key, source, "covariate", "--continuous-covariate")
+        validate.check_obs_column(obs, key, source, "covariate", "continuous_covariate_keys")
         values = pd.to_numeric(obs[key], errors="coerce")
         if values.isna().any() or not np.isfinite(values.to_numpy(dtype=float)).all():
             raise InputDataError(
@@ -75,7 +75,7 @@ def mito_mask(symbols: pd.Series, settings: PreprocessSettings) -> np.ndarray:
 def target_genes(obs: pd.DataFrame, var_names: pd.Index, settings: PreprocessSettings) -> set[str]:
     """The perturbations' target genes present among ``var_names``."""
     if settings.target_gene_key:
-        validate.check_obs_column(obs, settings.target_gene_key, "input", "target gene", "--target-gene-key")
+        validate.check_obs_column(obs, settings.target_gene_key, "input", "target gene", "target_gene_key")
         candidates = set(obs[settings.target_gene_key].astype(str))
     else:
         candidates = set(obs[settings.perturbation_key].astype(str))

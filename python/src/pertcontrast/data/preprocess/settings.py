@@ -40,20 +40,20 @@ class PreprocessSettings:
         labels = (self.control_labels,) if isinstance(self.control_labels, str) else tuple(self.control_labels)
         object.__setattr__(self, "control_labels", tuple(dict.fromkeys(str(label) for label in labels)))
         if not self.control_labels:
-            raise ParameterError("--control-label is required (at least one).")
+            raise ParameterError("is required (at least one).", param="control_labels")
         if self.n_top_genes < 10:
-            raise ParameterError(f"--n-top-genes must be at least 10 (got {self.n_top_genes}).")
+            raise ParameterError(f"must be at least 10 (got {self.n_top_genes}).", param="n_top_genes")
         if self.max_pct_mito is not None and not 0 < self.max_pct_mito <= 100:
-            raise ParameterError(f"--max-pct-mito must be in (0, 100] (got {self.max_pct_mito}).")
+            raise ParameterError(f"must be in (0, 100] (got {self.max_pct_mito}).", param="max_pct_mito")
         if self.qc_mads < 0:
-            raise ParameterError(f"--qc-mads must be 0 (off) or more (got {self.qc_mads}).")
+            raise ParameterError(f"must be 0 (off) or more (got {self.qc_mads}).", param="qc_mads")
         if not 0 <= self.max_qc_drop <= 1:
-            raise ParameterError(f"--max-qc-drop must be between 0 and 1 (got {self.max_qc_drop}).")
+            raise ParameterError(f"must be between 0 and 1 (got {self.max_qc_drop}).", param="max_qc_drop")
         counts = ("min_counts", "min_genes", "min_cells_per_gene", "min_control_cells", "min_cells_per_perturbation")
         for name in counts:
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ParameterError(f"--{name.replace('_', '-')} must be 0 or more.")
+                raise ParameterError("must be 0 or more.", param=name)
 
     @property
     def control_label(self) -> str:

@@ -13,8 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "pertcontrast"
 LAYERS = {  # higher imports lower; one layer may import within itself
     "__main__": 8, "cli": 7, "steps": 6,
     "analysis": 5, "report": 5, "tracking": 5, "model_source": 5,
-    "model": 4, "train": 3, "data": 2, "module": 1,
-    "errors": 0, "io": 0, "progress": 0, "versions": 0,
+    "model": 4, "model_folder": 4, "train": 3, "data": 2, "module": 1,
+    "errors": 0, "io": 0, "outputs": 0, "progress": 0, "versions": 0,
 }
 
 

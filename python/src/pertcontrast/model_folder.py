@@ -67,7 +67,7 @@ def read_model_folder(folder: str | Path) -> ModelFolder:
 
 
 def _read_config(folder: Path, problems: list[str]) -> dict | None:
-    from pertcontrast import __version__
+    from pertcontrast.versions import __version__
 
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))

@@ -52,7 +52,12 @@ def screens(folder: Path, preset: str, seed: int, n_cells: int | None):
         overrides = {"n_cells": n_cells} if n_cells else {}
         train = simulate(preset, seed=seed, **overrides)
         new = simulate(preset, seed=seed, cell_seed=1, **overrides)
-        prepared, _ = preprocess(train.copy(), PreprocessSettings("perturbation", "control", batch_key="batch"))
+        settings = PreprocessSettings("perturbation", "control", batch_key="batch")
+        prepared, _ = preprocess(train.copy(), settings)
+        # the new cells pass the same QC (as new data goes through 'preprocess' before the
+        # model sees it): the model learned no low-quality cells, and their odd latents
+        # would be an effect of QC, not of the perturbation
+        new = new[preprocess(new.copy(), settings)[0].obs_names].copy()
         folder.mkdir(parents=True, exist_ok=True)
         for name, adata in (("train", train[prepared.obs_names].copy()), ("new", new), ("prepared", prepared)):
             adata.write_h5ad(paths[name])

@@ -80,7 +80,6 @@ def run_pertcontrast(args) -> dict:
     latents = model.latents(adata, device=args.device)
     return {
         "framework": "pertcontrast",
-        "count_likelihood": "fused CPU kernel" if next(model.module.parameters()).device.type == "cpu" else "torch",
         "train_seconds": round(seconds, 2),
         "seconds_per_epoch": round(float(steady.mean()), 3),
         "steps_per_epoch": steps,

@@ -99,8 +99,6 @@ def main(argv=None) -> int:
                         help="genes of the second, tiny-tensor run (0: skip it)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    parser.add_argument("--torch-likelihood", action="store_true",
-                        help="evaluate the count likelihood with torch operations instead of the fused CPU kernel")
     args = parser.parse_args(argv)
 
     import anndata as ad
@@ -114,23 +112,17 @@ def main(argv=None) -> int:
 
         adata, _ = preprocess(simulate(args.preset, seed=0), PreprocessSettings("perturbation", "control",
                                                                                   batch_key="batch"))
-    if args.torch_likelihood:  # this process only: the comparison the kernel is measured by
-        from pertcontrast.module import likelihood
-
-        likelihood.fused_applies = lambda logits: False
     runs = {f"{adata.n_vars} genes": time_steps(adata, args.batch_size, args.steps, args.passes, args.device)}
     if args.overhead_genes:
         tiny = adata[:, : args.overhead_genes].copy()
         runs[f"{tiny.n_vars} genes"] = time_steps(tiny, args.batch_size, args.steps, args.passes, args.device)
-    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
-    likelihood = "fused CPU kernel" if on_cpu and not args.torch_likelihood else "torch"
     numbers = {"cells": int(adata.n_obs), "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
-               "count_likelihood": likelihood, "ms_per_step": runs}
+               "ms_per_step": runs}
     if args.json:
         print(json.dumps(numbers))
         return 0
-    print(f"{adata.n_obs} cells, {args.batch_size} cells per step, {torch.get_num_threads()} torch threads, "
-          f"count likelihood in {likelihood}; milliseconds per step (median of {args.passes} passes)")
+    print(f"{adata.n_obs} cells, {args.batch_size} cells per step, {torch.get_num_threads()} torch threads; "
+          f"milliseconds per step (median of {args.passes} passes)")
     print(f"{'':>14}" + "".join(f"{phase:>11}" for phase in (*PHASES, "step")))
     for name, medians in runs.items():
         print(f"{name:>14}" + "".join(f"{medians[phase]:>11.2f}" for phase in (*PHASES, "step")))

@@ -1,6 +1,6 @@
 """The one count distribution against direct float64 formulas: values (scipy), gradients
-(float64 autograd of the textbook densities), both evaluation paths (the fused CPU kernel
-in float32, torch operations elsewhere), dense and sparse counts, extremes."""
+(float64 autograd of the textbook densities), in float32 (training) and float64, dense and
+sparse counts, extremes."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,6 @@ import torch
 from scipy import stats
 from torch.nn import functional as F
 
-from pertcontrast.module import likelihood as likelihood_module
 from pertcontrast.module.architecture import Architecture
 from pertcontrast.module.likelihood import CountDistribution
 
@@ -65,8 +64,8 @@ def test_zero_inflated_mixture_matches_scipy():
 
 @pytest.mark.parametrize("zinb", [True, False], ids=["zinb", "nb"])
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
-def test_fused_cpu_kernel_values_and_gradients_match_float64_formulas(zinb, layout):
-    """float32 kernel vs float64 reference, with per-cell upstream weights: errors within
+def test_float32_values_and_gradients_match_float64_formulas(zinb, layout):
+    """float32 (as trained) vs float64 reference, with per-cell upstream weights: errors within
     float32's rounding of a sum of a few hundred per-gene terms (the order of that sum
     differs between CPUs: 6e-6 relative was seen on CI's)."""
     logits, log_library, theta, gate, counts = make_inputs(seed=2, zinb=zinb)
@@ -78,7 +77,6 @@ def test_fused_cpu_kernel_values_and_gradients_match_float64_formulas(zinb, layo
         dist = CountDistribution(*leaves[:3], leaves[3] if zinb else None)
         value = counts.to(dtype)
         if dtype == torch.float32:
-            assert likelihood_module.fused_applies(dist.logits)
             value = value.to_sparse_csr() if layout == "sparse" else value
             per_cell = dist.log_prob(value)
         else:
@@ -92,15 +90,14 @@ def test_fused_cpu_kernel_values_and_gradients_match_float64_formulas(zinb, layo
 
 
 @pytest.mark.parametrize("zinb", [True, False], ids=["zinb", "nb"])
-def test_torch_path_values_and_gradients_match_float64_formulas(zinb):
-    """The path CUDA takes (here forced in float64 on CPU) against the same references."""
+def test_float64_values_and_gradients_equal_the_textbook_formulas(zinb):
+    """In float64 the sparse evaluation equals the dense textbook densities to rounding."""
     logits, log_library, theta, gate, counts = make_inputs(seed=3, zinb=zinb)
     grads = []
     for use_reference in (False, True):
         leaves = [t.double().requires_grad_() for t in (logits, log_library, theta)]
         leaves += [gate.double().requires_grad_()] if zinb else []
         dist = CountDistribution(*leaves[:3], leaves[3] if zinb else None)
-        assert not likelihood_module.fused_applies(dist.logits)
         per_cell = (reference_log_prob(counts.double(), dist.log_mean, leaves[2], leaves[3] if zinb else None)
                     if use_reference else dist.log_prob(counts.double().to_sparse_csr()))
         per_cell.sum().backward()
@@ -113,7 +110,9 @@ def test_torch_path_values_and_gradients_match_float64_formulas(zinb):
 @pytest.mark.parametrize("zinb", [True, False], ids=["zinb", "nb"])
 def test_extreme_parameters_stay_finite_and_accurate(zinb):
     """Means and dispersions around e^+-40, gates at +-60, a count of a million: finite,
-    and as close to the float64 value as float32 allows."""
+    and as close to the float64 value as float32 allows (lgamma(x + theta) - lgamma(theta)
+    at theta = 1e5 cancels to about 1e-4 relative in float32, and torch sums the genes in
+    threads, in no fixed order: up to 6e-4 relative was seen)."""
     logits, log_library, theta, gate, counts = make_inputs(seed=4, n=6, genes=50, zinb=zinb)
     logits[2] = torch.linspace(-40, 40, 50)
     theta[:5] = torch.tensor([1e-3, 1e3, 1e-3, 1e5, 2e-4])
@@ -125,7 +124,7 @@ def test_extreme_parameters_stay_finite_and_accurate(zinb):
     expected = reference_log_prob(counts.double(), dist.log_mean.double(), theta.double(),
                                   None if gate is None else gate.double())
     assert torch.isfinite(ours).all()
-    torch.testing.assert_close(ours.double(), expected, rtol=1e-5, atol=0.05)
+    torch.testing.assert_close(ours.double(), expected, rtol=1e-3, atol=0.05)
 
 
 def test_values_without_gradients_equal_values_with_them():

@@ -37,3 +37,7 @@ class TrainingDivergedError(PertcontrastError):
 
 class TrackingError(PertcontrastError):
     """The MLflow tracking server or registry cannot be used as asked."""
+
+
+class OutputExistsError(PertcontrastError):
+    """An output would overwrite something that is already there (pass overwrite to allow it)."""

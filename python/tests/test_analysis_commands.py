@@ -15,10 +15,11 @@ from pertcontrast.analysis.generate import GenerateSettings, generate_expression
 from pertcontrast.cli import main
 from pertcontrast.errors import InputDataError, ParameterError
 
-DE_COLUMNS = ["perturbation", "gene", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "is_de",
-              "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
+DE_COLUMNS = ["perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
+              "is_de", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
 EFFECT_COLUMNS = ["perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance",
-                  "energy_pvalue", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "cluster", "effect_detected"]
+                  "energy_pvalue", "energy_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down",
+                  "lfc_agreement", "cluster", "effect_detected"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,9 @@ def test_responders_output(tiny_files, tiny_prepared):
     assert ((probability > 0.5) == (call[~is_control] == "responder")).all()
     assert out.obs["responder_score"][~is_control].notna().all()
     table = pd.read_csv(tiny_files / "responders.csv")
-    assert list(table.columns[:5]) == ["perturbation", "n_cells", "n_responders", "responder_fraction", "null_threshold"]
+    assert list(table.columns[:9]) == ["perturbation", "n_cells", "n_responders", "responder_fraction",
+                                       "energy_distance", "energy_pvalue", "energy_padj", "effect_detected",
+                                       "null_threshold"]
     assert table["n_cells"].sum() == (~is_control).sum()
     assert out.uns["pertcontrast_responders"]["threshold"] == 0.5
 
@@ -76,7 +79,7 @@ def test_de_output(tiny_files, tiny_model):
     assert set(top["direction"]) == {"up", "down"} and top["rank"].max() <= 20
     assert (top.loc[top["direction"] == "up", "lfc_mean"] > 0).all()
     settings = json.loads((tiny_files / "de" / "de_settings.json").read_text())
-    assert settings["delta"] == 0.25 and settings["fdr"] == 0.05 and settings["samples"] == 3
+    assert settings["delta"] == DESettings().delta == 0.15 and settings["fdr"] == 0.05 and settings["samples"] == 3
     assert settings["responders_only"] is False
     assert set(settings["cells_used"]) == set(perturbations)
     assert max(settings["cells_used"].values()) <= 60

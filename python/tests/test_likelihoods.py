@@ -66,7 +66,8 @@ def test_zero_inflated_mixture_matches_scipy():
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 def test_fused_cpu_kernel_values_and_gradients_match_float64_formulas(zinb, layout):
     """float32 kernel vs float64 reference, with per-cell upstream weights: errors within
-    a few times float32's own rounding of the same quantities."""
+    float32's rounding of a sum of a few hundred per-gene terms (the order of that sum
+    differs between CPUs: 6e-6 relative was seen on CI's)."""
     logits, log_library, theta, gate, counts = make_inputs(seed=2, zinb=zinb)
     upstream = torch.rand(len(counts), generator=torch.Generator().manual_seed(9)) * 3
     results = []
@@ -84,7 +85,7 @@ def test_fused_cpu_kernel_values_and_gradients_match_float64_formulas(zinb, layo
         (per_cell * upstream.to(dtype)).sum().backward()
         results.append((per_cell.detach().double(), [leaf.grad.double() for leaf in leaves]))
     (ours, our_grads), (expected, expected_grads) = results
-    torch.testing.assert_close(ours, expected, rtol=2e-6, atol=1e-3)
+    torch.testing.assert_close(ours, expected, rtol=2e-5, atol=1e-3)
     for got, want in zip(our_grads, expected_grads):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 

@@ -31,7 +31,7 @@ def test_latent_shapes_and_batching_do_not_change_results(tiny_model, tiny_prepa
     full = tiny_model.latents(tiny_prepared, batch_size=5000, device="cpu")
     small = tiny_model.latents(tiny_prepared, batch_size=7, device="cpu")
     assert full["salient"].shape == (tiny_prepared.n_obs, 10)
-    assert full["background"].shape == (tiny_prepared.n_obs, 16)
+    assert full["background"].shape == (tiny_prepared.n_obs, 32)
     np.testing.assert_allclose(full["salient"], small["salient"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(full["salient_norm"], np.linalg.norm(full["salient"], axis=1), rtol=1e-6)
 
@@ -103,7 +103,7 @@ def test_train_and_export_commands(tiny_prepared, tmp_path):
     assert result.exit_code == 0, result.output
     latents = ad.read_h5ad(tmp_path / "latents.h5ad")
     assert latents.obsm["X_salient"].shape == (tiny_prepared.n_obs, 10)
-    assert latents.obsm["X_background"].shape == (tiny_prepared.n_obs, 16)
+    assert latents.obsm["X_background"].shape == (tiny_prepared.n_obs, 32)
     assert latents.obsm["X_salient_sample"].shape == (tiny_prepared.n_obs, 10)
     assert "salient_norm" in latents.obs
     assert (latents.X != tiny_prepared.X).nnz == 0

@@ -19,7 +19,7 @@ CONFIG, HISTORY = "config.json", "history.csv"
 RESPONDER_COLUMNS = ("perturbation", "n_cells", "n_responders", "responder_fraction")
 EFFECT_COLUMNS = ("perturbation", "n_cells", "energy_distance", "energy_pvalue", "n_de_genes")
 DE_COLUMNS = ("perturbation", "gene", "lfc_mean", "prob_de", "is_de")
-DE_OPTIONAL = ("bayes_factor",)
+DE_OPTIONAL = ("bayes_factor", "lfc_sd", "de_score")
 TOP_COLUMNS = ("perturbation", "direction", "rank", "gene", "lfc_mean")
 
 

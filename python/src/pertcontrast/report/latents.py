@@ -38,6 +38,8 @@ class Latents:
     responder_call: np.ndarray | None = None
     uns: dict = field(default_factory=dict)
     has_counts: bool = False
+    # a simulated screen's truth per perturbation (program, has_effect), else None
+    truth: pd.DataFrame | None = None
 
     @property
     def n_cells(self) -> int:
@@ -115,9 +117,24 @@ def _read(f, path: Path, perturbation_key, control_label) -> Latents:
         batch=_column(obs, batch_key).astype(str) if batch_key and batch_key in obs else None,
         batch_key=batch_key if batch_key and batch_key in obs else None,
         responder_call=_column(obs, RESPONDER_CALL).astype(str) if RESPONDER_CALL in obs else None,
-        uns=uns, has_counts="X" in f and _n_stored(f["X"]) > 0,
+        uns=uns, has_counts="X" in f and _n_stored(f["X"]) > 0, truth=_read_truth(f),
     )
     return latents
+
+
+def _read_truth(f) -> pd.DataFrame | None:
+    """What ``pertcontrast simulate`` recorded about each perturbation (only its small
+    per-perturbation table is read, not the true fold changes)."""
+    from anndata.io import read_elem
+
+    if "uns/truth/perturbations" not in f:
+        return None
+    table = pd.DataFrame(_plain(read_elem(f["uns/truth/perturbations"])))
+    if not {"perturbation", "has_effect"} <= set(table.columns):
+        return None
+    table["perturbation"] = table["perturbation"].astype(str)
+    table["has_effect"] = table["has_effect"].astype(bool)
+    return table.set_index("perturbation")
 
 
 def _open(path: Path):

@@ -46,7 +46,10 @@ def sync_command(model_dir, mlflow_uri, experiment_name):
 @click.option("--experiment-name", default="pertcontrast", show_default=True, help="Experiment of the runs.")
 @click.option("--report", "reports", multiple=True, metavar="SCREEN_ID=PATH",
               help="Attach a screen's report (file or folder) to its run as artifact report/ (repeatable).")
-def store_command(model_dirs, output, experiment_name, reports):
+@click.option("--dataset-source", default=None, metavar="URI",
+              help="Where each screen's input is kept, '{screen}' standing for its id, recorded as the source of "
+                   "the run's dataset (default: the path training read).")
+def store_command(model_dirs, output, experiment_name, reports, dataset_source):
     """Put the training runs recorded in MODEL_DIR.../mlflow_run.json into one MLflow store.
 
     One experiment, one run per model folder (the screen id is tag pertcontrast.screen_id):
@@ -64,7 +67,7 @@ def store_command(model_dirs, output, experiment_name, reports):
         if not sep or not screen or not path:
             raise click.BadParameter(f"'{item}' is not SCREEN_ID=PATH.", param_hint="--report")
         pairs[screen] = path
-    records = build_store(model_dirs, output, experiment_name, pairs)
+    records = build_store(model_dirs, output, experiment_name, pairs, dataset_source)
     click.echo(f"{len(records)} run(s) in experiment '{experiment_name}' of {output}; browse with: "
                f"{ui_command(output)}", err=True)
 

@@ -62,10 +62,14 @@ def _experiment_location(name: str) -> str:
     return f"{PROXIED_SCHEME}:/{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}"
 
 
-def build_store(model_dirs, output, experiment_name: str = "pertcontrast", reports: dict | None = None) -> list:
+def build_store(model_dirs, output, experiment_name: str = "pertcontrast", reports: dict | None = None,
+                dataset_source: str | None = None) -> list:
     """Write the store folder ``output`` (atomically) with one run per model folder (from
     its ``mlflow_run.json``; the folders are only read) and each screen's report (``reports``:
-    screen id -> file or folder) attached to its run. Returns the runs' records."""
+    screen id -> file or folder) attached to its run. ``dataset_source``: where each
+    screen's input is kept, ``{screen}`` replaced by its id (the pipeline names the
+    published prepared file; the recorded path is a task's work folder). Returns the runs'
+    records."""
     from pertcontrast.io import atomic_dir
     from pertcontrast.model import ContrastiveModel
     from pertcontrast.tracking.session import model_files
@@ -79,10 +83,13 @@ def build_store(model_dirs, output, experiment_name: str = "pertcontrast", repor
         raise TrackingError(f"--report {', '.join(sorted(unknown))}: no run of that screen among the model folders.")
     with atomic_dir(output) as folder:
         uri = store_uri(folder)
+        _create_database(uri)
         with proxied_artifacts_written_to(folder / STORE_ARTIFACTS):
             client, experiment = open_store(uri, experiment_name, _experiment_location(experiment_name))
             for model_dir, record in records:
                 record.reset_uploads()
+                if dataset_source:
+                    _relocate_datasets(record, dataset_source)
                 record.experiment_name, record.tracking_uri = experiment_name, None
                 uploader = RunUploader(client, uri, record, model_dir, save=lambda: None)
                 uploader.start(experiment)
@@ -92,6 +99,22 @@ def build_store(model_dirs, output, experiment_name: str = "pertcontrast", repor
                 if screen in reports:
                     _attach(client, run_id, reports[screen])
     return [record for _, record in records]
+
+
+def _relocate_datasets(record: RunRecord, template: str) -> None:
+    import json
+
+    screen = record.tags.get("pertcontrast.screen_id", "")
+    for entry in record.datasets:
+        entry["source"] = json.dumps({"uri": template.replace("{screen}", screen)})
+
+
+def _create_database(uri: str) -> None:
+    """Create the store's tables as ``mlflow server --serve-artifacts`` would: its Default
+    experiment then lives at ``mlflow-artifacts:/0``, not in this process's working folder."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(uri, f"{PROXIED_SCHEME}:/")
 
 
 def _finished_record(folder) -> RunRecord:

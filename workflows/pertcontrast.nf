@@ -155,7 +155,9 @@ workflow PERTCONTRAST {
             .toList()
             .map { pairs -> pairs.sort { pair -> pair[0] } }
             .map { pairs -> [ pairs.collect { pair -> pair[0] }, pairs.collect { pair -> pair[1] } ] }
-        MLFLOW_STORE(TRAIN.out.model.map { meta, model -> model }.collect(), ch_store_reports)
+        def published = file(params.outdir).toUriString().replaceAll('/+$', '')
+        MLFLOW_STORE(TRAIN.out.model.map { meta, model -> model }.collect(), ch_store_reports,
+            "${published}/{screen}/prepared/{screen}.prepared.h5ad")
         ch_versions = ch_versions.mix(MLFLOW_STORE.out.versions)
     }
 

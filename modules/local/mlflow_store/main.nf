@@ -9,6 +9,9 @@ process MLFLOW_STORE {
     path models, stageAs: 'models/run_?/*'
     // [screen ids, their report folders] in the same order ([[], []]: no reports).
     tuple val(report_ids), path(reports, stageAs: 'reports/report_?/*')
+    // Where each screen's input is published, '{screen}' for its id: the runs' datasets
+    // point there, not at the tasks' work copies.
+    val dataset_source
 
     output:
     path 'mlflow'      , emit: store
@@ -23,6 +26,7 @@ process MLFLOW_STORE {
     pertcontrast mlflow store \\
         ${folders} \\
         ${attach} \\
+        --dataset-source '${dataset_source}' \\
         ${args} \\
         --output mlflow
 

@@ -17,7 +17,7 @@ MODULES = sorted((REPO / "modules" / "local").glob("*/main.nf"))
 MLFLOW_ENV = ("MLFLOW_TRACKING_URI,MLFLOW_TRACKING_USERNAME,MLFLOW_TRACKING_PASSWORD,MLFLOW_TRACKING_TOKEN,"
               "MLFLOW_TRACKING_INSECURE_TLS")
 PROFILES = {
-    "test": ["params.simulate_seeds = '0,1'", "params.max_epochs = 2", "process.resourceLimits"],
+    "test": ["params.simulate_seeds = '0,1'", "params.max_epochs = 150", "process.resourceLimits"],
     "docker": ["docker.enabled = true", "singularity.enabled = false", f"docker.envWhitelist = '{MLFLOW_ENV}'"],
     "singularity": ["singularity.enabled = true", "singularity.autoMounts = true", "docker.enabled = false",
                     f"singularity.envWhitelist = '{MLFLOW_ENV}'"],

@@ -9,7 +9,8 @@ from scipy import stats
 from torch.nn import functional as F
 
 from pertcontrast.module import likelihood as likelihood_module
-from pertcontrast.module.likelihood import CountDistribution, count_distribution
+from pertcontrast.module.architecture import Architecture
+from pertcontrast.module.likelihood import CountDistribution
 
 
 def reference_log_prob(x, log_mean, theta, gate):
@@ -40,7 +41,7 @@ def make_inputs(seed=0, n=12, genes=300, zinb=True):
 
 def test_negative_binomial_matches_scipy():
     logits, log_library, theta, _, counts = make_inputs(zinb=False)
-    dist = count_distribution(logits.double(), log_library.double(), theta.double(), None, "nb")
+    dist = CountDistribution(logits.double(), log_library.double(), theta.double())
     x, mu, th = counts.numpy(), dist.log_mean.exp().numpy(), theta.double().numpy()[None, :]
     # scipy's nbinom(n, p): failures before n successes, mean n (1 - p) / p = mu
     expected = stats.nbinom.logpmf(x.round(), th, th / (th + mu))
@@ -53,7 +54,7 @@ def test_negative_binomial_matches_scipy():
 def test_zero_inflated_mixture_matches_scipy():
     logits, log_library, theta, gate, counts = make_inputs(seed=1)
     counts[0] = counts[0].round()
-    dist = count_distribution(logits.double(), log_library.double(), theta.double(), gate.double(), "zinb")
+    dist = CountDistribution(logits.double(), log_library.double(), theta.double(), gate.double())
     x, mu, th = counts.numpy(), dist.log_mean.exp().numpy(), theta.double().numpy()[None, :]
     h = gate.double().numpy()
     log_pi, log_kept = -np.logaddexp(0, -h), -np.logaddexp(0, h)  # log sigmoid(h), log(1 - sigmoid(h))
@@ -149,7 +150,7 @@ def test_sampling_and_mean_are_those_of_the_parameters():
 def test_unknown_likelihood_and_negative_counts_are_refused():
     logits, log_library, theta, gate, counts = make_inputs(seed=7, n=3, genes=10)
     with pytest.raises(ValueError, match="likelihood must be one of"):
-        count_distribution(logits, log_library, theta, gate, "poisson")
+        Architecture(n_genes=10, n_covariates=0, n_labels=1, likelihood="poisson")
     counts[0, 0] = -1.0
     with pytest.raises(ValueError, match="non-negative"):
         CountDistribution(logits, log_library, theta, gate, validate_args=True).log_prob(counts)

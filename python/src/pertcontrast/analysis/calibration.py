@@ -19,6 +19,9 @@ import pandas as pd
 from pertcontrast.errors import InputDataError
 
 PSEUDO_LABEL = "pseudo_perturbation"
+# what a calibrated screen shows at FDR 0.05 (issue 20): the largest value of each summary
+TARGETS = {"effects_called": 0, "responder_fraction": 0.05, "model_called_fraction": 0.05,
+           "wilcoxon_called_fraction": 0.05}
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,12 @@ def _group_de(model, adata, subset: np.ndarray, sub_labels: np.ndarray, de_setti
 
 
 def summary(table: pd.DataFrame) -> dict:
-    """What the report shows: effects called (of the groups), mean responder fraction and
-    mean fraction of genes called."""
+    """What the report shows: effects called (of the groups), mean responder fraction,
+    mean fraction of genes called, and ``passed``: every one within ``TARGETS``."""
     out = {"n_groups": int(len(table)), "effects_called": int(table["effect_called"].sum()),
            "responder_fraction": float(table["responder_fraction"].mean())}
     for column in ("model_called", "wilcoxon_called"):
         if column in table:
             out[f"{column}_fraction"] = float(table[column].mean())
+    out["passed"] = all(out[key] <= limit for key, limit in TARGETS.items() if key in out)
     return out

@@ -6,10 +6,12 @@ Every gene of the data is in the table, not only the model's: genes the model wa
 trained on (outside the HVGs) get the Wilcoxon statistics, marked ``de_source =
 "wilcoxon"``, so DE recall is not capped by the HVG choice. ``is_de`` is the model's call
 (posterior expected FDR) for model genes and the Wilcoxon call (BH) for the others;
-``de_score`` ranks all genes on one scale: ``prob_de`` for model genes, 1 - the
-BH-adjusted p-value for the others, scaled into [0, 0.99] with the last 0.01 given by
-tanh(|LFC|), so genes tied on the first (many prob_de are exactly 0 or 1) are ranked by
-the size of their change.
+``de_score`` ranks all genes on one scale, from the strongest evidence the table holds
+for each: the larger of ``prob_de`` and 1 - the BH-adjusted Wilcoxon p-value for model
+genes, the latter for the others, scaled into [0, 0.99] with the last 0.01 given by
+tanh(|LFC|), so genes tied on the first (many are exactly 0 or 1) are ranked by the size
+of their change. (``prob_de`` alone is a poor ranking: the model's LFCs are shrunk
+posterior means, so a real but small change has ``prob_de`` 0 at the default delta.)
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ def differential_expression(
         model_calls[model_columns] = posterior_fdr_calls(summary.prob_de, settings.fdr)
         part["is_de"] = np.where(in_model, model_calls, part["wilcoxon_is_de"])
         size = np.tanh(np.abs(np.where(in_model, part["lfc_mean"], lfc)))
-        part["de_score"] = 0.99 * np.where(in_model, part["prob_de"], 1.0 - padj) + 0.01 * np.nan_to_num(size)
+        evidence = np.where(in_model, np.fmax(part["prob_de"], 1.0 - padj), 1.0 - padj)
+        part["de_score"] = 0.99 * evidence + 0.01 * np.nan_to_num(size)
         parts.append(part)
     cells.release()
     table = pd.DataFrame({column: np.concatenate([part[column] for part in parts]) for column in COLUMNS})

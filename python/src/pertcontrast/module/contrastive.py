@@ -36,7 +36,7 @@ from pyro.nn import PyroModule
 from torch.nn import functional as F
 
 from pertcontrast.module.architecture import Architecture
-from pertcontrast.module.likelihood import CountDistribution, count_distribution, csr_entries
+from pertcontrast.module.likelihood import CountDistribution, csr_entries
 from pertcontrast.module.networks import CountDecoder, GaussianEncoder, PerturbationClassifier, encode_together
 
 NORMALISED_TOTAL = 1e4
@@ -118,7 +118,8 @@ class ContrastiveGenerative(PyroModule):
     def count_distribution(self, background, salient, covariates, log_library) -> CountDistribution:
         """p(counts | latents, covariates) of each cell."""
         logits, gate_logits = self.decoder(torch.cat([background, salient, covariates], dim=-1))
-        return count_distribution(logits, log_library, self.decoder.dispersion(), gate_logits, self.arch.likelihood)
+        gate_logits = gate_logits if self.arch.likelihood == "zinb" else None  # "nb": no structural zeros
+        return CountDistribution(logits, log_library, self.decoder.dispersion(), gate_logits)
 
 
 class ContrastiveInference(PyroModule):

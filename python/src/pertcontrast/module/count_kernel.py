@@ -86,11 +86,7 @@ def _rows(first, last, logits, log_library, gate, theta, log_theta, indptr, cols
     n_genes = logits.shape[1]
     zinb, with_grad = gate.shape[0] > 0, grad_logits.shape[0] > 0
     buffers = np.empty((18, n_genes), np.float32)
-    expo, arg, arg2, d, a, sp, p, q, z = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], \
-        buffers[5], buffers[6], buffers[7], buffers[8]
-    term, grad_d, gate_sp, gate_prob, b, c = buffers[9], buffers[10], buffers[11], buffers[12], buffers[13], \
-        buffers[14]
-    zero_minus, g_gate, g_theta = buffers[15], buffers[16], buffers[17]
+    expo, arg, arg2, d, a, sp, p, q, z, term, grad_d, gate_sp, gate_prob, b, c, zero_minus, g_gate, g_theta = buffers
     bits = np.empty(n_genes, np.int32)
     for i in range(first, last):
         row = logits[i]

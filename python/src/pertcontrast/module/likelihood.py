@@ -28,9 +28,6 @@ from torch.autograd.function import once_differentiable
 from torch.distributions.utils import lazy_property
 from torch.nn import functional as F
 
-from pertcontrast.module.architecture import LIKELIHOODS
-
-
 
 def csr_entries(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row pointers, columns, counts) of a cells x genes block (dense or sparse CSR)."""
@@ -127,10 +124,6 @@ class CountDistribution(TorchDistribution):
     def mean(self):
         return self._standard().mean
 
-    @property
-    def variance(self):
-        return self._standard().variance
-
     def sample(self, sample_shape=torch.Size()):
         return self._standard().sample(sample_shape)
 
@@ -159,10 +152,3 @@ class CountDistribution(TorchDistribution):
         flat = lambda t: None if t is None else t.expand(shape).reshape(-1, shape[-1])  # noqa: E731
         per_cell = _log_likelihood(flat(self.log_mean), self.dispersion, flat(gate), crow, cols, counts)
         return per_cell.reshape(self.batch_shape)
-
-
-def count_distribution(logits, log_library, dispersion, gate_logits, likelihood: str) -> CountDistribution:
-    """``likelihood`` "zinb" uses the gate logits, "nb" ignores them."""
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-    return CountDistribution(logits, log_library, dispersion, gate_logits if likelihood == "zinb" else None)

@@ -294,7 +294,8 @@ def test_a_run_store_holds_every_run_and_can_be_moved(prepared_file, tmp_path, m
     build = tmp_path / "build" / "mlflow"
     result = runner.invoke(main, ["mlflow", "store", str(tmp_path / "screen_a"), str(tmp_path / "screen_b"),
                                   "-o", str(build), "--experiment-name", "screens",
-                                  "--report", f"screen_a={tmp_path / 'report_a'}"])
+                                  "--report", f"screen_a={tmp_path / 'report_a'}",
+                                  "--dataset-source", "file:///published/{screen}/prepared.h5ad"])
     assert result.exit_code == 0, result.output
     assert "2 run(s) in experiment 'screens'" in result.output
     moved = tmp_path / "elsewhere"
@@ -302,12 +303,14 @@ def test_a_run_store_holds_every_run_and_can_be_moved(prepared_file, tmp_path, m
     shutil.rmtree(tmp_path / "build")
     assert str(tmp_path / "build").encode() not in (moved / "mlflow.db").read_bytes()
     client = MlflowClient(f"sqlite:///{moved / 'mlflow.db'}")
+    assert client.get_experiment("0").artifact_location == "mlflow-artifacts:/0"  # not this process's folder
     runs = client.search_runs([client.get_experiment_by_name("screens").experiment_id])
     by_screen = {run.data.tags["pertcontrast.screen_id"]: run for run in runs}
     assert sorted(by_screen) == ["screen_a", "screen_b"]
     for screen, run in by_screen.items():
         assert run.info.status == "FINISHED" and run.data.metrics["summary.epochs_run"] == 1
-        assert run.inputs.dataset_inputs[0].dataset.name == screen
+        dataset = run.inputs.dataset_inputs[0].dataset
+        assert dataset.name == screen and json.loads(dataset.source)["uri"] == f"file:///published/{screen}/prepared.h5ad"
         assert run.info.artifact_uri.startswith("mlflow-artifacts:/screens/")
         artifacts = moved / "artifacts" / urlparse(run.info.artifact_uri).path.lstrip("/")
         assert json.loads((artifacts / "model_folder" / "config.json").read_text())["registry"]

@@ -155,7 +155,7 @@ workflow PERTCONTRAST {
             .toList()
             .map { pairs -> pairs.sort { pair -> pair[0] } }
             .map { pairs -> [ pairs.collect { pair -> pair[0] }, pairs.collect { pair -> pair[1] } ] }
-        def published = file(params.outdir).toUriString().replaceAll('/+$', '')
+        def published = file(params.outdir).toUri().toString().replaceAll('/+$', '')
         MLFLOW_STORE(TRAIN.out.model.map { meta, model -> model }.collect(), ch_store_reports,
             "${published}/{screen}/prepared/{screen}.prepared.h5ad")
         ch_versions = ch_versions.mix(MLFLOW_STORE.out.versions)

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 pytestmark = pytest.mark.slow  # trains a model and runs DE on every perturbation: about a minute
 TUTORIAL = Path(__file__).resolve().parents[2] / "docs" / "tutorial.md"

@@ -4,8 +4,9 @@ coloured by cell-cycle phase and by the simulated program each perturbation acts
     bash scripts/demo.sh                       # writes results/
     .venv/bin/python scripts/readme_figure.py  # writes docs/images/demo_latents.png
 
-Reads results/<screen>/responders/<screen>.responders.h5ad (latents and cell labels);
-the PNG is 256-colour so that it stays small enough to commit.
+Reads results/<screen>/prepared/<screen>.prepared.h5ad (cell labels, the simulated truth)
+and results/<screen>/latents/<screen>.latents.h5ad (the latents); the PNG has 128 colours
+so that it stays small enough to commit.
 """
 
 from __future__ import annotations
@@ -25,23 +26,29 @@ def main() -> None:
     parser.add_argument("--screen", default="simulated_0", help="screen id")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "images" / "demo_latents.png")
     args = parser.parse_args()
-    path = args.results / args.screen / "responders" / f"{args.screen}.responders.h5ad"
-    if not path.is_file():
-        raise SystemExit(f"{path}: not found; run 'bash scripts/demo.sh' first (or pass --results/--screen).")
-    png = draw(path)
+    folder = args.results / args.screen
+    prepared = folder / "prepared" / f"{args.screen}.prepared.h5ad"
+    latents = folder / "latents" / f"{args.screen}.latents.h5ad"
+    for path in (prepared, latents):
+        if not path.is_file():
+            raise SystemExit(f"{path}: not found; run 'bash scripts/demo.sh' first (or pass --results/--screen).")
+    png = draw(prepared, latents)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(png)
     print(f"wrote {args.output} ({len(png) / 1024:.0f} KB)")
 
 
-def draw(path: Path) -> bytes:
+def draw(prepared_path: Path, latents_path: Path) -> bytes:
     import anndata as ad
 
     from pertcontrast.report.embedding import embed
     from pertcontrast.report.figures import category_colours, figure_style, new_figure
     from pertcontrast.report.plots_cells import CONTROL_GREY, PHASE_COLOURS
 
-    adata = ad.read_h5ad(path, backed="r")
+    adata = ad.read_h5ad(prepared_path, backed="r")
+    latents = ad.read_h5ad(latents_path, backed="r")
+    if list(latents.obs_names) != list(adata.obs_names):
+        raise SystemExit(f"{latents_path}: not the cells of {prepared_path} in the same order.")
     obs = adata.obs
     control = adata.uns["pertcontrast"]["settings"]["control_label"]
     programs = _program_labels(adata, obs["perturbation"].astype(str).to_numpy(), control)
@@ -50,8 +57,8 @@ def draw(path: Path) -> bytes:
         "perturbation (program)": (programs, {control: CONTROL_GREY, NO_EFFECT: "#c7c7c7",
                                               **category_colours(sorted(set(programs) - {control, NO_EFFECT}))}),
     }
-    views = {"background latent": embed(adata.obsm["X_background"], "umap"),
-             "salient latent": embed(adata.obsm["X_salient"], "umap")}
+    views = {"background latent": embed(latents.obsm["X_background"], "umap"),
+             "salient latent": embed(latents.obsm["X_salient"], "umap")}
     with figure_style():
         figure = new_figure(7.6, 6.2)
         axes = figure.subplots(2, 2)

@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 SCREENS = ("simulated_0", "simulated_1")
-PER_SCREEN = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "GENERATE", "REPORT")
+PER_SCREEN = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "CALIBRATION", "GENERATE",
+              "REPORT")
 PER_RUN = ("SUMMARY", "MLFLOW_STORE")
-AFTER_TRAIN = ("TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "GENERATE", "REPORT") + PER_RUN
+AFTER_TRAIN = ("TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "CALIBRATION", "GENERATE", "REPORT") + PER_RUN
 STEPS = PER_SCREEN + PER_RUN
 TEST_MAX_EPOCHS = 150  # conf/test.config: early stopping ends training before
 RETRAIN_EPOCHS = 3  # the -resume run with another --max_epochs
@@ -84,11 +85,23 @@ def test_model_folder_is_complete(first_run, screen):
 def test_latents_have_salient_and_background_for_every_cell(first_run, screen):
     prepared = ad.read_h5ad(first_run.outdir / screen / "prepared" / f"{screen}.prepared.h5ad", backed="r")
     latents = ad.read_h5ad(first_run.outdir / screen / "latents" / f"{screen}.latents.h5ad")
-    assert latents.n_obs == prepared.n_obs
+    assert latents.obs_names.equals(prepared.obs_names)
     for key in ("X_salient", "X_background"):
         assert key in latents.obsm
         assert latents.obsm[key].shape[0] == prepared.n_obs
         assert latents.obsm[key].shape[1] > 0
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_the_counts_are_written_once(first_run, screen):
+    """Only the prepared file holds counts; the step outputs hold what their step added."""
+    folder = first_run.outdir / screen
+    for step in ("latents", "responders"):
+        output = ad.read_h5ad(folder / step / f"{screen}.{step}.h5ad")
+        assert output.n_vars == 0 and output.X is None, step
+    prepared = (folder / "prepared" / f"{screen}.prepared.h5ad").stat().st_size
+    for step in ("latents", "responders"):
+        assert (folder / step / f"{screen}.{step}.h5ad").stat().st_size < prepared / 3, step
 
 
 @pytest.mark.parametrize("screen", SCREENS)
@@ -99,13 +112,17 @@ def test_analysis_tables_are_published(first_run, screen):
     assert set(responders.obs["responder_call"].astype(str)) <= {"control", "responder", "non-responder"}
     de = pd.read_parquet(folder / "de" / "de.parquet")
     assert {"perturbation", "gene", "lfc_mean", "prob_de", "is_de", "wilcoxon_padj"} <= set(de.columns)
-    n_perturbations = responders.obs["perturbation"].astype(str).nunique() - 1
+    prepared = ad.read_h5ad(folder / "prepared" / f"{screen}.prepared.h5ad", backed="r")
+    n_perturbations = prepared.obs["perturbation"].astype(str).nunique() - 1
     assert de["perturbation"].nunique() == n_perturbations
     effects = pd.read_csv(folder / "effects" / "effects.csv")
     assert len(effects) == n_perturbations
     assert {"energy_distance", "energy_pvalue", "n_de_genes", "cluster"} <= set(effects.columns)
     clusters = pd.read_csv(folder / "effects" / "perturbation_clusters.csv")
     assert sorted(clusters["leaf_order"]) == list(range(n_perturbations))
+    calibration = json.loads((folder / "calibration" / "summary.json").read_text())
+    assert calibration["n_groups"] == 3 and isinstance(calibration["passed"], bool)  # conf/test.config
+    assert len(pd.read_csv(folder / "calibration" / "calibration.csv")) == 3
     generated = ad.read_h5ad(folder / "generated" / f"{screen}.generated.h5ad")
     assert {"counterfactual", "background_free", "effect"} <= set(generated.layers)
     assert generated.n_obs == 500  # --generate_max_cells of the test profile
@@ -137,6 +154,8 @@ def test_report_is_self_contained_and_summary_links_it(first_run, screen):
     assert list((first_run.outdir / screen / "report" / "figures").glob("*.svg"))
     headline = json.loads((first_run.outdir / screen / "report" / f"{screen}.report.json").read_text())
     assert headline["id"] == screen and headline["n_cells"] > 1000
+    assert '<section id="calibration">' in html and 'id="calibration-verdict"' in html
+    assert isinstance(headline["calibration_passed"], bool)
     summary = (first_run.outdir / "summary" / "index.html").read_text()
     assert f"../{screen}/report/{screen}.report.html" in summary
 

@@ -78,6 +78,24 @@ def test_schema_defaults_match_the_config(nextflow, pipeline_env):
             assert f"params.{name} = {literal}\n" in config, name
 
 
+# pipeline parameter -> (command, option) it is passed to (conf/modules.config)
+PASSED_TO_COMMANDS = {
+    "de_fdr": ("de", "fdr"), "de_delta": ("de", "delta"), "de_samples": ("de", "n_samples"),
+    "effects_permutations": ("effects", "n_permutations"), "calibration_groups": ("calibration", "n_groups"),
+    "report_embedding": ("report", "embedding"), "report_max_points": ("report", "max_points"),
+}
+
+
+def test_pipeline_defaults_are_the_commands_defaults():
+    """A parameter passed on to a command has that command's default: one source per default."""
+    from pertcontrast.cli import main
+
+    properties = schema_properties()
+    for name, (command, option) in PASSED_TO_COMMANDS.items():
+        defaults = {p.name: p.default for p in main.commands[command].params}
+        assert properties[name]["default"] == defaults[option], (name, command, option)
+
+
 def test_the_container_image_is_named_in_one_place():
     config = (REPO / "nextflow.config").read_text()
     images = re.findall(r"ghcr\.io/[\w./-]+:[\w.-]+", config)
@@ -162,7 +180,8 @@ def test_invalid_parameters_stop_the_run(run_nextflow, tmp_path, args, message):
 def test_stub_run_wires_every_step(run_nextflow, tmp_path):
     run = run_nextflow(["run", str(REPO), "-profile", "test", "-stub", "--outdir", "results"], tmp_path)
     assert run.returncode == 0, run.output[-5000:]
-    per_screen = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "GENERATE", "REPORT")
+    per_screen = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "CALIBRATION",
+                  "GENERATE", "REPORT")
     per_run = {"SUMMARY": ["COMPLETED"], "MLFLOW_STORE": ["COMPLETED"]}
     assert run.statuses() == {**{step: ["COMPLETED"] * 2 for step in per_screen}, **per_run}
     assert (run.outdir / "mlflow" / "mlflow.db").exists()

@@ -12,6 +12,10 @@
  * PREPROCESS (-resume). With --sweep, TRAIN runs once per setting and the model with the
  * best validation objective goes on. Screens with a guide table in the sheet go through
  * ASSIGN_GUIDES first (guide calls, one perturbation per cell, guide QC for the report).
+ *
+ * The counts live in the prepared file only: each later step writes what it adds (latents,
+ * responder calls, ...) keyed by cell name, and the steps after it get the prepared file
+ * and those outputs, joined here by screen id.
  */
 
 include { INPUT_CHECK      } from '../subworkflows/local/input_check'
@@ -25,6 +29,7 @@ include { EXPORT           } from '../modules/local/export'
 include { RESPONDERS       } from '../modules/local/responders'
 include { DE               } from '../modules/local/de'
 include { EFFECTS          } from '../modules/local/effects'
+include { CALIBRATION      } from '../modules/local/calibration'
 include { GENERATE         } from '../modules/local/generate'
 include { REPORT           } from '../modules/local/report'
 include { SUMMARY          } from '../modules/local/summary'
@@ -101,30 +106,36 @@ workflow PERTCONTRAST {
             .map { id, metas, models -> [ metas[0], bestModel(models) ] }
     }
 
-    ch_cells_and_model = byId(ch_prepared).join(byId(ch_model)).map { id, meta, prepared, meta2, model -> [ meta, prepared, model ] }
-    EXPORT(ch_cells_and_model, ch_model_uri)
+    ch_prepared_and_model = byId(ch_prepared).join(byId(ch_model)).map { id, meta, prepared, meta2, model -> [ meta, prepared, model ] }
+    EXPORT(ch_prepared_and_model, ch_model_uri)
     ch_versions = ch_versions.mix(EXPORT.out.versions.first())
-    ch_latents_and_model = byId(EXPORT.out.h5ad).join(byId(ch_model)).map { id, meta, latents, meta2, model -> [ meta, latents, model ] }
+    // [ id, meta, prepared, latents ]: what every step after EXPORT reads
+    ch_cells = byId(ch_prepared).join(byId(EXPORT.out.h5ad)).map { id, meta, prepared, meta2, latents -> [ id, meta, prepared, latents ] }
 
     //
     // Analysis: responders, model-based DE, effect table and clusters, generated expression
     //
-    ch_report_cells = EXPORT.out.h5ad
-    ch_responders_table = ch_model.map { meta, model -> [ meta.id, [] ] }
-    ch_de = ch_responders_table
-    ch_effects = ch_responders_table
+    ch_responders = ch_model.map { meta, model -> [ meta.id, [] ] }
+    ch_de = ch_responders
+    ch_effects = ch_responders
+    ch_calibration = ch_responders
     if (!params.skip_analysis) {
-        RESPONDERS(EXPORT.out.h5ad)
-        DE(byId(RESPONDERS.out.h5ad).join(byId(ch_model)).map { id, meta, cells, meta2, model -> [ meta, cells, model ] })
-        EFFECTS(byId(RESPONDERS.out.h5ad).join(byId(DE.out.de)).map { id, meta, cells, meta2, de -> [ meta, cells, de ] })
+        RESPONDERS(ch_cells.map { id, meta, prepared, latents -> [ meta, prepared, latents ] })
+        ch_responders = RESPONDERS.out.h5ad.map { meta, responders -> [ meta.id, responders ] }
+        DE(byId(ch_prepared).join(ch_responders).join(byId(ch_model))
+            .map { id, meta, prepared, responders, meta2, model -> [ meta, prepared, responders, model ] })
+        EFFECTS(ch_cells.join(ch_responders).join(DE.out.de.map { meta, de -> [ meta.id, de ] })
+            .map { id, meta, prepared, latents, responders, de -> [ meta, prepared, latents, responders, de ] })
         ch_versions = ch_versions.mix(RESPONDERS.out.versions.first(), DE.out.versions.first(), EFFECTS.out.versions.first())
-        ch_report_cells = RESPONDERS.out.h5ad
-        ch_responders_table = RESPONDERS.out.table.map { meta, table -> [ meta.id, table ] }
         ch_de = DE.out.de.map { meta, de -> [ meta.id, de ] }
         ch_effects = EFFECTS.out.effects.map { meta, effects -> [ meta.id, effects ] }
+        // the pseudo-perturbation check: are this screen's calls calibrated?
+        CALIBRATION(ch_cells.join(byId(ch_model)).map { id, meta, prepared, latents, meta2, model -> [ meta, prepared, latents, model ] })
+        ch_versions = ch_versions.mix(CALIBRATION.out.versions.first())
+        ch_calibration = CALIBRATION.out.calibration.map { meta, calibration -> [ meta.id, calibration ] }
     }
     if (!params.skip_analysis && !params.skip_generate) {
-        GENERATE(ch_latents_and_model)
+        GENERATE(ch_prepared_and_model)
         ch_versions = ch_versions.mix(GENERATE.out.versions.first())
     }
 
@@ -133,13 +144,15 @@ workflow PERTCONTRAST {
     //
     ch_summary = Channel.empty()
     if (!params.skip_report) {
-        ch_report_input = byId(ch_report_cells)
+        ch_report_input = ch_cells
             .join(byId(ch_model))
-            .join(ch_responders_table)
+            .join(ch_responders)
             .join(ch_de)
             .join(ch_effects)
             .join(ch_guide_qc)
-            .map { id, meta, cells, meta2, model, responders, de, effects, guide_qc -> [ meta, cells, model, responders, de, effects, guide_qc ] }
+            .join(ch_calibration)
+            .map { id, meta, prepared, latents, meta2, model, responders, de, effects, guide_qc, calibration ->
+                [ meta, prepared, latents, model, responders, de, effects, guide_qc, calibration ] }
         REPORT(ch_report_input)
         SUMMARY(REPORT.out.json.map { meta, json -> json }.collect())
         ch_versions = ch_versions.mix(REPORT.out.versions.first(), SUMMARY.out.versions)
@@ -164,7 +177,7 @@ workflow PERTCONTRAST {
     emit:
     prepared = ch_prepared        // channel: [ val(meta), path(prepared h5ad) ]
     model    = ch_model           // channel: [ val(meta), path(model folder) ]
-    latents  = EXPORT.out.h5ad    // channel: [ val(meta), path(latents h5ad) ]
+    latents  = EXPORT.out.h5ad    // channel: [ val(meta), path(latents h5ad): what EXPORT adds, by cell ]
     summary  = ch_summary         // channel: path(summary folder)
     versions = ch_versions        // channel: path(versions.yml)
 }

@@ -1,5 +1,5 @@
-"""Screens for the report tests: a real trained model and its exported latents, plus
-analysis outputs written by the tests in the formats of docs/outputs.md.
+"""Screens for the report tests: a real trained model, a prepared file and its exported
+latents, plus analysis outputs written by the tests in the formats of docs/outputs.md.
 
 One perturbation is labelled ``<script>alert(1)</script>`` and one gene
 ``<img src=x onerror=alert(1)>`` (the report must show them as text). Import the fixtures
@@ -25,9 +25,10 @@ CONTROL = "control"
 @dataclass
 class ReportInputs:
     folder: Path
+    prepared: Path
     latents: Path
     model: Path
-    responders: Path
+    responders: Path  # the responders step's .h5ad (per-cell calls)
     de: Path
     effects: Path
     perturbations: list[str]  # strongest first (as written in effects.csv)
@@ -37,29 +38,30 @@ class ReportInputs:
 
 @pytest.fixture(scope="session")
 def report_inputs(tiny_prepared, tiny_model, tmp_path_factory) -> ReportInputs:
-    import anndata as ad
-
+    from pertcontrast.io import write_step_output
     from pertcontrast.steps.export import export_file
 
     folder = tmp_path_factory.mktemp("report_inputs")
     tiny_model.save(folder / "model")
     tiny_prepared.write_h5ad(folder / "prepared.h5ad")
-    export_file(folder / "prepared.h5ad", tiny_model, folder / "exported.h5ad", device="cpu")
-    latents = ad.read_h5ad(folder / "exported.h5ad")
-    labels = latents.obs["perturbation"].astype(str)
+    export_file(folder / "prepared.h5ad", tiny_model, folder / "screen1.latents.h5ad", device="cpu")
+    prepared = tiny_prepared.copy()
+    labels = prepared.obs["perturbation"].astype(str)
     perturbations = sorted(set(labels) - {CONTROL})
     renamed = {perturbations[0]: SCRIPT_LABEL}
-    latents.obs["perturbation"] = pd.Categorical(labels.replace(renamed))
+    prepared.obs["perturbation"] = pd.Categorical(labels.replace(renamed))
     perturbations = [renamed.get(p, p) for p in perturbations]
+    prepared.write_h5ad(folder / "screen1.prepared.h5ad")
     rng = np.random.default_rng(0)
-    is_control = (latents.obs["perturbation"] == CONTROL).to_numpy()
-    calls = np.where(is_control, "control", np.where(rng.random(latents.n_obs) < 0.6, "responder", "non-responder"))
-    latents.obs["responder_call"] = pd.Categorical(calls, categories=["control", "responder", "non-responder"])
-    latents.write_h5ad(folder / "screen1.latents.h5ad")
-    genes = [IMG_GENE if i == 0 else str(g) for i, g in enumerate(latents.var_names)]
-    inputs = ReportInputs(folder, folder / "screen1.latents.h5ad", folder / "model", folder / "responders.csv",
-                          folder / "de", folder / "effects", perturbations, genes)
-    write_analysis_outputs(inputs, latents.obs["perturbation"].astype(str).to_numpy(), calls, rng)
+    is_control = (prepared.obs["perturbation"] == CONTROL).to_numpy()
+    calls = np.where(is_control, "control", np.where(rng.random(prepared.n_obs) < 0.6, "responder", "non-responder"))
+    write_step_output(folder / "screen1.responders.h5ad", prepared.obs_names, obs={
+        "responder_call": pd.Categorical(calls, categories=["control", "responder", "non-responder"])},
+        uns={"pertcontrast_responders": {"threshold": 0.5}})
+    genes = [IMG_GENE if i == 0 else str(g) for i, g in enumerate(prepared.var_names)]
+    inputs = ReportInputs(folder, folder / "screen1.prepared.h5ad", folder / "screen1.latents.h5ad", folder / "model",
+                          folder / "screen1.responders.h5ad", folder / "de", folder / "effects", perturbations, genes)
+    write_analysis_outputs(inputs, prepared.obs["perturbation"].astype(str).to_numpy(), calls, rng)
     inputs.guide_qc = write_guide_qc(folder)
     return inputs
 
@@ -82,8 +84,8 @@ def write_guide_qc(folder: Path) -> Path:
 
 
 def write_analysis_outputs(inputs: ReportInputs, labels: np.ndarray, calls: np.ndarray, rng) -> None:
-    """responders.csv, de/ and effects/ as documented; the script-labelled perturbation is
-    the strongest, and the img-named gene is its top gene."""
+    """de/ and effects/ as documented; the script-labelled perturbation is the strongest,
+    and the img-named gene is its top gene."""
     strength = {p: 1.0 / (i + 1) for i, p in enumerate(inputs.perturbations)}
     order = inputs.perturbations  # strongest first
     rows = []
@@ -94,7 +96,6 @@ def write_analysis_outputs(inputs: ReportInputs, labels: np.ndarray, calls: np.n
     responders = pd.DataFrame(rows)
     responders["responder_fraction"] = responders["n_responders"] / responders["n_cells"]
     responders["null_threshold"] = 1.5
-    responders.to_csv(inputs.responders, index=False)
 
     de_rows, top_rows = [], []
     for p in order:
@@ -152,7 +153,7 @@ def build(inputs: ReportInputs, output: Path, analysis: bool, title: str | None 
 
     options = dict(responders=inputs.responders, de=inputs.de, effects=inputs.effects,
                    guide_qc=inputs.guide_qc) if analysis else {}
-    return build_report(inputs.latents, inputs.model, output, title=title,
+    return build_report(inputs.prepared, inputs.latents, inputs.model, output, title=title,
                         settings=ReportSettings(**{"embedding": "pca", **settings}), **options)
 
 

@@ -1,5 +1,6 @@
-"""The analysis commands on a tiny screen: output formats (docs/outputs.md), streaming,
-settings and errors. Quality on a realistic screen is in test_analysis_quality.py."""
+"""The analysis commands on a tiny screen: output formats (docs/outputs.md), each output
+holding only what its step adds (joined to the prepared file by cell name), merge,
+streaming, settings and errors. Quality on a realistic screen is in test_analysis_quality.py."""
 
 import json
 
@@ -14,6 +15,7 @@ from pertcontrast.analysis.differential import differential_expression
 from pertcontrast.analysis.generate import GenerateSettings, generate_expression
 from pertcontrast.cli import main
 from pertcontrast.errors import InputDataError, ParameterError
+from pertcontrast.steps.merge import read_merged
 
 DE_COLUMNS = ["perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
               "is_de", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
@@ -29,13 +31,14 @@ def tiny_files(tiny_model, tiny_prepared, tmp_path_factory):
     tiny_model.save(folder / "model")
     tiny_prepared.write_h5ad(folder / "prepared.h5ad")
     runner = CliRunner()
+    prepared, latents, responders = (str(folder / f"{name}.h5ad") for name in ("prepared", "latents", "responders"))
     commands = [
-        ["export", str(folder / "prepared.h5ad"), "--model", str(folder / "model"), "-o", str(folder / "latents.h5ad")],
-        ["responders", str(folder / "latents.h5ad"), "-o", str(folder / "responders.h5ad")],
-        ["de", str(folder / "responders.h5ad"), "--model", str(folder / "model"), "-o", str(folder / "de"),
+        ["export", prepared, "--model", str(folder / "model"), "-o", latents],
+        ["responders", prepared, "--latents", latents, "-o", responders],
+        ["de", prepared, "--model", str(folder / "model"), "--responders", responders, "-o", str(folder / "de"),
          "--samples", "3", "--max-cells-per-perturbation", "60", "--device", "cpu", "--no-progress"],
-        ["effects", str(folder / "responders.h5ad"), "--de", str(folder / "de"), "-o", str(folder / "effects"),
-         "--permutations", "20"],
+        ["effects", prepared, "--latents", latents, "--responders", responders, "--de", str(folder / "de"),
+         "-o", str(folder / "effects"), "--permutations", "20"],
     ]
     for command in commands:
         result = runner.invoke(main, command)
@@ -43,12 +46,25 @@ def tiny_files(tiny_model, tiny_prepared, tmp_path_factory):
     return folder
 
 
+def test_step_outputs_hold_only_what_the_step_adds(tiny_files, tiny_prepared):
+    latents = ad.read_h5ad(tiny_files / "latents.h5ad")
+    responders = ad.read_h5ad(tiny_files / "responders.h5ad")
+    for output in (latents, responders):
+        assert output.obs_names.equals(tiny_prepared.obs_names)
+        assert output.n_vars == 0 and output.X is None and not output.layers
+    assert list(latents.obs.columns) == ["salient_norm", "pertcontrast_split"]
+    assert set(latents.obsm) == {"X_salient", "X_background"} and set(latents.uns) == {"pertcontrast_export"}
+    assert list(responders.obs.columns) == ["responder_score", "responder_probability", "responder_call"]
+    assert not responders.obsm and set(responders.uns) == {"pertcontrast_responders"}
+    sizes = {name: (tiny_files / f"{name}.h5ad").stat().st_size for name in ("prepared", "latents", "responders")}
+    assert sizes["latents"] < sizes["prepared"] / 3 and sizes["responders"] < sizes["prepared"] / 3
+
+
 def test_responders_output(tiny_files, tiny_prepared):
     out = ad.read_h5ad(tiny_files / "responders.h5ad")
-    assert (out.X != tiny_prepared.X).nnz == 0
     call = out.obs["responder_call"]
     assert set(call.cat.categories) == {"control", "responder", "non-responder"}
-    is_control = (out.obs["perturbation"] == "control").to_numpy()
+    is_control = (tiny_prepared.obs["perturbation"] == "control").to_numpy()
     assert (call[is_control] == "control").all() and (call[~is_control] != "control").all()
     assert out.obs["responder_probability"][is_control].isna().all()
     probability = out.obs["responder_probability"][~is_control]
@@ -123,7 +139,7 @@ def test_generate_layers_are_consistent_and_streamed(tiny_model, tiny_prepared, 
 
 def test_generate_command_prior_background_and_max_cells(tiny_files, tiny_model, tmp_path):
     result = CliRunner().invoke(main, [
-        "generate", str(tiny_files / "latents.h5ad"), "--model", str(tiny_files / "model"), "-o",
+        "generate", str(tiny_files / "prepared.h5ad"), "--model", str(tiny_files / "model"), "-o",
         str(tmp_path / "generated.h5ad"), "--background", "prior", "--max-cells", "150", "--mode", "background_free",
         "--mode", "effect", "--device", "cpu"])
     assert result.exit_code == 0, result.output
@@ -133,11 +149,12 @@ def test_generate_command_prior_background_and_max_cells(tiny_files, tiny_model,
     assert list(generated.var_names) == tiny_model.registry.gene_names
     info = generated.uns["pertcontrast_generate"]
     assert info["background"] == "prior" and info["max_cells"] == 150 and info["model_source"] == "folder"
-    assert generated.obs_names.isin(ad.read_h5ad(tiny_files / "latents.h5ad", backed="r").obs_names).all()
+    assert generated.obs_names.isin(ad.read_h5ad(tiny_files / "prepared.h5ad", backed="r").obs_names).all()
+    assert generated.obs.columns.empty and generated.X is None
 
 
 def test_de_is_repeatable_and_restricted_to_responders(tiny_model, tiny_files):
-    responders = ad.read_h5ad(tiny_files / "responders.h5ad")
+    responders = read_merged(tiny_files / "prepared.h5ad", tiny_files / "latents.h5ad", tiny_files / "responders.h5ad")
     settings = DESettings(n_samples=2, max_cells_per_perturbation=40, responders_only=True, seed=3)
     first = differential_expression(tiny_model, responders, settings, device="cpu")
     second = differential_expression(tiny_model, responders, settings, device="cpu")
@@ -145,9 +162,12 @@ def test_de_is_repeatable_and_restricted_to_responders(tiny_model, tiny_files):
     n_responders = responders.obs.loc[responders.obs["responder_call"] == "responder", "perturbation"]
     for perturbation, used in first.cells_used.items():
         assert used == min(40, int((n_responders == perturbation).sum()))
-    latents = ad.read_h5ad(tiny_files / "latents.h5ad")
+    latents = read_merged(tiny_files / "prepared.h5ad", tiny_files / "latents.h5ad")
     with pytest.raises(InputDataError, match="run 'pertcontrast responders' first"):
         differential_expression(tiny_model, latents, settings, device="cpu")
+    code = CliRunner().invoke(main, ["de", str(tiny_files / "prepared.h5ad"), "--model", str(tiny_files / "model"),
+                                     "--responders-only", "-o", str(tiny_files / "de_x"), "--device", "cpu"])
+    assert code.exit_code == 1 and "pass its output with --responders" in code.output
 
 
 def test_settings_errors_name_the_flag():
@@ -160,10 +180,59 @@ def test_settings_errors_name_the_flag():
 
 
 def test_responders_needs_exported_latents(tiny_files, tmp_path):
-    result = CliRunner().invoke(main, ["responders", str(tiny_files / "prepared.h5ad"), "-o", str(tmp_path / "r.h5ad")])
+    prepared = str(tiny_files / "prepared.h5ad")
+    result = CliRunner().invoke(main, ["responders", prepared, "--latents", prepared, "-o", str(tmp_path / "r.h5ad")])
     assert result.exit_code == 1
     assert "X_salient" in result.output and "pertcontrast export" in result.output
     assert not (tmp_path / "r.h5ad").exists()
+
+
+def test_outputs_of_other_cells_are_refused_naming_both_files(tiny_files, tiny_prepared, tmp_path):
+    tiny_prepared[:500].copy().write_h5ad(tmp_path / "other.h5ad")
+    latents = str(tiny_files / "latents.h5ad")
+    result = CliRunner().invoke(main, ["responders", str(tmp_path / "other.h5ad"), "--latents", latents,
+                                       "-o", str(tmp_path / "r.h5ad")])
+    assert result.exit_code == 1
+    line = [l for l in result.output.splitlines() if l.startswith("Error")][0]
+    assert latents in line and "other.h5ad" in line and "are not the 500 cells of" in line
+    assert not (tmp_path / "r.h5ad").exists()
+
+
+def test_reordered_cells_are_joined_by_name(tiny_files, tmp_path):
+    from pertcontrast.data.screen_files import ScreenFiles
+
+    latents = ad.read_h5ad(tiny_files / "latents.h5ad")
+    order = np.random.default_rng(0).permutation(latents.n_obs)
+    latents[order].copy().write_h5ad(tmp_path / "shuffled.h5ad")
+    with ScreenFiles(tiny_files / "prepared.h5ad", export=tmp_path / "shuffled.h5ad") as files:
+        np.testing.assert_array_equal(files.read("obsm", "X_salient"), latents.obsm["X_salient"])
+
+
+def test_merge_writes_one_file_with_the_counts_and_every_step(tiny_files, tiny_prepared, tmp_path):
+    files = [str(tiny_files / f"{name}.h5ad") for name in ("prepared", "latents", "responders")]
+    result = CliRunner().invoke(main, ["merge", *files, "-o", str(tmp_path / "all.h5ad")])
+    assert result.exit_code == 0, result.output
+    merged = ad.read_h5ad(tmp_path / "all.h5ad")
+    assert (merged.X != tiny_prepared.X).nnz == 0 and merged.var_names.equals(tiny_prepared.var_names)
+    assert list(merged.obs.columns) == list(tiny_prepared.obs.columns) + [
+        "salient_norm", "pertcontrast_split", "responder_score", "responder_probability", "responder_call"]
+    pd.testing.assert_frame_equal(merged.obs[tiny_prepared.obs.columns], tiny_prepared.obs)
+    latents = ad.read_h5ad(files[1])
+    np.testing.assert_array_equal(merged.obsm["X_salient"], latents.obsm["X_salient"])
+    assert {"pertcontrast", "pertcontrast_export", "pertcontrast_responders"} <= set(merged.uns)
+    merged_in_memory = read_merged(*files)
+    pd.testing.assert_frame_equal(merged_in_memory.obs, merged.obs)
+    assert not list(tmp_path.glob(".all.h5ad.*"))
+
+
+def test_merge_refuses_a_subsample_of_the_cells(tiny_files, tmp_path):
+    CliRunner().invoke(main, ["generate", str(tiny_files / "prepared.h5ad"), "--model", str(tiny_files / "model"),
+                              "-o", str(tmp_path / "g.h5ad"), "--max-cells", "50", "--mode", "effect",
+                              "--device", "cpu"])
+    result = CliRunner().invoke(main, ["merge", str(tiny_files / "prepared.h5ad"), str(tmp_path / "g.h5ad"),
+                                       "-o", str(tmp_path / "all.h5ad")])
+    assert result.exit_code == 1 and "its 50 cells are not the" in result.output
+    assert not (tmp_path / "all.h5ad").exists()
 
 
 def test_effects_on_lfc_profiles_and_responders_only(tiny_files, tmp_path):
@@ -171,15 +240,65 @@ def test_effects_on_lfc_profiles_and_responders_only(tiny_files, tmp_path):
     from pertcontrast.steps.analysis import effects_file
 
     settings = EffectSettings(n_permutations=10, responders_only=True, profile="lfc")
-    table = effects_file(tiny_files / "responders.h5ad", tiny_files / "de", tmp_path / "effects", settings)
+    prepared, latents = tiny_files / "prepared.h5ad", tiny_files / "latents.h5ad"
+    table = effects_file(prepared, latents, tiny_files / "de", tmp_path / "effects", settings,
+                         responders=tiny_files / "responders.h5ad")
     assert list(table.columns) == EFFECT_COLUMNS
-    responders = ad.read_h5ad(tiny_files / "responders.h5ad", backed="r").obs
+    responders = read_merged(prepared, tiny_files / "responders.h5ad").obs
     few = responders[responders["responder_call"] == "responder"]["perturbation"].value_counts()
     for _, row in table.iterrows():
         if few.get(row["perturbation"], 0) < 2:
             assert np.isnan(row["energy_distance"])  # needs at least 2 responders
     with pytest.raises(ParameterError, match="--profile"):
         EffectSettings(profile="genes")
-    latents_only = tiny_files / "latents.h5ad"
     with pytest.raises(InputDataError, match="run 'pertcontrast responders' first"):
-        effects_file(latents_only, tiny_files / "de", tmp_path / "e2", settings)
+        effects_file(prepared, latents, tiny_files / "de", tmp_path / "e2", settings)
+
+
+def test_calibration_command_writes_the_check_and_the_report_shows_it(tiny_files, tiny_model, tmp_path):
+    """pertcontrast calibration: one row per pseudo-perturbation, a summary against the
+    targets, the groups drawn from the null controls only; the report's section shows it."""
+    import json
+
+    from pertcontrast.analysis.calibration import TARGETS, CalibrationSettings
+    from pertcontrast.analysis.cells import NULL_SPLITS
+
+    prepared, latents = str(tiny_files / "prepared.h5ad"), str(tiny_files / "latents.h5ad")
+    out = tmp_path / "calibration"
+    result = CliRunner().invoke(main, ["calibration", prepared, "--latents", latents, "--model",
+                                       str(tiny_files / "model"), "-o", str(out), "--groups", "3", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "calibration.csv")
+    assert len(table) == 3 and {"n_cells", "energy_padj", "effect_called", "responder_fraction", "model_called",
+                                "wilcoxon_called"} <= set(table.columns)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["targets"] == TARGETS and summary["n_groups"] == 3
+    assert summary["effects_called"] == int(table["effect_called"].sum())
+    assert summary["passed"] == all(summary[k] <= v for k, v in TARGETS.items() if k in summary)
+    split = ad.read_h5ad(latents).obs["pertcontrast_split"].astype(str)
+    is_control = ad.read_h5ad(prepared).obs["perturbation"].astype(str) == "control"
+    assert summary["n_null_controls"] == int((is_control & split.isin(NULL_SPLITS)).sum())
+    assert table["n_cells"].max() <= summary["n_null_controls"] // 2
+    assert "pseudo-perturbations called" in result.output
+    # the CLI's defaults are the settings' (the command line imports nothing heavy)
+    defaults = {p.name: p.default for p in main.commands["calibration"].params}
+    assert (defaults["n_groups"], defaults["fdr"], defaults["de"], defaults["seed"]) == (
+        CalibrationSettings.n_groups, CalibrationSettings.fdr, CalibrationSettings.de, CalibrationSettings.seed)
+
+    report = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", prepared, "--latents", latents, "--model", str(tiny_files / "model"),
+                                       "--calibration", str(out), "--embedding", "pca", "-o", str(report)])
+    assert result.exit_code == 0, result.output
+    html = next(report.glob("*.report.html")).read_text()
+    section = html.split('<section id="calibration">')[1].split("</section>")[0]
+    assert 'id="calibration-verdict"' in section and section.count("<tr>") >= 3 + 1
+    assert json.loads(next(report.glob("*.report.json")).read_text())["calibration_passed"] == summary["passed"]
+
+
+def test_calibration_refuses_a_folder_without_its_files(tiny_files, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["report", str(tiny_files / "prepared.h5ad"), "--latents",
+                                       str(tiny_files / "latents.h5ad"), "--model", str(tiny_files / "model"),
+                                       "--calibration", str(tmp_path / "empty"), "-o", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "no calibration.csv and summary.json" in result.output
+    assert "Traceback" not in result.output

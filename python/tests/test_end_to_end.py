@@ -3,13 +3,13 @@ simulate -> preprocess -> train (defaults) -> export, then the numbers that say 
 works. Measured on responding perturbed cells, with a cross-validated 15-NN classifier
 (balanced accuracy minus chance), as in the core issue."""
 
-import anndata as ad
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from pertcontrast.cli import main
 from pertcontrast.evaluate import knn_predictability, log_normalised_pca
+from pertcontrast.steps.merge import read_merged
 
 pytestmark = pytest.mark.slow
 
@@ -44,9 +44,10 @@ def scores(adata, representation, columns):
     return {c: knn_predictability(representation[responders], adata.obs[c].to_numpy()[responders]) for c in columns}
 
 
-@pytest.mark.parametrize("which", ["latents.h5ad", "heldout_latents.h5ad"])
-def test_salient_space_holds_the_program_and_not_the_background(screen, which):
-    latents = ad.read_h5ad(screen / which)
+@pytest.mark.parametrize(("cells", "which"), [("prepared.h5ad", "latents.h5ad"),
+                                               ("heldout.h5ad", "heldout_latents.h5ad")])
+def test_salient_space_holds_the_program_and_not_the_background(screen, cells, which):
+    latents = read_merged(screen / cells, screen / which)
     columns = ["truth_program", "truth_phase", "truth_clone", "batch"]
     salient = scores(latents, latents.obsm["X_salient"], columns)
     background = scores(latents, latents.obsm["X_background"], columns)
@@ -63,7 +64,7 @@ def test_salient_space_holds_the_program_and_not_the_background(screen, which):
 
 
 def test_controls_sit_at_the_origin_of_the_salient_space(screen):
-    latents = ad.read_h5ad(screen / "latents.h5ad")
+    latents = read_merged(screen / "prepared.h5ad", screen / "latents.h5ad")
     obs = latents.obs
     controls = obs["perturbation"].astype(str).to_numpy() == "control"
     responders = obs["truth_responder"].to_numpy()

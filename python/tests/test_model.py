@@ -105,8 +105,8 @@ def test_train_and_export_commands(tiny_prepared, tmp_path):
     assert latents.obsm["X_salient"].shape == (tiny_prepared.n_obs, 10)
     assert latents.obsm["X_background"].shape == (tiny_prepared.n_obs, 32)
     assert latents.obsm["X_salient_sample"].shape == (tiny_prepared.n_obs, 10)
-    assert "salient_norm" in latents.obs
-    assert (latents.X != tiny_prepared.X).nnz == 0
+    assert list(latents.obs.columns) == ["salient_norm", "pertcontrast_split"]
+    assert latents.obs_names.equals(tiny_prepared.obs_names) and latents.X is None  # no copy of the counts
     assert latents.uns["pertcontrast_export"]["model_source"] == "folder"
     model = ContrastiveModel.load(tmp_path / "model")
     np.testing.assert_allclose(latents.obsm["X_salient"], model.latents(tiny_prepared, device="cpu")["salient"], rtol=1e-5)

@@ -1,6 +1,9 @@
 """`pertcontrast preprocess`: each bad input gives one clear line naming the problem; good
 input is prepared with counts kept raw and sparse."""
 
+import os
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -8,8 +11,6 @@ import pytest
 import scipy.sparse as sp
 
 from cli_helpers import preprocess_args, run
-
-
 
 
 @pytest.fixture()
@@ -210,3 +211,124 @@ def test_chunk_written_64_bit_indices_are_read_as_32_bit(tmp_path):
     assert matrix.indptr.dtype == np.int32 and matrix.indices.dtype == np.int32
     assert (matrix != counts).nnz == 0
     assert log_normalised_pca(counts, n_components=5).shape == (60, 5)
+
+
+# -- QC that adapts to the data ----------------------------------------------------------
+def prepared_with(screen, tmp_path, *extra, name="qc.h5ad"):
+    code, output = run(preprocess_args(write(screen, tmp_path), tmp_path / name, "--n-top-genes", "200", *extra))
+    assert code == 0, output
+    return ad.read_h5ad(tmp_path / name), output
+
+
+def test_qc_drops_outliers_by_mads_within_each_batch(screen, tmp_path):
+    """Shallow cells (a twentieth of their counts) fail QC; a whole batch sequenced 8x deeper
+    does not, because thresholds are per batch."""
+    X = screen.X.tocsr().astype(np.float32)
+    in_b = (screen.obs["batch"].astype(str) == sorted(set(screen.obs["batch"].astype(str)))[1]).to_numpy()
+    X = sp.diags(np.where(in_b, 8.0, 1.0).astype(np.float32)) @ X
+    shallow = np.flatnonzero(~in_b)[:10]
+    X = X.tolil()
+    for row in shallow:
+        X[row] = np.floor(X[row].toarray() / 20)
+    screen.X = sp.csr_matrix(X)
+    prepared, output = prepared_with(screen, tmp_path, "--batch-key", "batch")
+    assert not set(screen.obs_names[shallow]) & set(prepared.obs_names)
+    assert prepared.n_obs >= 0.9 * screen.n_obs
+    qc = prepared.uns["pertcontrast"]["report"]["qc"]
+    assert qc["failed"]["low_total_counts"] >= 10
+    thresholds = qc["thresholds"]
+    assert list(thresholds["batch"]) == sorted(set(screen.obs["batch"].astype(str)))
+    # each batch's bounds sit around its own median: batch B's moved with its 8x depth
+    centres = (np.log1p(thresholds["total_counts_min"]) + np.log1p(thresholds["total_counts_max"])) / 2
+    totals = np.log1p(np.asarray(screen.X.sum(axis=1)).ravel())
+    np.testing.assert_allclose(centres, [np.median(totals[~in_b]), np.median(totals[in_b])], rtol=1e-3)
+    assert centres[1] - centres[0] > np.log(8)
+    assert "QC: " in output and "5 MADs from the median of each 'batch'" in output
+    recorded = prepared.uns["pertcontrast"]["settings"]
+    assert recorded["qc_mads"] == 5 and "min_counts" not in recorded
+
+
+def test_fixed_thresholds_add_to_the_mad_rule_or_replace_it(screen, tmp_path):
+    totals = np.asarray(screen.X.sum(axis=1)).ravel()
+    threshold = int(np.quantile(totals, 0.2))
+    fixed, _ = prepared_with(screen, tmp_path, "--min-counts", str(threshold), name="fixed.h5ad")
+    assert fixed.obs["total_counts"].min() >= threshold
+    assert fixed.uns["pertcontrast"]["report"]["qc"]["failed"]["min_counts"] >= 0.15 * screen.n_obs
+    only_fixed, _ = prepared_with(screen, tmp_path, "--qc-mads", "0", "--min-counts", str(threshold), name="o.h5ad")
+    assert only_fixed.n_obs == int((totals >= threshold).sum())
+    nothing, output = prepared_with(screen, tmp_path, "--qc-mads", "0", name="none.h5ad")
+    assert nothing.n_obs == screen.n_obs and "0 cells failed (none); thresholds: none" in output
+
+
+def test_qc_stops_when_it_would_drop_most_cells_and_names_the_way_out(screen, tmp_path):
+    totals = np.asarray(screen.X.sum(axis=1)).ravel()
+    threshold = str(int(np.quantile(totals, 0.6)))
+    path = write(screen, tmp_path)
+    code, output = run(preprocess_args(path, tmp_path / "o.h5ad", "--min-counts", threshold))
+    assert_one_line_error(code, output, "QC would drop", "% of the cells (", "% of the controls (",
+                          f"min counts {threshold}", "--max-qc-drop 1")
+    assert not (tmp_path / "o.h5ad").exists()
+    code, output = run(preprocess_args(path, tmp_path / "o.h5ad", "--min-counts", threshold, "--max-qc-drop", "1",
+                                       "--n-top-genes", "200"))
+    assert code == 0, output
+    assert ad.read_h5ad(tmp_path / "o.h5ad").n_obs < 0.45 * screen.n_obs
+
+
+def test_several_kinds_of_control_become_the_models_one_control(screen, tmp_path):
+    labels = screen.obs["perturbation"].astype(str).to_numpy()
+    controls = np.flatnonzero(labels == "control")
+    labels[controls[::2]] = "non-targeting"
+    labels[controls[1::2]] = "safe-targeting"
+    screen.obs["perturbation"] = pd.Categorical(labels)
+    path = write(screen, tmp_path)
+    code, output = run(["preprocess", str(path), "--perturbation-key", "perturbation", "--control-label",
+                        "non-targeting", "--control-label", "safe-targeting", "--n-top-genes", "200",
+                        "--output", str(tmp_path / "o.h5ad")])
+    assert code == 0, output
+    prepared = ad.read_h5ad(tmp_path / "o.h5ad")
+    is_control = prepared.obs["is_control"].to_numpy()
+    assert (prepared.obs["perturbation"].astype(str)[is_control] == "control").all()
+    kinds = prepared.obs["control_kind"]
+    assert set(kinds[is_control].astype(str)) == {"non-targeting", "safe-targeting"} and kinds[~is_control].isna().all()
+    kept_kinds = pd.Series(labels, index=screen.obs_names)[prepared.obs_names[is_control]]
+    assert (kinds[is_control].astype(str).to_numpy() == kept_kinds.to_numpy()).all()
+    recorded = prepared.uns["pertcontrast"]["settings"]
+    assert recorded["control_label"] == "control"
+    assert list(recorded["control_labels"]) == ["non-targeting", "safe-targeting"]
+    code, output = run(["preprocess", str(path), "--perturbation-key", "perturbation", "--control-label",
+                        "non-targeting", "--control-label", "intergenic", "--output", str(tmp_path / "x.h5ad")])
+    assert_one_line_error(code, output, "control label 'intergenic' not found")
+
+
+def test_fewer_genes_than_n_top_genes_keeps_them_all_and_says_so(screen, tmp_path):
+    small = screen[:, :250].copy()
+    code, output = run(preprocess_args(write(small, tmp_path), tmp_path / "o.h5ad"))
+    assert code == 0, output
+    prepared = ad.read_h5ad(tmp_path / "o.h5ad")
+    report = prepared.uns["pertcontrast"]["report"]
+    assert prepared.n_vars == 250 - report["dropped_empty_genes"] - report["dropped_rare_genes"]
+    assert prepared.var["highly_variable"].all()
+    assert "keeping all" in output and "fewer than --n-top-genes 2000" in output and "all kept" in output
+
+
+PAPALEXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "papalexi2021" / "papalexi2021_thp1_sceptre299.h5ad"
+
+
+def test_a_real_shallow_panel_keeps_most_cells_with_defaults(tmp_path):
+    """Papalexi et al. 2021 (299 genes, median 66 genes and 186 UMIs per cell): the fixed
+    whole-transcriptome thresholds kept 910 of its 16,192 confidently assigned cells."""
+    path = Path(os.environ.get("PERTCONTRAST_PAPALEXI_H5AD", PAPALEXI))
+    if not path.is_file():
+        pytest.skip(f"the real screen is not here: {path} (set PERTCONTRAST_PAPALEXI_H5AD)")
+    screen = ad.read_h5ad(path)
+    screen = screen[screen.obs["assign_confident"].astype(bool).to_numpy()].copy()
+    code, output = run(["preprocess", str(write(screen, tmp_path)), "--perturbation-key", "perturbation",
+                        "--control-label", "non-targeting", "--batch-key", "bio_rep",
+                        "--output", str(tmp_path / "o.h5ad")])
+    assert code == 0, output
+    prepared = ad.read_h5ad(tmp_path / "o.h5ad")
+    assert screen.n_obs == 16_192 and prepared.n_obs >= 0.9 * screen.n_obs
+    n_controls = int((screen.obs["perturbation"] == "non-targeting").sum())
+    assert prepared.obs["is_control"].sum() >= 0.9 * n_controls
+    assert prepared.n_vars == 299 and "keeping all 299 genes" in output
+    assert "cell-cycle scoring skipped" in output

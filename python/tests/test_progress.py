@@ -93,7 +93,7 @@ def test_chunk_wise_preprocessing_logs_a_line_per_pass_and_block(tiny_screen, tm
     import logging
 
     from pertcontrast.data.preprocess import PreprocessSettings
-    from pertcontrast.data.preprocess_chunked import preprocess_h5ad
+    from pertcontrast.data.preprocess import preprocess_h5ad
 
     path = tmp_path / "screen.h5ad"
     tiny_screen.write_h5ad(path)
@@ -101,7 +101,7 @@ def test_chunk_wise_preprocessing_logs_a_line_per_pass_and_block(tiny_screen, tm
     with caplog.at_level(logging.INFO, logger="pertcontrast"):
         preprocess_h5ad(path, tmp_path / "prepared.h5ad", settings, chunk_size=tiny_screen.n_obs // 4 + 1)
     messages = [record.getMessage() for record in caplog.records]
-    assert [m[:9] for m in messages if m.startswith("pass ")] == [f"pass {k}/4:" for k in (1, 2, 3, 4)]
+    assert [m[:9] for m in messages if m.startswith("pass ")] == [f"pass {k}/5:" for k in (1, 2, 3, 4, 5)]
     blocks = [m for m in messages if m.startswith("preprocess: block ")]
     # the passes over the counts end with their last block (lines in between: at most every 15 s)
     assert len([m for m in blocks if m.startswith("preprocess: block 4/4 (100%), elapsed ")]) >= 3

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from click.testing import CliRunner
 
 from pertcontrast.cli import main
+from pertcontrast.io import write_step_output
 from pertcontrast.report import markup
 from pertcontrast.report.metrics import benjamini_hochberg
 
@@ -56,7 +57,7 @@ def test_full_report_has_every_section_and_figure_embedded(full_report):
 
 def test_headline_numbers(full_report, report_inputs):
     headline = json.loads(full_report.json.read_text())
-    latents = ad.read_h5ad(report_inputs.latents, backed="r")
+    latents = ad.read_h5ad(report_inputs.prepared, backed="r")
     controls = int((latents.obs["perturbation"] == "control").sum())
     assert headline["id"] == "screen1" and headline["report_html"] == "screen1.report.html"
     assert headline["n_cells"] == headline["n_cells_shown"] == latents.n_obs
@@ -78,14 +79,17 @@ def test_report_without_analysis_says_what_did_not_run(plain_report, report_inpu
     html = plain_report.html.read_text()
     assert "Not run: no --effects folder given (run &#x27;pertcontrast effects&#x27;)." in html
     assert "Not run: no --de folder given (run &#x27;pertcontrast de&#x27;)." in html
-    assert "responders: not run (pass --responders responders.csv)" in html
+    assert "responders: not run (pass --responders responders.h5ad)" in html
     assert "Not run: no --guide-qc folder given" in html
     headline = json.loads(plain_report.json.read_text())
     assert headline["n_cells_shown"] == 500
     assert f"Showing 500 of {headline['n_cells']:,} cells (a random subsample)" in html
     assert headline["n_perturbations_with_effect"] is None
     assert headline["steps"]["effects"] is False
-    assert {p.stem for p in plain_report.figures} == ALL_FIGURES - {"heatmap", "volcano", "top_genes", "de_heatmap"}
+    # without --responders there are no per-cell calls to colour by
+    assert {p.stem for p in plain_report.figures} == ALL_FIGURES - {"heatmap", "volcano", "top_genes", "de_heatmap",
+                                                                    "latents_responder_call"}
+    assert "No responder calls: pass --responders" in html
 
 
 def test_guide_section_shows_assignment_cells_and_flags_guides_without_knockdown(full_report, report_inputs):
@@ -163,7 +167,8 @@ def test_report_command_and_mlflow_attachment(report_inputs, tmp_path, monkeypat
               experiment_id="3", status="FINISHED").save(model)
     attached = []
     monkeypatch.setattr(tracking, "log_report", lambda *args: attached.append(args) or True)
-    result = invoke("report", report_inputs.latents, "--model", model, "--title", "s1", "--output-dir",
+    result = invoke("report", report_inputs.prepared, "--latents", report_inputs.latents, "--model", model,
+                    "--title", "s1", "--output-dir",
                     tmp_path / "out", "--embedding", "pca", "--max-points", 300, "--mlflow")
     assert result.exit_code == 0, result.output
     html = (tmp_path / "out" / "s1.report.html").read_text()
@@ -181,44 +186,49 @@ def _copy_h5ad(source, destination, edit):
 
 def _bad_inputs(name, inputs, tmp_path):
     """(arguments, message) for one kind of incomplete input."""
-    latents, model = inputs.latents, inputs.model
+    prepared, latents, model = inputs.prepared, inputs.latents, inputs.model
+    both = [prepared, "--latents", latents]
     if name == "no_salient":
         path = _copy_h5ad(latents, tmp_path / "x.latents.h5ad", lambda f: f["obsm"].pop("X_salient"))
-        return [path, "--model", model], f"{path} has no .obsm['X_salient']; run 'pertcontrast export' first."
+        return ([prepared, "--latents", path, "--model", model],
+                f"{path} has no .obsm['X_salient']; run 'pertcontrast export' first.")
     if name == "no_settings":
-        path = _copy_h5ad(latents, tmp_path / "x.latents.h5ad", lambda f: f["uns"].pop("pertcontrast"))
-        return [path, "--model", model], "pass --perturbation-key and --control-label"
+        path = _copy_h5ad(prepared, tmp_path / "x.prepared.h5ad", lambda f: f["uns"].pop("pertcontrast"))
+        return [path, "--latents", latents, "--model", model], "pass --perturbation-key and --control-label"
     if name == "truncated":
         path = tmp_path / "x.latents.h5ad"
         path.write_bytes(latents.read_bytes()[:2000])
-        return [path, "--model", model], "cannot be read as an .h5ad"
+        return [prepared, "--latents", path, "--model", model], "cannot be read as an .h5ad"
+    if name == "other_cells":
+        path = tmp_path / "x.latents.h5ad"
+        ad.read_h5ad(latents)[:100].copy().write_h5ad(path)
+        return [prepared, "--latents", path, "--model", model], f"{path}: its 100 cells are not the"
     if name == "wrong_control":
-        return [latents, "--model", model, "--control-label", "NTC"], "no cells with the control label 'NTC'"
+        return [*both, "--model", model, "--control-label", "NTC"], "no cells with the control label 'NTC'"
     if name == "no_config":
         folder = tmp_path / "model"
         shutil.copytree(model, folder)
         (folder / "config.json").unlink()
-        return [latents, "--model", folder], f"{folder} has no config.json; give the model folder written by"
+        return [*both, "--model", folder], f"{folder} has no config.json; give the model folder written by"
     if name == "no_effects_table":
         (tmp_path / "effects").mkdir()
-        return ([latents, "--model", model, "--effects", tmp_path / "effects"],
+        return ([*both, "--model", model, "--effects", tmp_path / "effects"],
                 f"{tmp_path / 'effects'} has no effects.csv; give the folder written by 'pertcontrast effects'.")
     if name == "no_de_table":
         (tmp_path / "de").mkdir()
-        return ([latents, "--model", model, "--de", tmp_path / "de"],
+        return ([*both, "--model", model, "--de", tmp_path / "de"],
                 f"{tmp_path / 'de'} has neither de.parquet nor de.csv.gz")
-    if name == "responders_columns":
-        path = tmp_path / "responders.csv"
-        pd.DataFrame({"perturbation": ["a"], "n_cells": [3]}).to_csv(path, index=False)
-        return ([latents, "--model", model, "--responders", path],
-                f"{path} lacks the column(s) n_responders, responder_fraction")
+    if name == "responders_without_calls":
+        return ([*both, "--model", model, "--responders", latents],
+                f"{latents} has no .obs['responder_call']; give the output of 'pertcontrast responders'.")
     if name == "bad_title":
-        return [latents, "--model", model, "--title", "../elsewhere"], "cannot be used in a file name"
+        return [*both, "--model", model, "--title", "../elsewhere"], "cannot be used in a file name"
     raise ValueError(name)
 
 
-@pytest.mark.parametrize("name", ["no_salient", "no_settings", "truncated", "wrong_control", "no_config",
-                                  "no_effects_table", "no_de_table", "responders_columns", "bad_title"])
+@pytest.mark.parametrize("name", ["no_salient", "no_settings", "truncated", "other_cells", "wrong_control",
+                                  "no_config", "no_effects_table", "no_de_table", "responders_without_calls",
+                                  "bad_title"])
 def test_incomplete_inputs_are_refused_with_one_line(name, report_inputs, tmp_path):
     arguments, message = _bad_inputs(name, report_inputs, tmp_path)
     result = invoke("report", *arguments, "--output-dir", tmp_path / "out", "--embedding", "pca")
@@ -268,8 +278,9 @@ def test_summary_refuses_other_json(tmp_path):
 
 
 # -- scale --------------------------------------------------------------------------
-def _large_latents(path: Path, n_cells: int, seed: int = 0) -> Path:
-    """A screen with many cells: latents, labels and sparse counts (no model needed)."""
+def _large_screen(folder: Path, n_cells: int, seed: int = 0) -> tuple[Path, Path]:
+    """A screen with many cells: a prepared file (labels, sparse counts) and its latents
+    (no model needed)."""
     rng = np.random.default_rng(seed)
     perturbations = np.array(["control"] + [f"P{i:03d}" for i in range(60)])
     index = rng.integers(0, len(perturbations), n_cells)
@@ -283,17 +294,18 @@ def _large_latents(path: Path, n_cells: int, seed: int = 0) -> Path:
     counts.data = np.ceil(counts.data * 5)
     adata = ad.AnnData(X=counts, obs=pd.DataFrame({"perturbation": pd.Categorical(labels), "phase": phase,
                                                    "batch": batch}, index=[f"c{i}" for i in range(n_cells)]))
-    adata.obsm["X_salient"], adata.obsm["X_background"] = salient, background
     adata.uns["pertcontrast"] = {"settings": {"perturbation_key": "perturbation", "control_label": "control",
                                               "batch_key": "batch"}}
-    adata.write_h5ad(path)
-    return path
+    adata.write_h5ad(folder / "big.prepared.h5ad")
+    write_step_output(folder / "big.latents.h5ad", adata.obs_names,
+                      obsm={"X_salient": salient, "X_background": background})
+    return folder / "big.prepared.h5ad", folder / "big.latents.h5ad"
 
 
 def test_large_screen_is_subsampled_for_plots(report_inputs, tmp_path):
-    latents = _large_latents(tmp_path / "big.latents.h5ad", 40_000)
-    result = invoke("report", latents, "--model", report_inputs.model, "--output-dir", tmp_path / "out",
-                    "--embedding", "pca", "--max-points", 4000)
+    prepared, latents = _large_screen(tmp_path, 40_000)
+    result = invoke("report", prepared, "--latents", latents, "--model", report_inputs.model,
+                    "--output-dir", tmp_path / "out", "--embedding", "pca", "--max-points", 4000)
     assert result.exit_code == 0, result.output
     headline = json.loads((tmp_path / "out" / "big.report.json").read_text())
     assert headline["n_cells"] == 40_000 and headline["n_cells_shown"] == 4000
@@ -319,14 +331,15 @@ def test_umap_views(report_inputs, tmp_path):
 @pytest.mark.slow
 def test_report_reads_the_real_analysis_outputs(report_inputs, tmp_path):
     """responders, de and effects as the analysis commands write them (format drift guard)."""
-    exported, model = report_inputs.folder / "exported.h5ad", report_inputs.model
+    model, latents, responders = report_inputs.model, report_inputs.latents, tmp_path / "s.responders.h5ad"
+    prepared = shutil.copyfile(report_inputs.folder / "prepared.h5ad", tmp_path / "s.prepared.h5ad")
     steps = [
-        ("responders", exported, "--output", tmp_path / "s.responders.h5ad"),
-        ("de", tmp_path / "s.responders.h5ad", "--model", model, "--output", tmp_path / "de", "--samples", 3,
+        ("responders", prepared, "--latents", latents, "--output", responders),
+        ("de", prepared, "--model", model, "--responders", responders, "--output", tmp_path / "de", "--samples", 3,
          "--max-cells-per-perturbation", 50, "--device", "cpu"),
-        ("effects", tmp_path / "s.responders.h5ad", "--de", tmp_path / "de", "--output", tmp_path / "effects",
-         "--permutations", 10),
-        ("report", tmp_path / "s.responders.h5ad", "--model", model, "--responders", tmp_path / "responders.csv",
+        ("effects", prepared, "--latents", latents, "--responders", responders, "--de", tmp_path / "de",
+         "--output", tmp_path / "effects", "--permutations", 10),
+        ("report", prepared, "--latents", latents, "--model", model, "--responders", responders,
          "--de", tmp_path / "de", "--effects", tmp_path / "effects", "--output-dir", tmp_path / "report",
          "--embedding", "pca"),
     ]

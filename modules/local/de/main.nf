@@ -4,7 +4,8 @@ process DE {
     container "${params.container}"
 
     input:
-    tuple val(meta), path(cells), path(model)
+    // prepared: the counts; responders: the per-cell calls RESPONDERS added (joined by cell name)
+    tuple val(meta), path(prepared), path(responders), path(model)
 
     output:
     tuple val(meta), path('de'), emit: de
@@ -16,8 +17,9 @@ process DE {
     """
     export OMP_NUM_THREADS=${task.cpus}
     pertcontrast de \\
-        '${cells}' \\
+        '${prepared}' \\
         --model '${model}' \\
+        --responders '${responders}' \\
         --device ${device} \\
         ${args} \\
         --output de

@@ -4,7 +4,8 @@ process EFFECTS {
     container "${params.container}"
 
     input:
-    tuple val(meta), path(cells), path(de)
+    // prepared: the labels; latents and responders: what EXPORT and RESPONDERS added
+    tuple val(meta), path(prepared), path(latents), path(responders), path(de)
 
     output:
     tuple val(meta), path('effects'), emit: effects
@@ -15,7 +16,9 @@ process EFFECTS {
     """
     export OMP_NUM_THREADS=${task.cpus}
     pertcontrast effects \\
-        '${cells}' \\
+        '${prepared}' \\
+        --latents '${latents}' \\
+        --responders '${responders}' \\
         --de '${de}' \\
         ${args} \\
         --output effects

@@ -4,7 +4,7 @@ process GENERATE {
     container "${params.container}"
 
     input:
-    tuple val(meta), path(latents), path(model)
+    tuple val(meta), path(prepared), path(model)
 
     output:
     tuple val(meta), path("*.generated.h5ad"), emit: h5ad
@@ -17,7 +17,7 @@ process GENERATE {
     """
     export OMP_NUM_THREADS=${task.cpus}
     pertcontrast generate \\
-        '${latents}' \\
+        '${prepared}' \\
         --model '${model}' \\
         --device ${device} \\
         ${args} \\

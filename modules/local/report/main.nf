@@ -9,10 +9,10 @@ process REPORT {
     secret(secrets.MLFLOW_TRACKING_TOKEN ? 'MLFLOW_TRACKING_TOKEN' : null)
 
     input:
-    // cells: the responders .h5ad when analysis ran, else the latents; the analysis
-    // folders are empty lists when the analysis is switched off, guide_qc when the screen
-    // did not go through ASSIGN_GUIDES.
-    tuple val(meta), path(cells), path(model), path(responders), path(de), path(effects), path(guide_qc)
+    // prepared: the counts and labels; latents: what EXPORT added; responders, de and
+    // effects are empty lists when the analysis is switched off, guide_qc when the screen
+    // did not go through ASSIGN_GUIDES, calibration when CALIBRATION did not run.
+    tuple val(meta), path(prepared), path(latents), path(model), path(responders), path(de), path(effects), path(guide_qc), path(calibration)
 
     output:
     tuple val(meta), path('report')                   , emit: report
@@ -26,11 +26,13 @@ process REPORT {
         de ? "--de '${de}'" : '',
         effects ? "--effects '${effects}'" : '',
         guide_qc ? "--guide-qc '${guide_qc}'" : '',
+        calibration ? "--calibration '${calibration}'" : '',
     ].join(' ')
     """
     export OMP_NUM_THREADS=${task.cpus}
     pertcontrast report \\
-        '${cells}' \\
+        '${prepared}' \\
+        --latents '${latents}' \\
         --model '${model}' \\
         ${analysis} \\
         --title '${meta.id}' \\

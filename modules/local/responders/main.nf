@@ -4,7 +4,8 @@ process RESPONDERS {
     container "${params.container}"
 
     input:
-    tuple val(meta), path(latents)
+    // prepared: the counts and labels; latents: what EXPORT added (joined by cell name)
+    tuple val(meta), path(prepared), path(latents)
 
     output:
     tuple val(meta), path("*.responders.h5ad"), emit: h5ad
@@ -17,7 +18,8 @@ process RESPONDERS {
     """
     export OMP_NUM_THREADS=${task.cpus}
     pertcontrast responders \\
-        '${latents}' \\
+        '${prepared}' \\
+        --latents '${latents}' \\
         ${args} \\
         --table responders.csv \\
         --output '${prefix}.responders.h5ad'

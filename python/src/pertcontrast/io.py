@@ -85,3 +85,34 @@ def write_table_atomic(df, path: str | os.PathLike) -> None:
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
+
+
+def write_step_output(path: str | os.PathLike, obs_names, *, obs: dict | None = None, obsm: dict | None = None,
+                      uns: dict | None = None, var_names=None, layers: dict | None = None) -> None:
+    """Write what one step adds, keyed by cell: ``obs_names`` (the join key to the prepared
+    file), the step's obs columns, obsm arrays and uns entries, and, for per-gene layers,
+    the genes (``var_names``). No counts: those live in the prepared file only."""
+    import anndata as ad
+    import pandas as pd
+
+    index = pd.Index(obs_names, name=getattr(obs_names, "name", None)).astype(str)
+    frame = pd.DataFrame(obs or {}, index=index)
+    var = pd.DataFrame(index=pd.Index(var_names if var_names is not None else [], dtype=str, name="gene"))
+    adata = ad.AnnData(obs=frame, var=var, obsm=obsm or None, layers=layers or None, uns=uns or {})
+    write_h5ad_atomic(adata, path)
+
+
+def rewrite_h5ad(source: str | os.PathLike, output: str | os.PathLike, **elements) -> None:
+    """Copy the .h5ad ``source`` to ``output`` (atomically) with top-level elements
+    (``obs``, ``obsm``, ``uns``, ``layers``...) replaced; the rest, the counts included, is
+    copied as bytes, never loaded."""
+    import h5py
+    from anndata.io import write_elem
+
+    with atomic_path(output, suffix=".h5ad") as tmp:
+        shutil.copyfile(source, tmp)
+        with h5py.File(tmp, "r+") as f:
+            for key, value in elements.items():
+                if key in f:
+                    del f[key]
+                write_elem(f, key, value)

@@ -28,8 +28,8 @@ def responder_mask(obs: pd.DataFrame, source: str = "input") -> np.ndarray:
     """True for cells called responders by ``pertcontrast responders``."""
     if RESPONDER_COLUMN not in obs:
         raise InputDataError(
-            f"{source}: obs has no column '{RESPONDER_COLUMN}'; run 'pertcontrast responders' "
-            "first and give its .h5ad, or drop --responders-only."
+            f"{source}: no responder calls (obs '{RESPONDER_COLUMN}'); run 'pertcontrast responders' "
+            "first and pass its output with --responders, or drop --responders-only."
         )
     return obs[RESPONDER_COLUMN].astype(str).to_numpy() == "responder"
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "export",
     "analysis",
     "report",
+    "merge",
     "versions",
     "samplesheet",
     "registry",
@@ -51,6 +52,8 @@ def main(ctx: click.Context, debug: bool) -> None:
           --control-label control --batch-key batch --output prepared.h5ad
       pertcontrast train prepared.h5ad --output model/
       pertcontrast export prepared.h5ad --model model/ --output latents.h5ad
+      pertcontrast responders prepared.h5ad --latents latents.h5ad --output responders.h5ad
+      pertcontrast merge prepared.h5ad latents.h5ad responders.h5ad --output screen.h5ad
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug

@@ -1,5 +1,6 @@
-"""Analysis commands: generate, responders, de, effects (thin wrappers over
-pertcontrast.steps.analysis)."""
+"""Analysis commands: generate, responders, de, effects, calibration (thin wrappers over
+pertcontrast.steps.analysis). Each reads the prepared file (PREPARED, the counts) and the
+outputs of the steps before it (--latents, --responders), joined by cell name."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ from pertcontrast.cli._common import (
 )
 
 MODEL_HELP = "Model folder from 'pertcontrast train', or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION."
+PREPARED = click.argument("prepared", metavar="PREPARED", type=click.Path(exists=True))
+STEP_FILE = click.Path(exists=True, dir_okay=False)
+
+
+def latents_option(function):
+    return click.option("--latents", required=True, type=STEP_FILE,
+                        help="The .h5ad written by 'pertcontrast export' for PREPARED (salient latents).")(function)
+
+
+def responders_option(help_text: str):
+    return click.option("--responders", type=STEP_FILE, default=None,
+                        help=f"The .h5ad written by 'pertcontrast responders' for PREPARED: {help_text}")
 
 
 def model_source_options(function):
@@ -30,7 +43,7 @@ def label_options(function):
 
 
 @click.command("generate")
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@PREPARED
 @model_source_options
 @click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help=".h5ad to write.")
 @click.option("--mode", "modes", type=click.Choice(["counterfactual", "background_free", "effect"]), multiple=True,
@@ -45,14 +58,16 @@ def label_options(function):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the subsample and the reference.")
 @device_option
 @progress_lines_option
-def generate_command(input_path, model_spec, mlflow_uri, output, modes, background, n_reference, max_cells,
+def generate_command(prepared, model_spec, mlflow_uri, output, modes, background, n_reference, max_cells,
                      batch_size, seed, device, progress):
     """Decode expression without the perturbation or without the background.
 
-    Writes layers (cells x model genes, per 10k counts; effect in log2): counterfactual
-    (salient latent set to 0), background_free (the cell's salient latent on a reference
-    background) and effect (log2 fold change, model fit vs counterfactual). Layers are
-    dense: for large screens use --max-cells (memory ~ cells x genes x 4 bytes x layers).
+    PREPARED is the .h5ad from 'pertcontrast preprocess' (or any count file with the
+    model's genes). Writes layers (cells x model genes, per 10k counts; effect in log2):
+    counterfactual (salient latent set to 0), background_free (the cell's salient latent on
+    a reference background) and effect (log2 fold change, model fit vs counterfactual);
+    obs holds the cell names only. Layers are dense: for large screens use --max-cells
+    (memory ~ cells x genes x 4 bytes x layers).
     """
     from pertcontrast.analysis.generate import MODES, GenerateSettings
     from pertcontrast.model_source import load_model
@@ -62,12 +77,13 @@ def generate_command(input_path, model_spec, mlflow_uri, output, modes, backgrou
     echo_command_line()
     settings = GenerateSettings(tuple(modes) or MODES, background, n_reference, max_cells, batch_size, seed)
     model, info = load_model(model_spec, mlflow_uri)
-    generate_file(input_path, model, output, settings, device, info, resolve_progress(progress))
+    generate_file(prepared, model, output, settings, device, info, resolve_progress(progress))
     click.echo(f"wrote {output}", err=True)
 
 
 @click.command("responders")
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@PREPARED
+@latents_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help=".h5ad to write.")
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), default=None,
               help="Per-perturbation table (default: responders.csv beside --output).")
@@ -75,26 +91,28 @@ def generate_command(input_path, model_spec, mlflow_uri, output, modes, backgrou
               show_default=True, help="Posterior probability above which a cell is a responder.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the cross-fitting split.")
 @label_options
-def responders_command(input_path, output, table_path, threshold, seed, perturbation_key, control_label):
+def responders_command(prepared, latents, output, table_path, threshold, seed, perturbation_key, control_label):
     """Call responders and non-responders (escapers) among perturbed cells.
 
-    INPUT is the .h5ad from 'pertcontrast export'. Each perturbed cell's salient mean is
-    projected on its perturbation's mean direction; a two-component mixture against the
-    controls' projections gives obs columns responder_score, responder_probability and
-    responder_call (control / responder / non-responder).
+    PREPARED is the .h5ad from 'pertcontrast preprocess' (perturbation labels), --latents
+    the export of it. Each perturbed cell's salient mean is projected on its perturbation's
+    mean direction; a two-component mixture against the controls' projections gives obs
+    columns responder_score, responder_probability and responder_call (control /
+    responder / non-responder). The output holds those columns and the cell names.
     """
     from pertcontrast.steps.analysis import responders_file
 
     setup_logging()
     echo_command_line()
-    result = responders_file(input_path, output, table_path, threshold, seed, perturbation_key, control_label)
+    result = responders_file(prepared, latents, output, table_path, threshold, seed, perturbation_key, control_label)
     n = int((result.call == "responder").sum())
     click.echo(f"wrote {output}: {n} responders in {len(result.table)} perturbations", err=True)
 
 
 @click.command("de")
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@PREPARED
 @model_source_options
+@responders_option("responder calls, for --responders-only.")
 @click.option("--output", "-o", type=click.Path(file_okay=False), required=True, help="Folder to write (de/).")
 @click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=0.15, show_default=True,
               help="|log2 fold change| that counts as an effect (prob_de = P(|LFC| > delta)).")
@@ -110,7 +128,7 @@ def responders_command(input_path, output, table_path, threshold, seed, perturba
 @click.option("--max-control-cells", type=click.IntRange(min=2), default=2000, show_default=True,
               help="Random subsample of control cells for the Wilcoxon test.")
 @click.option("--responders-only/--all-cells", default=False, show_default=True,
-              help="Use only cells called responders (needs the output of 'pertcontrast responders').")
+              help="Use only cells called responders (needs --responders).")
 @click.option("--perturbation", "perturbations", multiple=True,
               help="Only this perturbation (repeatable; default: every perturbation).")
 @click.option("--top-n", type=click.IntRange(min=1), default=20, show_default=True, help="Genes per list in de_top.csv.")
@@ -118,12 +136,14 @@ def responders_command(input_path, output, table_path, threshold, seed, perturba
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and posterior samples.")
 @device_option
 @progress_lines_option
-def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, pseudocount, n_samples, max_cells_per_perturbation,
-               max_control_cells, responders_only, perturbations, top_n, batch_size, seed, device, progress):
+def de_command(prepared, model_spec, mlflow_uri, responders, output, delta, fdr, pseudocount, n_samples,
+               max_cells_per_perturbation, max_control_cells, responders_only, perturbations, top_n, batch_size, seed,
+               device, progress):
     """Differential expression of every perturbation vs controls.
 
-    Model-based: paired posterior samples of each perturbed cell decoded with and without
-    its salient latent give a log2 fold change distribution per gene (mean, median, sd,
+    PREPARED is the .h5ad from 'pertcontrast preprocess' (the counts). Model-based:
+    paired posterior samples of each perturbed cell decoded with and without its salient
+    latent give a log2 fold change distribution per gene (mean, median, sd,
     P(|LFC| > delta), Bayes factor, calls at the posterior expected FDR). Beside it a
     Wilcoxon rank-sum test on log-normalised counts against controls (BH). Writes
     de.parquet, de.csv.gz, de_top.csv and de_settings.json into --output.
@@ -139,14 +159,16 @@ def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, pseudocou
                           max_control_cells=max_control_cells, responders_only=responders_only,
                           top_n=top_n, batch_size=batch_size, seed=seed)
     model, info = load_model(model_spec, mlflow_uri)
-    result = de_file(input_path, model, output, settings, device, info, resolve_progress(progress),
-                     list(perturbations) or None)
+    result = de_file(prepared, model, output, settings, device, info, resolve_progress(progress),
+                     list(perturbations) or None, responders=responders)
     n_called = int(result.table["is_de"].sum())
     click.echo(f"wrote {output}: {n_called} DE calls over {len(result.cells_used)} perturbations", err=True)
 
 
 @click.command("effects")
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@PREPARED
+@latents_option
+@responders_option("responder fractions, and --responders-only.")
 @click.option("--de", "de_folder", type=click.Path(exists=True, file_okay=False), required=True,
               help="Folder written by 'pertcontrast de'.")
 @click.option("--output", "-o", type=click.Path(file_okay=False), required=True, help="Folder to write (effects/).")
@@ -167,11 +189,12 @@ def de_command(input_path, model_spec, mlflow_uri, output, delta, fdr, pseudocou
                    "join the no-effect cluster.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and permutations.")
 @label_options
-def effects_command(input_path, de_folder, output, max_cells, n_permutations, responders_only, top_n, profile,
-                    fdr, seed, perturbation_key, control_label):
+def effects_command(prepared, latents, responders, de_folder, output, max_cells, n_permutations, responders_only,
+                    top_n, profile, fdr, seed, perturbation_key, control_label):
     """Perturbation effect table, perturbation clusters and gene programs.
 
-    INPUT is the .h5ad from 'pertcontrast responders' (or 'export'). Writes effects.csv,
+    PREPARED is the .h5ad from 'pertcontrast preprocess', --latents its export and
+    --responders (optional) its responder calls. Writes effects.csv,
     perturbation_clusters.csv, perturbation_similarity.csv and gene_programs.csv.
     """
     from pertcontrast.analysis.effects import EffectSettings
@@ -180,8 +203,51 @@ def effects_command(input_path, de_folder, output, max_cells, n_permutations, re
     setup_logging()
     echo_command_line()
     settings = EffectSettings(max_cells, n_permutations, responders_only, top_n, profile, fdr, seed)
-    table = effects_file(input_path, de_folder, output, settings, perturbation_key, control_label)
+    table = effects_file(prepared, latents, de_folder, output, settings, responders, perturbation_key, control_label)
     click.echo(f"wrote {output}: {len(table)} perturbations in {table['cluster'].nunique()} clusters", err=True)
 
 
-COMMANDS = [generate_command, responders_command, de_command, effects_command]
+@click.command("calibration")
+@PREPARED
+@latents_option
+@model_source_options
+@click.option("--output", "-o", type=click.Path(file_okay=False), required=True,
+              help="Folder to write (calibration/).")
+@click.option("--groups", "n_groups", type=click.IntRange(min=1), default=5,
+              show_default=True, help="Pseudo-perturbations: random groups of null controls, sized like real ones.")
+@click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="The level of the effect test (BH) and of the DE calls, as in the real calls.")
+@click.option("--de/--no-de", default=True, show_default=True,
+              help="Run DE (model and Wilcoxon) on the groups too (most of the time).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the groups and permutations.")
+@device_option
+@label_options
+def calibration_command(prepared, latents, model_spec, mlflow_uri, output, n_groups, fdr, de, seed, device,
+                        perturbation_key, control_label):
+    """Pseudo-perturbation check: are this screen's calls calibrated?
+
+    Random groups of null controls (decoy controls and controls the model never saw),
+    sized like the screen's perturbations, go through the same effect test, responder
+    calls and DE as the real perturbations, each against the other null controls. None
+    has an effect: a calibrated screen calls no effect, at most ~5% responders and at most
+    ~5% of genes. Writes calibration.csv and summary.json into --output (the report shows
+    them with --calibration).
+    """
+    from pertcontrast.analysis.calibration import CalibrationSettings
+    from pertcontrast.analysis.de import DESettings
+    from pertcontrast.model_source import load_model
+    from pertcontrast.steps.calibration import calibration_file
+
+    setup_logging()
+    echo_command_line()
+    settings = CalibrationSettings(n_groups=n_groups, fdr=fdr, de=de, seed=seed)
+    model, info = load_model(model_spec, mlflow_uri)
+    result = calibration_file(prepared, latents, model, output, settings, DESettings(fdr=fdr), device,
+                              perturbation_key, control_label, info)
+    verdict = "within" if result["passed"] else "OUTSIDE"
+    click.echo(f"wrote {output}: {result['effects_called']} of {result['n_groups']} pseudo-perturbations called, "
+               f"{result['responder_fraction']:.1%} responders; {verdict} the targets", err=True)
+
+
+COMMANDS = [generate_command, responders_command, de_command, effects_command, calibration_command]

@@ -28,9 +28,11 @@ def export_command(input_path, model_spec, output, batch_size, sample, mlflow_ur
                    mlflow, device, progress):
     """Write the salient and background latents of every cell.
 
-    INPUT is any .h5ad (or 10x file) with the model's genes (matched by name). The output
-    is INPUT plus .obsm["X_salient"], .obsm["X_background"] (posterior means) and
-    .obs["salient_norm"]; cells are streamed in blocks.
+    INPUT is any .h5ad (or 10x file) with the model's genes (matched by name), usually the
+    prepared file. The output holds what export adds: .obsm["X_salient"],
+    .obsm["X_background"] (posterior means) and .obs["salient_norm"] of every cell, keyed
+    by the cell names; no counts (later steps read them from INPUT, and
+    'pertcontrast merge' writes one combined file). Cells are streamed in blocks.
 
     With a registry URI the resolved model name, version and run id are written to
     .uns["pertcontrast_export"], and the export is recorded as an MLflow run of type

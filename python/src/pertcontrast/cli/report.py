@@ -8,19 +8,23 @@ from pertcontrast.cli._common import echo_command_line, setup_logging
 
 
 @click.command("report")
-@click.argument("latents", type=click.Path(exists=True, dir_okay=False))
+@click.argument("prepared", metavar="PREPARED", type=click.Path(exists=True, dir_okay=False))
+@click.option("--latents", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The .h5ad written by 'pertcontrast export' for PREPARED.")
 @click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Model folder from 'pertcontrast train' (config.json, history.csv).")
 @click.option("--responders", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="responders.csv from 'pertcontrast responders' (per-cell calls come from LATENTS).")
+              help="The .h5ad written by 'pertcontrast responders' (per-cell calls, responders per perturbation).")
 @click.option("--de", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder from 'pertcontrast de' (volcano plots, top genes).")
 @click.option("--effects", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder from 'pertcontrast effects' (effect table, clustering heatmap).")
 @click.option("--guide-qc", type=click.Path(exists=True, file_okay=False), default=None,
               help="QC folder from 'pertcontrast assign-guides' (guides, perturbations, knockdown).")
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder from 'pertcontrast calibration' (the pseudo-perturbation check).")
 @click.option("--title", default=None, metavar="ID",
-              help="Screen id: the page title and the file names (default: LATENTS without .latents.h5ad).")
+              help="Screen id: the page title and the file names (default: PREPARED without .prepared.h5ad).")
 @click.option("--output-dir", "-o", required=True, type=click.Path(file_okay=False),
               help="Folder for ID.report.html, ID.report.json and figures/.")
 @click.option("--max-points", type=click.IntRange(min=10), default=20_000, show_default=True,
@@ -40,12 +44,13 @@ from pertcontrast.cli._common import echo_command_line, setup_logging
               help="Attach the report to the model's MLflow training run (when the model folder records one).")
 @click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", default=None,
               help="Tracking server for --mlflow (default: the one recorded in the model folder).")
-def report_command(latents, model_dir, responders, de, effects, guide_qc, title, output_dir, max_points, embedding,
-                   top_perturbations, volcanoes, seed, perturbation_key, control_label, mlflow, mlflow_uri):
+def report_command(prepared, latents, model_dir, responders, de, effects, guide_qc, calibration, title, output_dir,
+                   max_points, embedding, top_perturbations, volcanoes, seed, perturbation_key, control_label, mlflow, mlflow_uri):
     """Write a self-contained HTML report of one screen.
 
-    LATENTS is the .h5ad from 'pertcontrast export' (or from 'pertcontrast responders', which
-    adds the responder calls). Writes ID.report.html (images embedded, opens offline),
+    PREPARED is the .h5ad from 'pertcontrast preprocess' (labels, phase, batch, counts),
+    --latents its export; the analysis outputs (--responders, --de, --effects) are joined
+    to it by cell name. Writes ID.report.html (images embedded, opens offline),
     ID.report.json (headline numbers for 'pertcontrast summary') and figures/*.png, *.svg.
     Analysis outputs not given are shown as "not run".
     """
@@ -55,9 +60,9 @@ def report_command(latents, model_dir, responders, de, effects, guide_qc, title,
     echo_command_line()
     settings = ReportSettings(max_points=max_points, embedding=embedding, top_perturbations=top_perturbations,
                               volcanoes=volcanoes, seed=seed)
-    files = build_report(latents, model_dir, output_dir, responders=responders, de=de, effects=effects,
+    files = build_report(prepared, latents, model_dir, output_dir, responders=responders, de=de, effects=effects,
                          title=title, settings=settings, perturbation_key=perturbation_key,
-                         control_label=control_label, guide_qc=guide_qc)
+                         control_label=control_label, guide_qc=guide_qc, calibration=calibration)
     if mlflow:
         _attach(model_dir, output_dir, mlflow_uri)
     click.echo(f"wrote {files.html}", err=True)

@@ -11,7 +11,7 @@ from pertcontrast.errors import InputDataError
 H5AD_SUFFIXES = (".h5ad",)
 
 
-def _read_failure(path: Path, error: Exception) -> InputDataError:
+def read_failure(path: Path, error: Exception) -> InputDataError:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return InputDataError(
         f"{path}: cannot be read as {'an .h5ad' if path.suffix == '.h5ad' else 'a count'} file "
@@ -43,7 +43,7 @@ def read_anndata(path, backed: bool = False, layer: str | None = None):
     except InputDataError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
-        raise _read_failure(path, error) from error
+        raise read_failure(path, error) from error
     if layer is not None:
         if layer not in adata.layers:
             raise InputDataError(

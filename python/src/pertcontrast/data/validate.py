@@ -85,25 +85,30 @@ def check_obs_column(obs: pd.DataFrame, key: str, source: str, role: str, flag: 
 def check_perturbations(
     obs: pd.DataFrame,
     perturbation_key: str,
-    control_label: str,
+    control_label,
     source: str,
     min_control_cells: int = MIN_CONTROL_CELLS,
 ) -> None:
+    """The perturbation column, the control label(s) in it (one str or several), enough
+    control cells (all kinds together) and at least one perturbed cell."""
     check_obs_column(obs, perturbation_key, source, "perturbation", "--perturbation-key")
+    control_labels = [control_label] if isinstance(control_label, str) else list(control_label)
     labels = obs[perturbation_key].astype(str)
     counts = labels.value_counts()
-    if control_label not in counts.index:
-        raise InputDataError(
-            f"{source}: control label '{control_label}' not found in column '{perturbation_key}'."
-            f"{suggest(control_label, counts.index)} Pass it with --control-label."
-        )
-    n_controls = int(counts[control_label])
+    for label in control_labels:
+        if label not in counts.index:
+            raise InputDataError(
+                f"{source}: control label '{label}' not found in column '{perturbation_key}'."
+                f"{suggest(label, counts.index)} Pass it with --control-label."
+            )
+    n_controls = int(counts[control_labels].sum())
     if n_controls < min_control_cells:
+        named = ", ".join(f"'{label}'" for label in control_labels)
         raise InputDataError(
-            f"{source}: only {n_controls} control cells ('{control_label}'); at least "
+            f"{source}: only {n_controls} control cells ({named}); at least "
             f"{min_control_cells} are needed to learn the background (--min-control-cells)."
         )
-    if len(counts) < 2:
+    if len(counts) <= len(control_labels):
         raise InputDataError(f"{source}: column '{perturbation_key}' has no perturbed cells, only controls.")
 
 

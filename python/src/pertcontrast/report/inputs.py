@@ -16,7 +16,6 @@ import pandas as pd
 from pertcontrast.errors import InputDataError
 
 CONFIG, HISTORY = "config.json", "history.csv"
-RESPONDER_COLUMNS = ("perturbation", "n_cells", "n_responders", "responder_fraction")
 EFFECT_COLUMNS = ("perturbation", "n_cells", "energy_distance", "energy_pvalue", "n_de_genes")
 DE_COLUMNS = ("perturbation", "gene", "lfc_mean", "prob_de", "is_de")
 DE_OPTIONAL = ("bayes_factor", "lfc_sd", "de_score")
@@ -73,12 +72,23 @@ def _recorded_run(path: Path):
     return record.run_id, record.tracking_uri, record.experiment_id
 
 
-def read_analysis(responders=None, de=None, effects=None) -> Analysis:
+def responder_table(perturbation, is_control, responder_call) -> pd.DataFrame | None:
+    """Cells and responders per perturbation, from the per-cell calls (None without them)."""
+    if responder_call is None:
+        return None
+    cells = pd.DataFrame({"perturbation": perturbation[~is_control],
+                          "responder": responder_call[~is_control] == "responder"})
+    table = cells.groupby("perturbation", sort=True)["responder"].agg(["size", "sum"]).reset_index()
+    table.columns = ["perturbation", "n_cells", "n_responders"]
+    table["n_responders"] = table["n_responders"].astype(int)
+    table["responder_fraction"] = table["n_responders"] / table["n_cells"]
+    return table
+
+
+def read_analysis(de=None, effects=None, responders: pd.DataFrame | None = None) -> Analysis:
     """Read the outputs given; the long DE table is read later, for the shown perturbations
-    only (``read_de_rows``)."""
-    analysis = Analysis()
-    if responders is not None:
-        analysis.responders = _read_csv(Path(responders), RESPONDER_COLUMNS, "pertcontrast responders")
+    only (``read_de_rows``). ``responders``: the table from :func:`responder_table`."""
+    analysis = Analysis(responders=responders)
     if effects is not None:
         folder = _folder(effects, "effects.csv", "pertcontrast effects")
         analysis.effects = _read_csv(folder / "effects.csv", EFFECT_COLUMNS, "pertcontrast effects")

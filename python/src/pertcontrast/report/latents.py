@@ -1,8 +1,9 @@
-"""Read what the report needs from a latents ``.h5ad`` without loading the file.
+"""Read what the report needs from a screen's files without loading them: the prepared
+file (labels, phase, batch, recorded settings; counts later, for the plotted subsample
+only), the export (the two latent means) and, when it ran, the responder calls.
 
-Only a few ``.obs`` columns, the two latent means and the recorded settings are read;
-counts are read later for the plotted subsample only. A 300k-cell screen therefore costs
-a few tens of MB, whatever the size of its count matrix.
+Only a few ``.obs`` columns and the latents are read, so a 300k-cell screen costs a few
+tens of MB whatever the size of its count matrix.
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pertcontrast.data.screen_files import ScreenFiles
 from pertcontrast.errors import InputDataError
 
 SALIENT, BACKGROUND = "X_salient", "X_background"
 PHASE, RESPONDER_CALL, IS_CONTROL, SALIENT_NORM = "phase", "responder_call", "is_control", "salient_norm"
-UNS_KEYS = ("pertcontrast", "pertcontrast_export", "pertcontrast_responders")
+UNS_KEYS = {"pertcontrast": "prepared", "pertcontrast_export": "export", "pertcontrast_responders": "responders"}
 
 
 @dataclass
 class Latents:
     """The cells of one screen as the report sees them (all cells, few columns)."""
 
-    path: Path
+    path: Path  # the prepared file (counts)
     salient: np.ndarray
     background: np.ndarray
     perturbation: np.ndarray  # labels as str
@@ -46,12 +48,12 @@ class Latents:
         return len(self.perturbation)
 
     def counts(self, rows: np.ndarray):
-        """Raw counts (CSR) of ``rows`` (sorted), read from the file."""
+        """Raw counts (CSR) of ``rows`` (sorted), read from the prepared file."""
         import h5py
         import scipy.sparse as sp
         from anndata.io import sparse_dataset
 
-        with _open(self.path) as f:
+        with h5py.File(self.path, "r") as f:
             node = f["X"]
             if isinstance(node, h5py.Dataset):
                 return sp.csr_matrix(node[np.asarray(rows), :])
@@ -59,77 +61,82 @@ class Latents:
             return sp.csr_matrix(matrix[np.asarray(rows)])
 
 
-def read_latents(path, perturbation_key: str | None = None, control_label: str | None = None) -> Latents:
-    """Read ``path``; fails with a one-line message naming what is missing and what to run."""
-    path = Path(path)
-    if path.suffix != ".h5ad":
-        raise InputDataError(f"{path}: expected the .h5ad written by 'pertcontrast export'.")
-    with _open(path) as f:
+def read_latents(prepared, latents, responders=None, perturbation_key: str | None = None,
+                 control_label: str | None = None) -> Latents:
+    """Read the screen; fails with a one-line message naming what is missing and what to run."""
+    for path, step in ((prepared, "preprocess"), (latents, "export"), (responders, "responders")):
+        if path is not None and Path(path).suffix != ".h5ad":
+            raise InputDataError(f"{path}: expected the .h5ad written by 'pertcontrast {step}'.")
+    with ScreenFiles(prepared, export=latents, responders=responders) as files:
         try:
-            return _read(f, path, perturbation_key, control_label)
+            return _read(files, Path(latents), perturbation_key, control_label)
         except (KeyError, ValueError, TypeError, OSError) as error:
             raise InputDataError(
-                f"{path}: cannot be read as an .h5ad ({_first_line(error)}); it may be truncated or "
+                f"{latents}: cannot be read as an .h5ad ({_first_line(error)}); it may be truncated or "
                 "corrupt. Re-create it with 'pertcontrast export'."
             ) from error
 
 
-def _read(f, path: Path, perturbation_key, control_label) -> Latents:
-    obsm = f["obsm"] if "obsm" in f else {}
+def _column(files: ScreenFiles, key: str) -> np.ndarray:
+    values = files.read("obs", key)
+    if isinstance(values, pd.Categorical):
+        return np.asarray(values.astype(object))  # missing values become "nan" with .astype(str)
+    return np.asarray(values)
+
+
+def _read(files: ScreenFiles, latents_path: Path, perturbation_key, control_label) -> Latents:
     for key in (SALIENT, BACKGROUND):
-        if key not in obsm:
-            raise InputDataError(f"{path} has no .obsm['{key}']; run 'pertcontrast export' first.")
-    uns = _read_uns(f)
+        if not files.has("obsm", key, step="export"):
+            raise InputDataError(f"{latents_path} has no .obsm['{key}']; run 'pertcontrast export' first.")
+    uns = {key: _plain(files.uns(key, step)) for key, step in UNS_KEYS.items() if files.uns(key, step)}
     settings = uns.get("pertcontrast", {}).get("settings", {})
     perturbation_key = perturbation_key or settings.get("perturbation_key")
     control_label = control_label or settings.get("control_label")
     if not perturbation_key or not control_label:
         raise InputDataError(
-            f"{path} has no .uns['pertcontrast']['settings'] naming the perturbation column and the "
+            f"{files.prepared} has no .uns['pertcontrast']['settings'] naming the perturbation column and the "
             "control label; pass --perturbation-key and --control-label (or run 'pertcontrast preprocess')."
         )
-    obs = f["obs"]
-    if perturbation_key not in obs:
+    if not files.has("obs", perturbation_key):
         raise InputDataError(
-            f"{path} has no .obs['{perturbation_key}'] (the perturbation column); pass --perturbation-key."
+            f"{files.prepared} has no .obs['{perturbation_key}'] (the perturbation column); pass --perturbation-key."
         )
-    salient = np.asarray(obsm[SALIENT][...], dtype=np.float32)
-    background = np.asarray(obsm[BACKGROUND][...], dtype=np.float32)
-    labels = _column(obs, perturbation_key).astype(str)
-    if not (len(salient) == len(background) == len(labels)):
-        raise InputDataError(
-            f"{path}: .obsm['{SALIENT}'] has {len(salient)} rows, .obsm['{BACKGROUND}'] {len(background)} "
-            f"and .obs {len(labels)}; re-run 'pertcontrast export'."
-        )
+    salient = np.asarray(files.read_from("export", "obsm", SALIENT), dtype=np.float32)
+    background = np.asarray(files.read_from("export", "obsm", BACKGROUND), dtype=np.float32)
+    labels = _column(files, perturbation_key).astype(str)
     if not (labels == control_label).any():
         raise InputDataError(
-            f"{path}: no cells with the control label '{control_label}' in .obs['{perturbation_key}']; "
+            f"{files.prepared}: no cells with the control label '{control_label}' in .obs['{perturbation_key}']; "
             "pass --control-label."
         )
     batch_key = settings.get("batch_key") or None
-    latents = Latents(
-        path=path, salient=salient, background=background, perturbation=labels,
+    has_batch = bool(batch_key) and files.has("obs", batch_key)
+    called = files.has("obs", RESPONDER_CALL, step="responders")
+    return Latents(
+        path=files.prepared, salient=salient, background=background, perturbation=labels,
         control_label=str(control_label), perturbation_key=str(perturbation_key),
         is_control=labels == control_label,
-        salient_norm=(_column(obs, SALIENT_NORM).astype(np.float32) if SALIENT_NORM in obs
+        salient_norm=(_column(files, SALIENT_NORM).astype(np.float32) if files.has("obs", SALIENT_NORM)
                       else np.linalg.norm(salient, axis=1)),
-        phase=_column(obs, PHASE).astype(str) if PHASE in obs else None,
-        batch=_column(obs, batch_key).astype(str) if batch_key and batch_key in obs else None,
-        batch_key=batch_key if batch_key and batch_key in obs else None,
-        responder_call=_column(obs, RESPONDER_CALL).astype(str) if RESPONDER_CALL in obs else None,
-        uns=uns, has_counts="X" in f and _n_stored(f["X"]) > 0, truth=_read_truth(f),
+        phase=_column(files, PHASE).astype(str) if files.has("obs", PHASE) else None,
+        batch=_column(files, batch_key).astype(str) if has_batch else None,
+        batch_key=batch_key if has_batch else None,
+        responder_call=np.asarray(pd.Series(files.read_from("responders", "obs", RESPONDER_CALL)).astype(str))
+        if called else None,
+        uns=uns, has_counts=_has_counts(files.prepared), truth=_read_truth(files.prepared),
     )
-    return latents
 
 
-def _read_truth(f) -> pd.DataFrame | None:
-    """What ``pertcontrast simulate`` recorded about each perturbation (only its small
-    per-perturbation table is read, not the true fold changes)."""
+def _read_truth(path: Path) -> pd.DataFrame | None:
+    """What ``pertcontrast simulate`` recorded about each perturbation, in the prepared
+    file (only its small per-perturbation table is read, not the true fold changes)."""
+    import h5py
     from anndata.io import read_elem
 
-    if "uns/truth/perturbations" not in f:
-        return None
-    table = pd.DataFrame(_plain(read_elem(f["uns/truth/perturbations"])))
+    with h5py.File(path, "r") as f:
+        if "uns/truth/perturbations" not in f:
+            return None
+        table = pd.DataFrame(_plain(read_elem(f["uns/truth/perturbations"])))
     if not {"perturbation", "has_effect"} <= set(table.columns):
         return None
     table["perturbation"] = table["perturbation"].astype(str)
@@ -137,33 +144,11 @@ def _read_truth(f) -> pd.DataFrame | None:
     return table.set_index("perturbation")
 
 
-def _open(path: Path):
+def _has_counts(path: Path) -> bool:
     import h5py
 
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise InputDataError(
-            f"{path}: cannot be read as an .h5ad ({_first_line(error)}); it may be truncated or corrupt. "
-            "Re-create it with 'pertcontrast export'."
-        ) from error
-
-
-def _column(obs, key: str) -> np.ndarray:
-    from anndata.io import read_elem
-
-    values = read_elem(obs[key])
-    if isinstance(values, pd.Categorical):
-        return np.asarray(values.astype(object))  # missing values become "nan" with .astype(str)
-    return np.asarray(values)
-
-
-def _read_uns(f) -> dict:
-    from anndata.io import read_elem
-
-    if "uns" not in f:
-        return {}
-    return {key: _plain(read_elem(f["uns"][key])) for key in UNS_KEYS if key in f["uns"]}
+    with h5py.File(path, "r") as f:
+        return "X" in f and _n_stored(f["X"]) > 0
 
 
 def _plain(value):

@@ -17,6 +17,7 @@ SECTIONS = (
     ("latents", "Latent spaces"),
     ("background-removal", "Background removal"),
     ("effects", "Perturbation effects"),
+    ("calibration", "Calibration check"),
     ("clustering", "Perturbation clustering"),
     ("de", "Differential expression"),
     ("training", "Training"),
@@ -45,11 +46,13 @@ class ReportContent:
     inputs: dict[str, str]
     options: dict = field(default_factory=dict)
     guide_qc: object = None  # report.guide_qc.GuideQC, when the guide step ran
+    calibration: object = None  # report.calibration.Calibration, when the check ran
 
 
 def render(content: ReportContent) -> str:
     sections = {
         "guides": _guides, "latents": _latents, "background-removal": _background_removal, "effects": _effects,
+        "calibration": _calibration,
         "clustering": _clustering, "de": _de, "training": _training, "settings": _settings,
         "provenance": _provenance,
     }
@@ -77,6 +80,8 @@ def _header(content: ReportContent) -> Html:
          f"{_fixed(h['median_salient_norm_control'])} / {_fixed(h['median_salient_norm_perturbed'])}"),
         ("perturbations with an effect (energy, BH ≤ 0.05)", _effects_found(h)),
         ("responder fraction", _fixed(h["responder_fraction"], "not run")),
+        ("calibration check (pseudo-perturbations)",
+         {None: "not run", True: "within targets", False: "OUTSIDE targets"}[h.get("calibration_passed")]),
     ]
     return tag("header",
                tag("h1", content.title),
@@ -147,6 +152,12 @@ def _guides(c: ReportContent) -> Html:
     return section(c.guide_qc, _figure(c.figures["guide_knockdown"]) if "guide_knockdown" in c.figures else None)
 
 
+def _calibration(c: ReportContent) -> Html:
+    from pertcontrast.report.calibration import section
+
+    return section(c.calibration)
+
+
 def _latents(c: ReportContent) -> Html:
     h = c.headline
     shown, total = h["n_cells_shown"], h["n_cells"]
@@ -159,13 +170,13 @@ def _latents(c: ReportContent) -> Html:
                       "shape the background latent and not the salient one; perturbations should separate in "
                       "the salient latent, with controls near its origin.", class_="note", id="cells-shown")]
     if not c.latents.has_counts:
-        parts.append(_not_run("No counts in the latents file (.X is empty): the count-based views are left out."))
+        parts.append(_not_run("No counts in the prepared file (.X is empty): the count-based views are left out."))
     for colouring in c.colourings:
         parts.append(_figure(c.figures.get(f"latents_{colouring.name}")))
     if c.latents.phase is None:
         parts.append(_not_run("No .obs['phase'] (cell-cycle scoring was skipped by preprocess)."))
     if c.latents.responder_call is None:
-        parts.append(_not_run("No responder calls in the latents file: give the .h5ad written by "
+        parts.append(_not_run("No responder calls: pass --responders with the .h5ad written by "
                               "'pertcontrast responders' to colour cells by responder call."))
     return join(parts)
 
@@ -208,7 +219,7 @@ def _verdict(salient, background) -> tuple[str, str]:
 def _effects(c: ReportContent) -> Html:
     a = c.analysis
     ran = []
-    for step, given, hint in (("responders", a.responders is not None, "--responders responders.csv"),
+    for step, given, hint in (("responders", a.responders is not None, "--responders responders.h5ad"),
                               ("effects", a.effects is not None, "--effects effects/")):
         ran.append(tag("li", f"{step}: " + ("included" if given else f"not run (pass {hint})")))
     simulated = (" A simulated screen: simulated_program and simulated_effect are its truth, beside the calls."

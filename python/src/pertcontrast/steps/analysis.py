@@ -1,29 +1,26 @@
 """File-level analysis steps: generate, responders, de, effects (read, compute, write
-atomically). Each output format is described in docs/outputs.md."""
+atomically). Each reads the prepared file and the outputs of the steps before it, joined
+by cell (:class:`~pertcontrast.data.screen_files.ScreenFiles`), and writes only what it
+adds. Each output format is described in docs/outputs.md."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pertcontrast import __version__
-from pertcontrast.data.reading import read_anndata
+from pertcontrast.data.screen_files import ScreenFiles
 from pertcontrast.errors import InputDataError
-from pertcontrast.io import atomic_dir, atomic_path, write_h5ad_atomic, write_table_atomic
+from pertcontrast.io import atomic_dir, write_step_output, write_table_atomic
 
 log = logging.getLogger("pertcontrast")
 SALIENT_KEY = "X_salient"
+RESPONDERS_KEY, GENERATE_KEY = "pertcontrast_responders", "pertcontrast_generate"
 DE_TABLE, DE_CSV, DE_TOP, DE_SETTINGS = "de.parquet", "de.csv.gz", "de_top.csv", "de_settings.json"
-
-
-def _read(input_path, backed: bool = True):
-    input_path = Path(input_path)
-    return read_anndata(input_path, backed=backed and input_path.suffix == ".h5ad")
 
 
 def _close(adata) -> None:
@@ -32,111 +29,134 @@ def _close(adata) -> None:
 
 
 # -- generate -------------------------------------------------------------------------
-def generate_file(input_path, model, output, settings, device: str = "auto", model_info: dict | None = None,
+def generate_file(prepared, model, output, settings, device: str = "auto", model_info: dict | None = None,
                   progress: bool = False):
-    """Write ``output``: the generated layers for the cells of ``input_path``."""
-    import anndata as ad
-
+    """Write ``output``: the generated layers (cells x model genes) for the cells of
+    ``prepared`` (all, or a subsample with ``settings.max_cells``)."""
     from pertcontrast.analysis.generate import generate_expression, selected_cells
+    from pertcontrast.data.reading import read_anndata
 
-    adata = _read(input_path)
-    n_rows = len(selected_cells(adata.n_obs, settings))
-    size_gb = n_rows * len(model.registry.gene_names) * 4 * len(settings.modes) / 1e9
-    log.info("generate: %d cells x %d genes, %d layer(s), about %.2f GB in memory",
-             n_rows, len(model.registry.gene_names), len(settings.modes), size_gb)
-    rows, layers = generate_expression(model, adata, settings, device, progress, str(input_path))
-    obs = adata.obs.iloc[rows].copy()
-    _close(adata)
-    var = pd.DataFrame(index=pd.Index(model.registry.gene_names, name="gene"))
-    generated = ad.AnnData(obs=obs, var=var, layers=layers)
-    generated.uns["pertcontrast_generate"] = {
+    adata = read_anndata(prepared, backed=Path(prepared).suffix == ".h5ad")
+    try:
+        n_rows = len(selected_cells(adata.n_obs, settings))
+        size_gb = n_rows * len(model.registry.gene_names) * 4 * len(settings.modes) / 1e9
+        log.info("generate: %d cells x %d genes, %d layer(s), about %.2f GB in memory",
+                 n_rows, len(model.registry.gene_names), len(settings.modes), size_gb)
+        rows, layers = generate_expression(model, adata, settings, device, progress, str(prepared))
+        obs_names, n_cells = adata.obs_names[rows], int(adata.n_obs)
+    finally:
+        _close(adata)
+    info = {
         "pertcontrast_version": __version__, **settings.to_dict(),
-        "max_cells": settings.max_cells or 0, "n_cells_input": int(adata.n_obs), **(model_info or {}),
+        "max_cells": settings.max_cells or 0, "n_cells_input": n_cells, **(model_info or {}),
     }
-    write_h5ad_atomic(generated, output)
-    return generated
+    write_step_output(output, obs_names, var_names=model.registry.gene_names, layers=layers,
+                      uns={GENERATE_KEY: info})
+    return rows, layers
 
 
 # -- responders -----------------------------------------------------------------------
-def _labels_and_control(adata, perturbation_key, control_label, source):
-    from pertcontrast.analysis.cells import perturbation_labels
-    from pertcontrast.model import perturbation_settings
-
-    key, control = perturbation_settings(adata, perturbation_key, control_label, source)
-    labels = perturbation_labels(adata.obs, key, source)
-    if not (labels == control).any():
-        raise InputDataError(f"{source}: no cells with the control label '{control}' in '{key}'.")
-    return labels, control
-
-
-def _salient(adata, source) -> np.ndarray:
-    if SALIENT_KEY not in adata.obsm:
+def labels_and_control(files: ScreenFiles, perturbation_key=None, control_label=None):
+    """Each cell's perturbation label (str) and the control label: as given, else as
+    'pertcontrast preprocess' recorded them in the prepared file."""
+    recorded = files.recorded_settings()
+    key = perturbation_key or recorded.get("perturbation_key")
+    control = control_label or recorded.get("control_label")
+    if not key or not control:
         raise InputDataError(
-            f"{source}: no .obsm['{SALIENT_KEY}']; give the output of 'pertcontrast export'."
+            f"{files.prepared}: no perturbation column/control label given and none recorded by "
+            "'pertcontrast preprocess'; pass --perturbation-key and --control-label."
         )
-    return np.asarray(adata.obsm[SALIENT_KEY])
+    if not files.has("obs", key):
+        raise InputDataError(
+            f"{files.prepared}: obs has no column '{key}' (the perturbation column); "
+            "pass --perturbation-key with the right name."
+        )
+    labels = np.asarray(pd.Series(files.read("obs", key)).astype(str))
+    if not (labels == control).any():
+        raise InputDataError(f"{files.prepared}: no cells with the control label '{control}' in '{key}'.")
+    return labels, str(control)
 
 
-def responders_file(input_path, output, table_path=None, threshold: float = 0.5, seed: int = 0,
+def salient_means(files: ScreenFiles) -> np.ndarray:
+    if not files.has("obsm", SALIENT_KEY):
+        where = files.path("export") or files.prepared
+        raise InputDataError(
+            f"{where}: no .obsm['{SALIENT_KEY}']; give the output of 'pertcontrast export' with --latents."
+        )
+    return np.asarray(files.read("obsm", SALIENT_KEY))
+
+
+def null_of(files: ScreenFiles, is_control: np.ndarray, model=None) -> np.ndarray:
+    """The null controls (decoys and controls the model never saw), from the split that
+    'pertcontrast export' wrote, else from the model's own record of its cells."""
+    from pertcontrast.analysis.cells import SPLIT_COLUMN, null_controls
+
+    if files.has("obs", SPLIT_COLUMN):
+        split = {SPLIT_COLUMN: np.asarray(pd.Series(files.read("obs", SPLIT_COLUMN)).astype(str))}
+    elif model is not None:
+        split = {SPLIT_COLUMN: model.split_of(files.obs_names)}
+    else:
+        split = {}
+    source = str(files.path("export") or files.prepared)
+    return null_controls(pd.DataFrame(split, index=files.obs_names), is_control, source)
+
+
+def responder_calls(files: ScreenFiles, required: bool) -> np.ndarray | None:
+    """True for cells called responders, from the output of 'pertcontrast responders'
+    (None when it was not given and is not ``required``)."""
+    from pertcontrast.analysis.cells import RESPONDER_COLUMN, responder_mask
+
+    if files.has("obs", RESPONDER_COLUMN):
+        calls = pd.DataFrame({RESPONDER_COLUMN: files.read("obs", RESPONDER_COLUMN)})
+        return responder_mask(calls, str(files.path("responders")))
+    if required:
+        raise InputDataError(
+            f"{files.prepared}: no responder calls; run 'pertcontrast responders' first and pass its output "
+            "with --responders, or drop --responders-only."
+        )
+    return None
+
+
+def responders_file(prepared, latents, output, table_path=None, threshold: float = 0.5, seed: int = 0,
                     perturbation_key: str | None = None, control_label: str | None = None):
-    """Write ``output`` (the input plus responder columns in ``.obs``) and the
+    """Write ``output`` (the cells with their responder columns in ``.obs``) and the
     per-perturbation table (default: ``responders.csv`` beside ``output``)."""
     from pertcontrast.analysis.responders import call_responders
 
-    input_path, source = Path(input_path), str(input_path)
-    if input_path.suffix != ".h5ad":
-        raise InputDataError(f"{source}: expected the .h5ad written by 'pertcontrast export'.")
-    from pertcontrast.analysis.cells import null_controls
-
-    adata = _read(input_path)
-    labels, control = _labels_and_control(adata, perturbation_key, control_label, source)
-    null = null_controls(adata.obs, labels == control, source)
-    result = call_responders(_salient(adata, source), labels, control, null, threshold, seed=seed)
-    obs = adata.obs.copy()
-    obs["responder_score"] = result.score
-    obs["responder_probability"] = result.probability
-    obs["responder_call"] = result.call
-    _close(adata)
+    with ScreenFiles(prepared, export=latents) as files:
+        labels, control = labels_and_control(files, perturbation_key, control_label)
+        null = null_of(files, labels == control)
+        result = call_responders(salient_means(files), labels, control, null, threshold, seed=seed)
+        obs_names = files.obs_names
+    obs = {"responder_score": result.score, "responder_probability": result.probability,
+           "responder_call": result.call}
     info = {"pertcontrast_version": __version__, "threshold": threshold, "seed": seed, "control_label": control,
             "n_null_controls": int(null.sum())}
-    _write_obs_into_copy(input_path, output, obs, "pertcontrast_responders", info)
+    write_step_output(output, obs_names, obs=obs, uns={RESPONDERS_KEY: info})
     table_path = Path(table_path) if table_path else Path(output).parent / "responders.csv"
     write_table_atomic(result.table, table_path)
     return result
 
 
-def _write_obs_into_copy(source: Path, output, obs: pd.DataFrame, uns_key: str, info: dict) -> None:
-    """Copy ``source`` to ``output`` (atomically) with ``obs`` replaced and ``uns[uns_key]``
-    set; the count matrix is copied, never loaded."""
-    import h5py
-    from anndata.io import read_elem, write_elem
-
-    with atomic_path(output, suffix=".h5ad") as tmp:
-        shutil.copyfile(source, tmp)
-        with h5py.File(tmp, "r+") as f:
-            del f["obs"]
-            write_elem(f, "obs", obs)
-            uns = read_elem(f["uns"]) if "uns" in f else {}
-            uns[uns_key] = info
-            if "uns" in f:
-                del f["uns"]
-            write_elem(f, "uns", uns)
-
-
 # -- de -------------------------------------------------------------------------------
-def de_file(input_path, model, output, settings, device: str = "auto", model_info: dict | None = None,
-            progress: bool = False, perturbations=None):
-    """Write the ``de/`` folder: de.parquet, de.csv.gz, de_top.csv, de_settings.json."""
+def de_file(prepared, model, output, settings, device: str = "auto", model_info: dict | None = None,
+            progress: bool = False, perturbations=None, responders=None):
+    """Write the ``de/`` folder: de.parquet, de.csv.gz, de_top.csv, de_settings.json.
+    ``responders``: the output of 'pertcontrast responders' (needed by ``responders_only``)."""
+    from pertcontrast.analysis.cells import RESPONDER_COLUMN
     from pertcontrast.analysis.differential import differential_expression
 
-    from pertcontrast.analysis.cells import null_controls, perturbation_labels
-
-    adata = _read(input_path)
-    is_control = perturbation_labels(adata.obs, model.registry.perturbation_key, str(input_path)) \
-        == model.registry.control_label
-    null = null_controls(adata.obs, is_control, str(input_path))
-    result = differential_expression(model, adata, settings, device, progress, str(input_path), perturbations, null)
-    _close(adata)
+    with ScreenFiles(prepared, responders=responders) as files:
+        adata = files.anndata(obs_keys=[RESPONDER_COLUMN])
+        is_control = labels_and_control(files, model.registry.perturbation_key, model.registry.control_label)[0] \
+            == model.registry.control_label
+        null = null_of(files, is_control, model)
+    try:
+        result = differential_expression(model, adata, settings, device, progress, str(prepared), perturbations,
+                                         null)
+    finally:
+        _close(adata)
     info = {
         "pertcontrast_version": __version__, **settings.to_dict(), "samples": settings.n_samples,
         "cells_used": result.cells_used, "n_controls": result.n_controls, **(model_info or {}),
@@ -159,11 +179,11 @@ def read_de_table(folder) -> pd.DataFrame:
 
 
 # -- effects --------------------------------------------------------------------------
-def effects_file(input_path, de_folder, output, settings, perturbation_key: str | None = None,
-                 control_label: str | None = None):
+def effects_file(prepared, latents, de_folder, output, settings, responders=None,
+                 perturbation_key: str | None = None, control_label: str | None = None):
     """Write the ``effects/`` folder: effects.csv, perturbation_clusters.csv,
-    perturbation_similarity.csv, gene_programs.csv."""
-    from pertcontrast.analysis.cells import RESPONDER_COLUMN, null_controls, responder_mask
+    perturbation_similarity.csv, gene_programs.csv. ``responders``: the output of
+    'pertcontrast responders' (responder columns; needed by ``responders_only``)."""
     from pertcontrast.analysis.clustering import (
         cluster_perturbations,
         gene_programs,
@@ -172,18 +192,11 @@ def effects_file(input_path, de_folder, output, settings, perturbation_key: str 
     )
     from pertcontrast.analysis.effects import effect_table, energy_table
 
-    source = str(input_path)
-    adata = _read(input_path)
-    labels, control = _labels_and_control(adata, perturbation_key, control_label, source)
-    salient = _salient(adata, source)
-    if RESPONDER_COLUMN in adata.obs:
-        responder = responder_mask(adata.obs, source)
-    elif settings.responders_only:
-        responder = responder_mask(adata.obs, source)  # raises: names the missing step
-    else:
-        responder = None
-    null = null_controls(adata.obs, labels == control, source)
-    _close(adata)
+    with ScreenFiles(prepared, export=latents, responders=responders) as files:
+        labels, control = labels_and_control(files, perturbation_key, control_label)
+        salient = salient_means(files)
+        responder = responder_calls(files, required=settings.responders_only)
+        null = null_of(files, labels == control)
     de_table = read_de_table(de_folder)
     energy = energy_table(salient, labels, control, responder, settings, null)
     if settings.profile == "salient":

@@ -12,12 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pertcontrast import __version__
-from pertcontrast.errors import ParameterError
+from pertcontrast.errors import InputDataError, ParameterError
 from pertcontrast.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("pertcontrast")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-LATENT_SUFFIXES = (".responders.h5ad", ".latents.h5ad", ".h5ad")
+PREPARED_SUFFIXES = (".prepared.h5ad", ".h5ad")
 VERSION_PACKAGES = ("pertcontrast", "torch", "pyro-ppl", "anndata", "scanpy", "umap-learn", "matplotlib",
                     "numpy", "pandas", "scikit-learn", "mlflow")
 
@@ -53,11 +53,11 @@ class ReportFiles:
     headline: dict = field(default_factory=dict)
 
 
-def report_id(latents_path, title: str | None) -> str:
-    """``title``, or the latents file name without its ending; must be usable in a file name."""
+def report_id(prepared_path, title: str | None) -> str:
+    """``title``, or the prepared file name without its ending; must be usable in a file name."""
     if title is None:
-        name = Path(latents_path).name
-        title = next((name[: -len(s)] for s in LATENT_SUFFIXES if name.endswith(s) and len(name) > len(s)), name)
+        name = Path(prepared_path).name
+        title = next((name[: -len(s)] for s in PREPARED_SUFFIXES if name.endswith(s) and len(name) > len(s)), name)
     if not ID_PATTERN.match(title):
         raise ParameterError(
             f"--title '{title}' cannot be used in a file name; use letters, digits, '.', '_' or '-' "
@@ -66,27 +66,36 @@ def report_id(latents_path, title: str | None) -> str:
     return title
 
 
-def build_report(latents_path, model_dir, output_dir, responders=None, de=None, effects=None,
+def build_report(prepared_path, latents_path, model_dir, output_dir, responders=None, de=None, effects=None,
                  title: str | None = None, settings: ReportSettings | None = None,
                  perturbation_key: str | None = None, control_label: str | None = None,
-                 guide_qc=None) -> ReportFiles:
+                 guide_qc=None, calibration=None) -> ReportFiles:
     """Write the report of one screen into ``output_dir``; the HTML is written last.
-    ``guide_qc``: the QC folder of 'pertcontrast assign-guides' (its section says "not run"
-    without it)."""
+    ``prepared_path``: the prepared file; ``latents_path``: its export; ``responders``: the
+    output of 'pertcontrast responders' (per-cell calls), when it ran; ``guide_qc``: the QC
+    folder of 'pertcontrast assign-guides' and ``calibration`` the folder of 'pertcontrast
+    calibration' (their sections say "not run" without them)."""
     from pertcontrast.report import embedding, metrics
+    from pertcontrast.report.calibration import read_calibration
     from pertcontrast.report.guide_qc import read_guide_qc
-    from pertcontrast.report.inputs import read_analysis, read_model_folder
+    from pertcontrast.report.inputs import read_analysis, read_model_folder, responder_table
     from pertcontrast.report.latents import read_latents
 
     settings = settings or ReportSettings()
     settings.check()
-    identifier = report_id(latents_path, title)
+    identifier = report_id(prepared_path, title)
     started = time.perf_counter()
     # Read (and check) every input before any long computation.
     model = read_model_folder(model_dir)
-    analysis = read_analysis(responders, de, effects)
+    latents = read_latents(prepared_path, latents_path, responders, perturbation_key, control_label)
+    if responders is not None and latents.responder_call is None:
+        raise InputDataError(
+            f"{responders} has no .obs['responder_call']; give the output of 'pertcontrast responders'."
+        )
+    table_of_responders = responder_table(latents.perturbation, latents.is_control, latents.responder_call)
+    analysis = read_analysis(de, effects, table_of_responders)
     guides = read_guide_qc(guide_qc) if guide_qc is not None else None
-    latents = read_latents(latents_path, perturbation_key, control_label)
+    calibrated = read_calibration(calibration) if calibration is not None else None
     log.info("report: %s cells, %d perturbations", f"{latents.n_cells:,}", len(set(latents.perturbation)) - 1)
 
     table = metrics.perturbation_table(latents, analysis)
@@ -96,12 +105,17 @@ def build_report(latents_path, model_dir, output_dir, responders=None, de=None, 
     log.info("report: background-removal summary")
     removal = metrics.background_removal(latents, settings.predictability_cells, settings.seed)
     headline = metrics.headline(identifier, latents, removal, table, analysis, model, len(rows))
+    headline["calibration_passed"] = calibrated.summary["passed"] if calibrated is not None else None
 
     output_dir = Path(output_dir)
     figures, colourings = _draw(output_dir / "figures", latents, model, analysis, table, strength, rows, views,
                                 removal, settings, guides)
+    inputs = {"prepared": prepared_path, "latents": latents_path, "model": model_dir, "responders": responders,
+              "de": de, "effects": effects, "guide_qc": guides.folder if guides is not None else None,
+              "calibration": calibration}
     content = _content(identifier, headline, latents, model, analysis, removal, table, strength, figures,
-                       colourings, settings, latents_path, model_dir, responders, de, effects, guides)
+                       colourings, settings, inputs, guides)
+    content.calibration = calibrated
     from pertcontrast.report.page import render
 
     html_path, json_path = output_dir / f"{identifier}.report.html", output_dir / f"{identifier}.report.json"
@@ -182,13 +196,11 @@ def _draw_de_heatmap(writer, analysis, table, strongest_with_de: list[str]) -> N
 
 
 def _content(identifier, headline, latents, model, analysis, removal, table, strength, figures, colourings,
-             settings, latents_path, model_dir, responders, de, effects, guides):
+             settings, inputs, guides):
     from dataclasses import asdict
 
     from pertcontrast.report.page import ReportContent
 
-    inputs = {"latents": latents_path, "model": model_dir, "responders": responders, "de": de, "effects": effects,
-              "guide_qc": guides.folder if guides is not None else None}
     return ReportContent(
         title=identifier, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), headline=headline,
         latents=latents, model=model, analysis=analysis, removal=removal, table=table, strength=strength,

@@ -1,6 +1,8 @@
-"""Chunk-wise preprocessing of an on-disk .h5ad gives the in-memory result: same cells,
-genes, counts, QC columns, highly variable ranks, cell-cycle scores and recorded settings;
-the same one-line errors; and an output that appears only when complete."""
+"""One preprocessing, three ways to the same answer: an .h5ad read from disk a block at a
+time gives the in-memory result (same cells, genes, counts, obs, var and recorded
+settings, whatever the block size), the same one-line errors, and an output that appears
+only when complete; and the highly variable genes and cell-cycle scores are scanpy's
+(scanpy is the oracle here, the package does not call it)."""
 
 import anndata as ad
 import numpy as np
@@ -9,15 +11,10 @@ import pytest
 import scipy.sparse as sp
 
 from cli_helpers import preprocess_args, run
-from pertcontrast.data import preprocess_chunked
-from pertcontrast.data.preprocess import PreprocessSettings, preprocess
-from pertcontrast.data.preprocess_chunked import preprocess_h5ad
+from pertcontrast.data.preprocess import PreprocessSettings, output, preprocess, preprocess_h5ad, rows
+from pertcontrast.data.preprocess.cell_cycle import marker_phases
 from pertcontrast.errors import ParameterError
 from pertcontrast.io import write_h5ad_atomic
-
-CYCLE = ["S_score", "G2M_score", "phase"]
-
-
 
 
 def error_line(output):
@@ -62,9 +59,10 @@ def both_ways(screen, tmp_path, settings, layer=None, chunk_size=250):
 def plain(value):
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, (np.ndarray, list)):
+        return [plain(v) for v in value]
+    value = value.item() if isinstance(value, np.generic) else value
+    return "nan" if isinstance(value, float) and np.isnan(value) else value
 
 
 def assert_same_prepared(memory, chunked):
@@ -74,27 +72,21 @@ def assert_same_prepared(memory, chunked):
     for part in ("indptr", "indices", "data"):
         np.testing.assert_array_equal(getattr(chunked.X, part), getattr(memory.X, part))
     pd.testing.assert_frame_equal(chunked.var, memory.var)
-    others = [c for c in memory.obs.columns if c not in CYCLE]
-    assert list(chunked.obs.columns) == list(memory.obs.columns)
-    pd.testing.assert_frame_equal(chunked.obs[others], memory.obs[others])
+    pd.testing.assert_frame_equal(chunked.obs, memory.obs)  # QC columns and cell-cycle scores too
     assert plain(chunked.uns["pertcontrast"]) == plain(memory.uns["pertcontrast"])
     assert chunked.uns.keys() == memory.uns.keys()
 
 
-def assert_same_cell_cycle(memory, chunked):
-    for score in ("S_score", "G2M_score"):
-        assert np.corrcoef(memory.obs[score], chunked.obs[score])[0, 1] > 0.99
-        # the same control genes are drawn, so the scores agree to rounding
-        np.testing.assert_allclose(chunked.obs[score], memory.obs[score], rtol=0, atol=1e-6)
-    assert (chunked.obs.phase == memory.obs.phase).mean() > 0.98
-    assert chunked.obs.phase.dtype == memory.obs.phase.dtype
+def assert_cell_cycle_scored(prepared):
+    assert {"S_score", "G2M_score", "phase"} <= set(prepared.obs)
+    assert list(prepared.obs.phase.cat.categories) == ["G1", "S", "G2M"]
 
 
 def test_chunked_equals_in_memory(screen, tmp_path):
     settings = PreprocessSettings("perturbation", "control", batch_key="batch", n_top_genes=300)
     memory, chunked = both_ways(screen, tmp_path, settings)
     assert_same_prepared(memory, chunked)
-    assert_same_cell_cycle(memory, chunked)
+    assert_cell_cycle_scored(chunked)
     assert chunked.var.highly_variable.sum() == 300
 
 
@@ -102,21 +94,23 @@ def test_chunked_equals_in_memory_with_dropped_cells_genes_and_perturbations(scr
     settings = PreprocessSettings("perturbation", "control", n_top_genes=200, min_cells_per_gene=3)
     memory, chunked = both_ways(with_edge_cases(screen), tmp_path, settings, chunk_size=97)
     assert_same_prepared(memory, chunked)
-    assert_same_cell_cycle(memory, chunked)
+    assert_cell_cycle_scored(chunked)
     report = chunked.uns["pertcontrast"]["report"]
     assert report["dropped_empty_cells"] == 3 and report["dropped_empty_genes"] == 2
     assert report["dropped_rare_genes"] >= 1 and "RARE1" in report["dropped_perturbations"]
 
 
-def test_one_chunk_and_chunks_of_one_cell_give_the_same_file(screen, tmp_path):
-    settings = PreprocessSettings("perturbation", "control", n_top_genes=100, score_cell_cycle=False)
+def test_one_block_and_blocks_of_one_cell_give_the_same_file(screen, tmp_path):
+    settings = PreprocessSettings("perturbation", "control", n_top_genes=100, min_control_cells=20)
     path = tmp_path / "in.h5ad"
     screen[:300].copy().write_h5ad(path)
     preprocess_h5ad(path, tmp_path / "one.h5ad", settings, chunk_size=10_000)
     preprocess_h5ad(path, tmp_path / "many.h5ad", settings, chunk_size=1)
     one, many = ad.read_h5ad(tmp_path / "one.h5ad"), ad.read_h5ad(tmp_path / "many.h5ad")
     assert_same_prepared(one, many)
-    assert "phase" not in many.obs
+    assert_cell_cycle_scored(many)
+    in_memory, _ = preprocess(screen[:300].copy(), settings, chunk_size=7)
+    pd.testing.assert_frame_equal(in_memory.obs, one.obs)
 
 
 def test_dense_counts_a_layer_and_obsm_are_handled_like_in_memory(screen, tmp_path):
@@ -146,7 +140,44 @@ def test_gene_ids_skip_cell_cycle_scoring_like_in_memory(screen, tmp_path):
     settings = PreprocessSettings("perturbation", "control", n_top_genes=100, gene_symbol_key="symbol")
     memory, chunked = both_ways(screen, tmp_path, settings)
     assert_same_prepared(memory, chunked)
-    assert_same_cell_cycle(memory, chunked)
+    assert_cell_cycle_scored(chunked)
+
+
+def scanpy_reference(screen, prepared, n_top_genes):
+    """scanpy on the cells and genes preprocessing kept (before gene selection): seurat_v3
+    ranks and the cell-cycle scores of score_genes_cell_cycle(random_state=0)."""
+    import scanpy as sc
+
+    kept = screen[prepared.obs_names].copy()
+    recorded = prepared.uns["pertcontrast"]["report"]
+    detected = np.asarray((kept.X > 0).sum(axis=0)).ravel()
+    kept = kept[:, detected >= 3].copy()
+    assert kept.n_vars == recorded["n_genes_in"] - recorded["dropped_empty_genes"] - recorded["dropped_rare_genes"]
+    kept.X = sp.csr_matrix(kept.X, dtype=np.float32)
+    hvg = sc.pp.highly_variable_genes(kept, flavor="seurat_v3", n_top_genes=n_top_genes, inplace=False, span=0.3)
+    sc.pp.normalize_total(kept, target_sum=1e4)
+    sc.pp.log1p(kept)
+    phases = marker_phases(pd.Series(kept.var_names.astype(str)))
+    sc.tl.score_genes_cell_cycle(kept, s_genes=kept.var_names[(phases == "S").to_numpy()].tolist(),
+                                 g2m_genes=kept.var_names[(phases == "G2M").to_numpy()].tolist(), random_state=0)
+    return hvg, kept.obs
+
+
+@pytest.mark.parametrize("edge_cases", [False, True])
+def test_highly_variable_genes_and_cell_cycle_scores_are_scanpys(screen, tmp_path, edge_cases):
+    screen = with_edge_cases(screen) if edge_cases else screen
+    settings = PreprocessSettings("perturbation", "control", batch_key="batch", n_top_genes=200)
+    path = tmp_path / "in.h5ad"
+    screen.write_h5ad(path)
+    preprocess_h5ad(path, tmp_path / "out.h5ad", settings, chunk_size=113)
+    prepared = ad.read_h5ad(tmp_path / "out.h5ad")
+    hvg, scored = scanpy_reference(screen, prepared, 200)
+    np.testing.assert_array_equal(prepared.var["highly_variable_rank"], hvg.loc[prepared.var_names, "highly_variable_rank"])
+    assert set(hvg.index[hvg["highly_variable"]]) <= set(prepared.var_names)
+    assert prepared.var["highly_variable"].sum() == 200
+    for column in ("S_score", "G2M_score"):
+        np.testing.assert_allclose(prepared.obs[column], scored[column], rtol=0, atol=1e-12)
+    assert (prepared.obs["phase"].astype(str) == scored["phase"].astype(str)).all()
 
 
 def corrupt(kind, screen):
@@ -208,7 +239,8 @@ def test_too_few_controls_after_qc(screen, tmp_path):
     screen.write_h5ad(path)
     outputs = {}
     for mode in ("--in-memory", "--chunked"):
-        code, output = run(preprocess_args(path, tmp_path / "o.h5ad", mode, "--min-counts", "8000"))
+        code, output = run(preprocess_args(path, tmp_path / "o.h5ad", mode, "--min-counts", "8000",
+                                           "--max-qc-drop", "1"))
         assert code == 1, output
         outputs[mode] = error_line(output)
     assert outputs["--chunked"] == outputs["--in-memory"]
@@ -237,7 +269,7 @@ def test_output_appears_only_when_complete(screen, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("killed while writing obs")
 
-    monkeypatch.setattr(preprocess_chunked, "_write_obs", fail)
+    monkeypatch.setattr(output, "_write_obs", fail)
     with pytest.raises(RuntimeError, match="killed"):
         preprocess_h5ad(path, out, PreprocessSettings("perturbation", "control", n_top_genes=100), chunk_size=300)
     assert out.read_bytes() == b"previous result"
@@ -249,14 +281,14 @@ def test_output_appears_only_when_complete(screen, tmp_path, monkeypatch):
     assert [p.name for p in out.parent.iterdir()] == ["prepared.h5ad"]
 
 
-def test_auto_mode_chunks_large_h5ad_only(screen, tmp_path, monkeypatch):
+def test_auto_mode_reads_large_h5ad_from_disk_only(screen, tmp_path, monkeypatch):
     path = tmp_path / "in.h5ad"
     screen.write_h5ad(path)
-    code, output = run(preprocess_args(path, tmp_path / "a.h5ad", "--n-top-genes", "100"))
-    assert code == 0 and "chunk-wise" not in output
-    monkeypatch.setattr(preprocess_chunked, "IN_MEMORY_LIMIT_BYTES", 1000)
-    code, output = run(preprocess_args(path, tmp_path / "b.h5ad", "--n-top-genes", "100", "--chunk-size", "500"))
-    assert code == 0, output
-    assert "preprocessing chunk-wise (500 cells per chunk)" in output and "pass 4/4" in output
+    code, log = run(preprocess_args(path, tmp_path / "a.h5ad", "--n-top-genes", "100"))
+    assert code == 0 and "from disk" not in log and "pass 4/5" in log
+    monkeypatch.setattr(rows, "IN_MEMORY_LIMIT_BYTES", 1000)
+    code, log = run(preprocess_args(path, tmp_path / "b.h5ad", "--n-top-genes", "100", "--chunk-size", "500"))
+    assert code == 0, log
+    assert "preprocessing from disk (500 cells per block)" in log and "pass 5/5" in log
     assert_same_prepared(ad.read_h5ad(tmp_path / "a.h5ad"), ad.read_h5ad(tmp_path / "b.h5ad"))
-    assert preprocess_chunked.in_memory_bytes(path) == screen.X.nnz * 8
+    assert rows.in_memory_bytes(path) == screen.X.nnz * 8

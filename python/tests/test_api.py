@@ -143,7 +143,7 @@ def test_differential_expression_is_the_de_step_with_scvi_names(api_model, layer
     before = snapshot(layered)
     table = api_model.differential_expression(perturbations=perturbations, device="cpu", **DE_SETTINGS)
     assert_unchanged(layered, before)
-    step = de_file(exported / "latents.h5ad", ContrastiveModel.load(exported / "model"), exported / "de",
+    step = de_file(exported / "prepared.h5ad", ContrastiveModel.load(exported / "model"), exported / "de",
                    DESettings(**DE_SETTINGS), device="cpu", perturbations=perturbations).table
     pd.testing.assert_frame_equal(table[COLUMNS], step[COLUMNS])
     assert len(table) == 2 * layered.n_vars
@@ -161,7 +161,7 @@ def test_responders_are_the_responders_step(api_model, layered, exported):
     before = snapshot(layered)
     calls = api_model.call_responders(device="cpu")
     assert_unchanged(layered, before)
-    step = responders_file(exported / "latents.h5ad", exported / "responders.h5ad")
+    step = responders_file(exported / "prepared.h5ad", exported / "latents.h5ad", exported / "responders.h5ad")
     np.testing.assert_allclose(calls.cells["responder_score"], step.score, rtol=1e-5, equal_nan=True)
     assert list(calls.cells["responder_call"]) == list(step.call)
     pd.testing.assert_frame_equal(calls.perturbations[["perturbation", "n_cells", "effect_detected"]],

@@ -361,7 +361,7 @@ def test_report_reads_the_real_analysis_outputs(report_inputs, tmp_path):
 def test_a_simulated_screens_truth_is_shown_beside_the_calls(full_report, report_inputs):
     import anndata as ad
 
-    truth = pd.DataFrame(ad.read_h5ad(report_inputs.latents, backed="r").uns["truth"]["perturbations"])
+    truth = pd.DataFrame(ad.read_h5ad(report_inputs.prepared, backed="r").uns["truth"]["perturbations"])
     has_effect = dict(zip(truth["perturbation"].astype(str), truth["has_effect"].astype(bool)))
     html = full_report.html.read_text()
     table = html.split('id="effect-table"')[1].split("</table>")[0]

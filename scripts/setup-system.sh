@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Debian/Ubuntu packages the pipeline and the tests need, installed only when missing:
-# Java 17 and Maven (Nextflow from Maven Central, scripts/setup-nextflow.sh), procps (Nextflow
-# reads task metrics with ps), chromium and a font (the HTML report test renders pages headless).
+# Debian/Ubuntu packages the pipeline needs, installed only when missing: Java 17 and Maven
+# (Nextflow from Maven Central, scripts/setup-nextflow.sh) and procps (Nextflow reads task
+# metrics with ps). With --browser also chromium and a font: the HTML report tests render pages
+# headless (scripts/test.sh asks for them; the demo does not).
 # Non-interactive; works as root (CI) or through sudo.
 set -euo pipefail
+
+browser=false
+for arg in "$@"; do
+    case "$arg" in
+        --browser) browser=true ;;
+        *) echo "setup-system: unknown option '$arg' (only --browser)" >&2; exit 2 ;;
+    esac
+done
 
 missing=()
 need() {
@@ -19,16 +28,18 @@ java_ok() {
 }
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
-    echo "setup-system: not a Debian/Ubuntu system; install Java 17+, Maven, procps and Chromium yourself." >&2
+    echo "setup-system: not a Debian/Ubuntu system; install Java 17+, Maven and procps (and Chromium for the tests) yourself." >&2
     exit 0
 fi
 
 java_ok || need openjdk-17-jre-headless
 command -v nextflow >/dev/null 2>&1 || command -v mvn >/dev/null 2>&1 || need maven
 command -v ps >/dev/null 2>&1 || need procps
-command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need chromium
-# Headless Chromium renders text only with a font installed.
-need fonts-liberation
+if [[ "$browser" == true ]]; then
+    command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need chromium
+    # Headless Chromium renders text only with a font installed.
+    need fonts-liberation
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "setup-system: system packages present" >&2

@@ -5,7 +5,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash scripts/setup-system.sh
+bash scripts/setup-system.sh --browser  # Chromium: the report tests render pages headless
 bash scripts/setup-python.sh
 nextflow="$(bash scripts/setup-nextflow.sh | tail -n 1)"
 

@@ -30,8 +30,8 @@ from tracking_fixtures import MlflowServer  # noqa: E402
 pytestmark = pytest.mark.slow
 SCREENS = ("simulated_0", "simulated_1")
 USERNAME = "pc-admin"
-# Where the embedded store of a run without a tracking server sits (the docker run logs to one).
-EMBEDDED_STORE = re.compile(r"^[^/]+/model/mlflow/")
+# Where the run's MLflow store of a run without a tracking server sits (the docker run logs to one).
+EMBEDDED_STORE = re.compile(r"^mlflow/")
 TIMESTAMP = re.compile(r"_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d")
 
 
@@ -191,7 +191,7 @@ def assert_same_table(ours: pd.DataFrame, theirs: pd.DataFrame, where: str) -> N
 
 
 def test_outputs_match_the_run_without_a_container(docker_run, test_profile_run):
-    """Same files (less the embedded MLflow store, as this run logs to a server) and the same
+    """Same files (less the run's MLflow store, as this run logs to a server) and the same
     numbers: every CSV and parquet table, and the latents."""
     reference, outdir = test_profile_run.snapshot, docker_run.outdir
     assert relative_files(outdir) == relative_files(reference)

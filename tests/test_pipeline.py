@@ -18,9 +18,11 @@ import yaml
 SCREENS = ("simulated_0", "simulated_1")
 PER_SCREEN = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "CALIBRATION", "GENERATE",
               "REPORT")
-AFTER_TRAIN = ("TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "CALIBRATION", "GENERATE", "REPORT", "SUMMARY")
-STEPS = PER_SCREEN + ("SUMMARY",)
-TEST_EPOCHS = 2  # conf/test.config
+PER_RUN = ("SUMMARY", "MLFLOW_STORE")
+AFTER_TRAIN = ("TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "CALIBRATION", "GENERATE", "REPORT") + PER_RUN
+STEPS = PER_SCREEN + PER_RUN
+TEST_MAX_EPOCHS = 150  # conf/test.config: early stopping ends training before
+RETRAIN_EPOCHS = 3  # the -resume run with another --max_epochs
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +46,7 @@ def resumed_run(first_run, run_nextflow, repo, launch_dir):
 
 @pytest.fixture(scope="module")
 def retrained_run(resumed_run, run_nextflow, repo, launch_dir):
-    args = ["run", str(repo), "-profile", "test", "--outdir", "results", "-resume", "--max_epochs", str(TEST_EPOCHS + 1)]
+    args = ["run", str(repo), "-profile", "test", "--outdir", "results", "-resume", "--max_epochs", str(RETRAIN_EPOCHS)]
     run = run_nextflow(args, launch_dir)
     assert run.returncode == 0, run.output[-5000:]
     return run
@@ -55,7 +57,8 @@ def test_every_step_ran_once_per_screen(first_run):
     assert sorted(statuses) == sorted(STEPS)
     for step in PER_SCREEN:
         assert statuses[step] == ["COMPLETED"] * len(SCREENS), step
-    assert statuses["SUMMARY"] == ["COMPLETED"]
+    for step in PER_RUN:
+        assert statuses[step] == ["COMPLETED"], step
 
 
 @pytest.mark.parametrize("screen", SCREENS)
@@ -73,7 +76,9 @@ def test_model_folder_is_complete(first_run, screen):
     assert {"config.json", "model.pt", "history.csv"} <= {path.name for path in model.iterdir()}
     assert json.loads((model / "config.json").read_text())
     assert (model / "model.pt").stat().st_size > 1000
-    assert len(pd.read_csv(model / "history.csv")) == TEST_EPOCHS
+    training = json.loads((model / "config.json").read_text())["training"]
+    assert training["stopped_early"] and 20 < training["epochs_run"] < TEST_MAX_EPOCHS
+    assert len(pd.read_csv(model / "history.csv")) == training["epochs_run"]
 
 
 @pytest.mark.parametrize("screen", SCREENS)
@@ -124,6 +129,23 @@ def test_analysis_tables_are_published(first_run, screen):
 
 
 @pytest.mark.parametrize("screen", SCREENS)
+def test_the_report_shows_the_method_working(first_run, screen):
+    """The embedded default is what a newcomer sees first: the effects of the simulated
+    screen found and nothing else, phase and batch out of the salient latent, UMAP views,
+    no training warning."""
+    headline = json.loads((first_run.outdir / screen / "report" / f"{screen}.report.json").read_text())
+    assert headline["n_simulated_effects"] == 6  # the tiny preset: 3 programs x 2 perturbations
+    assert headline["n_simulated_effects_found"] == headline["n_perturbations_with_effect"] == 6
+    assert headline["n_effects_called_without_one"] == 0
+    assert headline["n_perturbations_with_de"] == 6 and headline["responder_fraction"] > 0.4
+    assert headline["phase_predictability_salient"] < headline["phase_predictability_background"] / 2
+    assert headline["batch_predictability_salient"] < 0.05
+    assert headline["training_warnings"] == []
+    html = (first_run.outdir / screen / "report" / f"{screen}.report.html").read_text()
+    assert "by UMAP computed on the shown cells" in html and 'id="training-warning"' not in html
+
+
+@pytest.mark.parametrize("screen", SCREENS)
 def test_report_is_self_contained_and_summary_links_it(first_run, screen):
     report = first_run.outdir / screen / "report" / f"{screen}.report.html"
     html = report.read_text()
@@ -138,12 +160,35 @@ def test_report_is_self_contained_and_summary_links_it(first_run, screen):
     assert f"../{screen}/report/{screen}.report.html" in summary
 
 
-@pytest.mark.parametrize("screen", SCREENS)
-def test_training_is_tracked_in_an_embedded_mlflow_store(first_run, screen):
-    model = first_run.outdir / screen / "model"
-    record = json.loads((model / "mlflow_run.json").read_text())
-    assert record["run_id"]
-    assert (model / "mlflow" / "mlflow.db").exists()
+def test_every_screen_is_a_run_of_one_relocatable_mlflow_store(first_run, tmp_path):
+    """Without a tracking server the run's training runs land in one store, results/mlflow,
+    that holds its artifacts: a copy elsewhere has everything (nothing points into work/)."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    copy = tmp_path / "moved"
+    shutil.copytree(first_run.outdir / "mlflow", copy)
+    assert str(first_run.launch_dir / "work").encode() not in (copy / "mlflow.db").read_bytes()
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("pertcontrast").experiment_id])
+    by_screen = {run.data.tags["pertcontrast.screen_id"]: run for run in runs}
+    assert sorted(by_screen) == list(SCREENS)
+    for screen, run in by_screen.items():
+        model = first_run.outdir / screen / "model"
+        assert not (model / "mlflow").exists()  # no store per screen
+        assert json.loads((model / "mlflow_run.json").read_text())["run_id"] is None  # recorded, then stored
+        epochs = json.loads((model / "config.json").read_text())["training"]["epochs_run"]
+        assert run.info.status == "FINISHED" and run.data.metrics["summary.epochs_run"] == epochs
+        dataset = run.inputs.dataset_inputs[0].dataset
+        prepared = first_run.outdir / screen / "prepared" / f"{screen}.prepared.h5ad"
+        assert dataset.name == screen and json.loads(dataset.source)["uri"] == prepared.as_uri()
+        artifacts = copy / "artifacts" / run.info.artifact_uri.split(":/", 1)[1]
+        config = json.loads((artifacts / "model_folder" / "config.json").read_text())
+        assert config == json.loads((model / "config.json").read_text())
+        assert (artifacts / "report" / f"{screen}.report.html").exists()
+    assert "open the run's summary: results/summary/index.html" in first_run.output
+    assert f"mlflow ui --backend-store-uri sqlite:///{first_run.outdir / 'mlflow' / 'mlflow.db'}" in first_run.output
 
 
 def test_software_versions_are_collated(first_run):
@@ -166,8 +211,8 @@ def test_pipeline_info_has_report_timeline_and_trace(first_run):
 
 PROGRESS = {
     # one line per epoch: epoch, steps, both losses, elapsed time and ETA
-    "TRAIN": rf"^train: epoch {TEST_EPOCHS}/{TEST_EPOCHS}, step (\d+)/\1 \(100%\), train loss [-\d.e+]+, "
-             r"validation loss [-\d.e+]+, elapsed \d+:\d\d:\d\d, ETA 0:00:00$",
+    "TRAIN": rf"^train: epoch \d+/{TEST_MAX_EPOCHS}, step \d+/\d+ \(\d+%\), train loss [-\d.e+]+, "
+             r"validation loss [-\d.e+]+, elapsed \d+:\d\d:\d\d, ETA \d+:\d\d:\d\d$",
     "EXPORT": r"^latents: block (\d+)/\1 \(100%\), elapsed \d+:\d\d:\d\d, ETA 0:00:00$",
     "PREPROCESS": r"^preprocess: QC, cell cycle and gene selection: \d+ cells x \d+ genes kept, elapsed \d+:\d\d:\d\d$",
 }
@@ -185,16 +230,17 @@ def test_task_logs_show_progress_a_person_can_follow(first_run, step):
         log = (folder / ".command.log").read_text()
         assert re.search(PROGRESS[step], log, flags=re.MULTILINE), f"{step}: {folder}/.command.log\n{log[-2000:]}"
         assert "\r" not in log  # no progress bar redrawn in place
-    if step == "TRAIN":
+    if step == "TRAIN":  # one line per epoch, up to where early stopping ended training
         epochs = re.findall(r"^train: epoch (\d+)/", log, flags=re.MULTILINE)
-        assert epochs == [str(epoch) for epoch in range(1, TEST_EPOCHS + 1)]
+        run = re.search(r"^trained (\d+) epochs in", log, flags=re.MULTILINE)
+        assert run and epochs == [str(epoch) for epoch in range(1, int(run[1]) + 1)]
 
 
 def test_resume_runs_no_task(resumed_run):
     statuses = resumed_run.statuses()
     assert sorted(statuses) == sorted(STEPS)
     assert all(set(status) == {"CACHED"} for status in statuses.values()), statuses
-    assert resumed_run.output.count("Cached process >") == len(PER_SCREEN) * len(SCREENS) + 1
+    assert resumed_run.output.count("Cached process >") == len(PER_SCREEN) * len(SCREENS) + len(PER_RUN)
     assert "Submitted process" not in resumed_run.output
 
 
@@ -206,4 +252,4 @@ def test_training_parameter_change_reruns_only_train_and_what_follows(retrained_
         assert set(statuses[step]) == {"COMPLETED"}, step
     for screen in SCREENS:
         history = pd.read_csv(retrained_run.outdir / screen / "model" / "history.csv")
-        assert len(history) == TEST_EPOCHS + 1
+        assert len(history) == RETRAIN_EPOCHS

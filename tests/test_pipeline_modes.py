@@ -18,7 +18,8 @@ sys.path.insert(0, str(REPO / "python" / "tests"))
 from tracking_fixtures import MlflowServer  # noqa: E402
 
 pytestmark = pytest.mark.slow
-LIGHT = ["-profile", "test", "--simulate_seeds", "0", "--outdir", "results"]
+# the test profile, lighter still: these runs check modes, not what training finds
+LIGHT = ["-profile", "test", "--simulate_seeds", "0", "--max_epochs", "2", "--report_embedding", "pca", "--outdir", "results"]
 
 
 def cli(*args, env=None):

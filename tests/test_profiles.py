@@ -17,7 +17,7 @@ MODULES = sorted((REPO / "modules" / "local").glob("*/main.nf"))
 MLFLOW_ENV = ("MLFLOW_TRACKING_URI,MLFLOW_TRACKING_USERNAME,MLFLOW_TRACKING_PASSWORD,MLFLOW_TRACKING_TOKEN,"
               "MLFLOW_TRACKING_INSECURE_TLS")
 PROFILES = {
-    "test": ["params.simulate_seeds = '0,1'", "params.max_epochs = 2", "process.resourceLimits"],
+    "test": ["params.simulate_seeds = '0,1'", "params.max_epochs = 150", "process.resourceLimits"],
     "docker": ["docker.enabled = true", "singularity.enabled = false", f"docker.envWhitelist = '{MLFLOW_ENV}'"],
     "singularity": ["singularity.enabled = true", "singularity.autoMounts = true", "docker.enabled = false",
                     f"singularity.envWhitelist = '{MLFLOW_ENV}'"],
@@ -116,7 +116,7 @@ def test_module_follows_the_local_module_layout(module):
     assert "pertcontrast versions --process '${task.process}' > versions.yml" in text
     assert "emit: versions" in text
     # Steps that run once per pipeline run (not per screen) carry no meta map.
-    if module.parent.name not in {"samplesheet_check", "resolve_model", "fetch_model", "summary"}:
+    if module.parent.name not in {"samplesheet_check", "resolve_model", "fetch_model", "summary", "mlflow_store"}:
         assert "tuple val(meta)" in text
     # Undeclared variables in a script block leak into the task's global scope.
     script = text.split("script:")[1].split('"""')[0]
@@ -182,7 +182,9 @@ def test_stub_run_wires_every_step(run_nextflow, tmp_path):
     assert run.returncode == 0, run.output[-5000:]
     per_screen = ("SIMULATE", "PREPROCESS", "TRAIN", "EXPORT", "RESPONDERS", "DE", "EFFECTS", "CALIBRATION",
                   "GENERATE", "REPORT")
-    assert run.statuses() == {**{step: ["COMPLETED"] * 2 for step in per_screen}, "SUMMARY": ["COMPLETED"]}
+    per_run = {"SUMMARY": ["COMPLETED"], "MLFLOW_STORE": ["COMPLETED"]}
+    assert run.statuses() == {**{step: ["COMPLETED"] * 2 for step in per_screen}, **per_run}
+    assert (run.outdir / "mlflow" / "mlflow.db").exists()
     for screen in ("simulated_0", "simulated_1"):
         assert (run.outdir / screen / "model" / "config.json").exists()
         assert (run.outdir / screen / "latents" / f"{screen}.latents.h5ad").exists()

@@ -4,6 +4,8 @@
  *   screens -> [ASSIGN_GUIDES] -> PREPROCESS -> TRAIN (or a registered model: --model) -> EXPORT
  *           -> RESPONDERS -> DE -> EFFECTS, GENERATE        (--skip_analysis, --skip_generate)
  *           -> REPORT per screen -> SUMMARY of the run       (--skip_report)
+ *   TRAIN (+ REPORT) of every screen -> MLFLOW_STORE: one MLflow store for the run, unless
+ *           the runs go to a tracking server (--mlflow_uri, MLFLOW_TRACKING_URI) or --mlflow false
  *
  * Each screen's meta holds its samplesheet row; a step receives only the fields it depends
  * on, so editing a training override in the sheet re-runs TRAIN and what follows but not
@@ -31,6 +33,8 @@ include { CALIBRATION      } from '../modules/local/calibration'
 include { GENERATE         } from '../modules/local/generate'
 include { REPORT           } from '../modules/local/report'
 include { SUMMARY          } from '../modules/local/summary'
+include { MLFLOW_STORE     } from '../modules/local/mlflow_store'
+include { runStoreWanted   } from '../subworkflows/local/utils_pertcontrast_pipeline'
 
 import groovy.json.JsonSlurper
 
@@ -153,6 +157,21 @@ workflow PERTCONTRAST {
         SUMMARY(REPORT.out.json.map { meta, json -> json }.collect())
         ch_versions = ch_versions.mix(REPORT.out.versions.first(), SUMMARY.out.versions)
         ch_summary = SUMMARY.out.summary
+    }
+
+    //
+    // One MLflow store of the run's training runs (TRAIN only recorded them), with the reports
+    //
+    if (!params.model && runStoreWanted()) {
+        ch_store_reports = params.skip_report ? Channel.value([ [], [] ]) : REPORT.out.report
+            .map { meta, report -> [ meta.id, report ] }
+            .toList()
+            .map { pairs -> pairs.sort { pair -> pair[0] } }
+            .map { pairs -> [ pairs.collect { pair -> pair[0] }, pairs.collect { pair -> pair[1] } ] }
+        def published = file(params.outdir).toUri().toString().replaceAll('/+$', '')
+        MLFLOW_STORE(TRAIN.out.model.map { meta, model -> model }.collect(), ch_store_reports,
+            "${published}/{screen}/prepared/{screen}.prepared.h5ad")
+        ch_versions = ch_versions.mix(MLFLOW_STORE.out.versions)
     }
 
     emit:

@@ -29,7 +29,7 @@ SECTIONS = ("guides", "latents", "background-removal", "effects", "calibration",
             "settings", "provenance")
 ALL_FIGURES = {"latents_phase", "latents_condition", "latents_perturbation", "latents_batch",
                "latents_responder_call", "background_removal", "salient_norms", "training_curves", "heatmap",
-               "volcano", "top_genes"}
+               "volcano", "top_genes", "de_heatmap"}
 GUIDE_FIGURES = {"guide_knockdown"}
 
 
@@ -90,7 +90,7 @@ def test_report_without_analysis_says_what_did_not_run(plain_report, report_inpu
     assert headline["n_perturbations_with_effect"] is None
     assert headline["steps"]["effects"] is False
     # without --responders there are no per-cell calls to colour by
-    assert {p.stem for p in plain_report.figures} == ALL_FIGURES - {"heatmap", "volcano", "top_genes",
+    assert {p.stem for p in plain_report.figures} == ALL_FIGURES - {"heatmap", "volcano", "top_genes", "de_heatmap",
                                                                     "latents_responder_call"}
     assert "No responder calls: pass --responders" in html
 
@@ -366,4 +366,131 @@ def test_report_reads_the_real_analysis_outputs(report_inputs, tmp_path):
     assert "Not run" not in html.replace("Not run: no --guide-qc folder given", "")
     headline = json.loads((tmp_path / "report" / "s.report.json").read_text())
     assert headline["steps"] == {"responders": True, "de": True, "effects": True}
-    assert {p.stem for p in (tmp_path / "report" / "figures").glob("*.png")} == ALL_FIGURES
+    # a model of 3 epochs may call no gene: then the DE heatmap is left out, and the page says why
+    called = headline["n_perturbations_with_de"] > 0
+    assert {p.stem for p in (tmp_path / "report" / "figures").glob("*.png")} == ALL_FIGURES - (
+        set() if called else {"de_heatmap"})
+    assert called or "No gene called DE in any perturbation" in html
+
+
+# -- report fixes: truth, training banner, figures ----------------------------------------
+def test_a_simulated_screens_truth_is_shown_beside_the_calls(full_report, report_inputs):
+    import anndata as ad
+
+    truth = pd.DataFrame(ad.read_h5ad(report_inputs.prepared, backed="r").uns["truth"]["perturbations"])
+    has_effect = dict(zip(truth["perturbation"].astype(str), truth["has_effect"].astype(bool)))
+    html = full_report.html.read_text()
+    table = html.split('id="effect-table"')[1].split("</table>")[0]
+    assert "simulated_<wbr>effect" in table and "simulated_<wbr>program" in table
+    headline = json.loads(full_report.json.read_text())
+    # the perturbation renamed to the crafted label is not in the truth: neither counted nor guessed
+    named = [p for p in report_inputs.perturbations if p in has_effect]
+    assert headline["n_simulated_effects"] == sum(has_effect[p] for p in named) > 0
+    effects = pd.read_csv(report_inputs.effects / "effects.csv")
+    called = dict(zip(effects["perturbation"], benjamini_hochberg(effects["energy_pvalue"].to_numpy()) <= 0.05))
+    assert headline["n_simulated_effects_found"] == sum(called[p] and has_effect[p] for p in named)
+    assert headline["n_effects_called_without_one"] == sum(called[p] and not has_effect[p] for p in named)
+    assert f"(simulated: {headline['n_simulated_effects']} have one; " in html
+
+
+def test_a_short_training_gets_a_banner_at_the_top(full_report):
+    html = full_report.html.read_text()
+    header = html.split("<header")[1].split("</header>")[0]
+    assert 'id="training-warning"' in header and "Trained for 3 epochs only" in header
+    assert json.loads(full_report.json.read_text())["training_warnings"][0].startswith("Trained for 3 epochs")
+
+
+def test_training_warnings_name_each_problem():
+    from pertcontrast.report.diagnostics import training_warnings
+
+    def history(loss, train_accuracy=None, validation_accuracy=None):
+        table = pd.DataFrame({"epoch": range(1, len(loss) + 1), "validation_loss": loss})
+        if train_accuracy is not None:
+            table["train_classifier_accuracy"], table["validation_classifier_accuracy"] = train_accuracy, validation_accuracy
+        return table
+
+    def config(epochs, stopped_early=False, weight=0.0):
+        return {"training": {"epochs_run": epochs, "stopped_early": stopped_early,
+                             "settings": {"classification_weight": weight}}}
+
+    flat = [100.0] * 40 + [90.0] * 40  # best epoch early, then flat: converged
+    assert training_warnings(config(80), history(flat)) == []
+    assert training_warnings(config(80, stopped_early=True), history(np.linspace(100, 50, 80))) == []
+    falling = training_warnings(config(80), history(np.linspace(100, 50, 80)))
+    assert len(falling) == 1 and "still falling" in falling[0] and "--max-epochs" in falling[0]
+    (short,) = training_warnings(config(2), history([100.0, 90.0]))
+    assert short.startswith("Trained for 2 epochs only")
+    gap = training_warnings(config(80, weight=1.0), history(flat, [0.5] * 79 + [1.0], [0.4] * 79 + [0.38]))
+    assert gap == ["The perturbation classifier is right on 100% of the training cells but on 38% of the "
+                   "validation cells: the salient latent memorised the training cells. Lower "
+                   "--classification-weight or turn the classifier off."]
+    assert training_warnings(config(80, weight=0.0), history(flat, [1.0] * 80, [0.38] * 80)) == []
+
+
+def test_volcano_evidence_orders_genes_the_sampled_bayes_factor_ties():
+    from pertcontrast.report.plots_effects import VOLCANO_CAP, evidence
+
+    rows = pd.DataFrame({"lfc_mean": [0.3, 0.6, -0.9, 0.0, 3.0], "lfc_sd": [0.1, 0.1, 0.1, 0.1, 0.01],
+                         "bayes_factor": [6.0, 6.0, 6.0, -6.0, 6.0], "prob_de": [1.0, 1.0, 1.0, 0.0, 1.0]})
+    values = evidence(rows, delta=0.15)
+    assert values[0] < values[1] < values[2] == VOLCANO_CAP  # ordered by the size of the change
+    assert values[3] < -0.5 and values[4] == VOLCANO_CAP  # no change: evidence against
+    # p(|LFC| > delta) of N(0.3, 0.1) is 1 - Phi(-1.5) + Phi(-4.5)
+    from scipy.stats import norm
+
+    p = norm.sf(0.15, 0.3, 0.1) + norm.cdf(-0.15, 0.3, 0.1)
+    assert values[0] == pytest.approx(np.log10(p / (1 - p)), rel=1e-6)
+    np.testing.assert_array_equal(evidence(rows.drop(columns="lfc_sd"), 0.15), rows["bayes_factor"])
+
+
+def test_figures_are_decoded_with_the_page(full_report):
+    html = full_report.html.read_text()
+    assert html.count("<img ") == len(full_report.figures) // 2 and "decoding=" not in html
+
+
+def test_epoch_ticks_are_whole_numbers():
+    from pertcontrast.report.figures import figure_style
+    from pertcontrast.report.plots_training import curves_figure
+
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "validation_loss": [3.1, 2.2, 1.7]})
+    with figure_style():
+        figure = curves_figure(history)
+        figure.canvas.draw()
+        ticks = [tick for tick in figure.axes[0].get_xticks() if 1 <= tick <= 3]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)
+
+
+def test_similarity_heatmap_has_readable_labels_and_a_cluster_legend():
+    from pertcontrast.report.figures import figure_style
+    from pertcontrast.report.plots_effects import heatmap_figure
+
+    names = [f"P{i}" for i in range(12)]
+    similarity = pd.DataFrame(np.eye(12), index=names, columns=names)
+    clusters = pd.DataFrame({"perturbation": names, "cluster": [1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4],
+                             "leaf_order": range(12)})
+    with figure_style():
+        figure = heatmap_figure(similarity, clusters)
+        figure.canvas.draw()
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == [f"cluster {i}" for i in (1, 2, 3, 4)]
+    strip = figure.axes[0]
+    assert [label.get_text() for label in strip.get_yticklabels()] == names
+    assert min(label.get_fontsize() for label in strip.get_yticklabels()) >= 8
+
+
+def test_de_heatmap_shows_each_perturbations_called_genes():
+    from pertcontrast.report.figures import figure_style
+    from pertcontrast.report.plots_effects import called_genes, de_heatmap_figure
+
+    de = pd.DataFrame({"perturbation": ["A"] * 3 + ["B"] * 3, "gene": ["g1", "g2", "g3"] * 2,
+                       "lfc_mean": [1.0, 0.8, 0.0, 0.0, -0.1, -1.2], "is_de": [True, True, False, False, False, True],
+                       "de_score": [0.99, 0.95, 0.1, 0.2, 0.3, 0.99]})
+    assert called_genes(de, ["A", "B"]) == ["g1", "g3", "g2"]  # each perturbation's best first, in turn
+    with figure_style():
+        figure = de_heatmap_figure(de, ["A", "B"])
+        figure.canvas.draw()
+    axis = figure.axes[0]
+    assert sorted(label.get_text() for label in axis.get_yticklabels()) == ["g1", "g2", "g3"]
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["A", "B"]
+    assert len(axis.collections[0].get_offsets()) == 3  # a dot per call
+    assert de_heatmap_figure(de.assign(is_de=False), ["A", "B"]) is None

@@ -146,3 +146,25 @@ def test_summary_page_links_to_each_report(full_report, plain_report, tmp_path):
         browser.wait_for("Page.loadEventFired")
         assert browser.evaluate("location.href") == plain_report.html.resolve().as_uri()
         assert browser.evaluate("document.querySelector('h1').textContent") == "screen2"
+
+
+FITS = """(selector) => Array.from(document.querySelectorAll(selector)).map(t => {
+    const wrap = t.closest('.table-wrap');
+    return [t.id, t.scrollWidth, wrap.clientWidth];
+})"""
+
+
+def test_tables_fit_a_1400_pixel_window(full_report, plain_report, tmp_path):
+    """No sideways scrolling at 1,400 px: neither the page nor any table inside its frame."""
+    summary = build_summary([full_report.json, plain_report.json], tmp_path / "summary" / "index.html")
+    with Browser() as browser:
+        browser.send("Emulation.setDeviceMetricsOverride", width=1400, height=900, deviceScaleFactor=1, mobile=False)
+        for page, selector in ((full_report.html, "table.sortable"), (summary, "#summary-table")):
+            browser.open(page)
+            widths = browser.evaluate(f"({FITS})('{selector}')")
+            assert widths, page
+            for table_id, needed, available in widths:
+                assert needed <= available, f"{page}: #{table_id} needs {needed} px, has {available}"
+            assert browser.evaluate("document.documentElement.scrollWidth") <= 1400, page
+        browser.open(full_report.html)
+        browser.screenshot(artifacts_folder() / "report-effects-1400px.png", "#effects")

@@ -92,6 +92,45 @@ def test_run_has_params_tags_and_summary(trained, client, tiny_prepared):
     assert metrics["summary.epochs_run"] == EPOCHS
 
 
+def test_the_prepared_screen_is_logged_as_the_runs_dataset(trained, client, tiny_prepared, prepared_file):
+    run = client.get_run(trained["record"]["run_id"])
+    (dataset_input,) = run.inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    assert dataset.name == "screen_a" and dataset.source_type == "local" and len(dataset.digest) == 16
+    assert json.loads(dataset.source)["uri"] == str(prepared_file.resolve())
+    assert json.loads(dataset.profile)["n_cells"] == tiny_prepared.n_obs
+    assert {c["name"] for c in json.loads(dataset.schema)["mlflow_colspec"]} == {"perturbation", "batch"}
+    assert [(t.key, t.value) for t in dataset_input.tags] == [("mlflow.data.context", "training")]
+
+
+def test_python_train_is_tracked_only_when_a_uri_is_set(mlflow_server, tiny_prepared, monkeypatch):  # noqa: F811
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server.uri)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    model = ContrastiveModel.from_anndata(tiny_prepared, n_hidden=16)
+    result = model.train(max_epochs=2, batch_size=128, progress=False, device="cpu", tracking_uri=mlflow_server.uri,
+                         experiment_name="python-api", run_name="notebook")
+    run = client.get_run(result.extra["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.info.run_name == "notebook"
+    assert run.data.tags["mlflow.source.name"] == "ContrastiveModel.train"
+    assert run.data.params["model.n_hidden"] == "16" and run.data.metrics["summary.epochs_run"] == 2
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "validation_loss")] == [1, 2]
+    assert "model_folder" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.inputs.dataset_inputs[0].dataset.name == "notebook"
+    experiment = client.get_experiment_by_name("python-api").experiment_id
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)  # the environment is enough
+    result = ContrastiveModel.from_anndata(tiny_prepared, n_hidden=16).train(
+        max_epochs=1, batch_size=128, progress=False, device="cpu", experiment_name="python-api")
+    assert client.get_run(result.extra["mlflow_run_id"]).info.status == "FINISHED"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # and without either, nothing is tracked
+    result = ContrastiveModel.from_anndata(tiny_prepared, n_hidden=16).train(
+        max_epochs=1, batch_size=128, progress=False, device="cpu", experiment_name="python-api")
+    assert "mlflow_run_id" not in result.extra
+    assert len(client.search_runs([experiment])) == 2
+
+
 def test_metric_history_has_one_value_per_epoch(trained, client):
     history = pd.read_csv(trained["output"] / "history.csv")
     run_id = trained["record"]["run_id"]
@@ -173,6 +212,13 @@ def test_pyfunc_by_alias_gives_the_packages_latents(trained, client, tiny_prepar
     np.testing.assert_allclose(predicted.filter(regex="^background_").to_numpy(), latents["background"], atol=1e-5)
     inputs = pyfunc.metadata.get_input_schema().input_names()
     assert set(tiny_prepared.var_names) | {"batch"} == set(inputs)
+    # raw integer counts, and a pandas sparse table, give the same latents
+    integer = counts.astype({gene: "int64" for gene in tiny_prepared.var_names})
+    np.testing.assert_allclose(pyfunc.predict(integer).to_numpy(), predicted.to_numpy(), atol=1e-6)
+    sparse = pd.DataFrame.sparse.from_spmatrix(tiny_prepared.X, index=tiny_prepared.obs_names,
+                                               columns=tiny_prepared.var_names)
+    sparse["batch"] = counts["batch"]
+    np.testing.assert_allclose(pyfunc.predict(sparse).to_numpy(), predicted.to_numpy(), atol=1e-6)
     with pytest.raises(Exception, match=r"3 of the model's \d+ genes are missing \(" + tiny_prepared.var_names[0]):
         pyfunc.predict(counts.drop(columns=list(tiny_prepared.var_names[:3])))
 
@@ -224,3 +270,50 @@ def test_credentials_are_never_logged_or_written(trained, client):
             for secret in secrets:
                 assert secret.encode() not in content, path
     assert trained["record"]["tracking_uri"] == trained["uri"]  # user:password@ removed
+
+
+def test_a_run_store_holds_every_run_and_can_be_moved(prepared_file, tmp_path, monkeypatch):
+    """Training runs only recorded (--mlflow-record-only) go into one store; moved
+    elsewhere, it still has the runs and their artifacts (no path of where it was built)."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runner = CliRunner()
+    for screen in ("screen_a", "screen_b"):
+        result = runner.invoke(main, ["train", str(prepared_file), "-o", str(tmp_path / screen), "--max-epochs", "1",
+                                      "--n-hidden", "16", "--device", "cpu", "--no-progress", "--mlflow-record-only",
+                                      "--screen-id", screen])
+        assert result.exit_code == 0, result.output
+        assert not (tmp_path / screen / "mlflow").exists()  # no store of its own
+        assert json.loads((tmp_path / screen / "mlflow_run.json").read_text())["run_id"] is None
+    (tmp_path / "report_a").mkdir()
+    (tmp_path / "report_a" / "screen_a.report.html").write_text("<html></html>")
+    build = tmp_path / "build" / "mlflow"
+    result = runner.invoke(main, ["mlflow", "store", str(tmp_path / "screen_a"), str(tmp_path / "screen_b"),
+                                  "-o", str(build), "--experiment-name", "screens",
+                                  "--report", f"screen_a={tmp_path / 'report_a'}",
+                                  "--dataset-source", "file:///published/{screen}/prepared.h5ad"])
+    assert result.exit_code == 0, result.output
+    assert "2 run(s) in experiment 'screens'" in result.output
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(build), str(moved))
+    shutil.rmtree(tmp_path / "build")
+    assert str(tmp_path / "build").encode() not in (moved / "mlflow.db").read_bytes()
+    client = MlflowClient(f"sqlite:///{moved / 'mlflow.db'}")
+    assert client.get_experiment("0").artifact_location == "mlflow-artifacts:/0"  # not this process's folder
+    runs = client.search_runs([client.get_experiment_by_name("screens").experiment_id])
+    by_screen = {run.data.tags["pertcontrast.screen_id"]: run for run in runs}
+    assert sorted(by_screen) == ["screen_a", "screen_b"]
+    for screen, run in by_screen.items():
+        assert run.info.status == "FINISHED" and run.data.metrics["summary.epochs_run"] == 1
+        dataset = run.inputs.dataset_inputs[0].dataset
+        assert dataset.name == screen and json.loads(dataset.source)["uri"] == f"file:///published/{screen}/prepared.h5ad"
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:/screens/")
+        artifacts = moved / "artifacts" / urlparse(run.info.artifact_uri).path.lstrip("/")
+        assert json.loads((artifacts / "model_folder" / "config.json").read_text())["registry"]
+        assert (artifacts / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+        assert (artifacts / "report" / "screen_a.report.html").exists() == (screen == "screen_a")
+    assert list((moved / "artifacts" / "screens" / "models").glob("*/artifacts/MLmodel"))

@@ -61,3 +61,7 @@ class TrackingError(PertcontrastError):
 class OutputPathError(PertcontrastError):
     """An output path cannot be written as asked (it is an input, its folder is missing or
     read-only, the disk is too full, or another run holds it)."""
+
+
+class OutputExistsError(PertcontrastError):
+    """An output would overwrite something that is already there (pass overwrite to allow it)."""

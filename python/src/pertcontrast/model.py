@@ -1,10 +1,13 @@
 """The user-facing model: set up from AnnData, train, get latents, save and load.
 
-    model = ContrastiveModel.from_anndata(adata)      # reads what `preprocess` recorded
+    model = ContrastiveModel.setup_anndata(adata, layer="counts")  # or from_anndata(adata)
     result = model.train(max_epochs=100)
-    latents = model.latents(adata)                   # {"background", "salient", "salient_norm"}
+    salient = model.get_latent_representation()      # or model.latents(adata): both latents
     model.save("model/")
-    model = ContrastiveModel.load("model/")
+    model = ContrastiveModel.load("model/", adata=adata)
+
+The analyses (normalised expression, DE, responders) are methods too, in
+:mod:`pertcontrast.model_analysis`.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import torch
 
 from pertcontrast.versions import __version__
 from pertcontrast.data.loader import CellArrays, CountRows, csr_tensor, sequential_batches
+from pertcontrast.data.layers import counts_view
 from pertcontrast.data.registry import DataRegistry
-from pertcontrast.data.screen_files import perturbation_column
-from pertcontrast.errors import InputDataError, ModelLoadError, ParameterError
+from pertcontrast.data.screen_files import perturbation_column, recorded_preprocessing  # noqa: F401 - re-exported
+from pertcontrast.errors import InputDataError, ModelLoadError, OutputExistsError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
 from pertcontrast.module.architecture import Architecture
+from pertcontrast.model_analysis import AnalysisMixin
 from pertcontrast.module.contrastive import ContrastiveModule
 
 log = logging.getLogger(__name__)
@@ -39,33 +44,47 @@ from pertcontrast.model_folder import (  # noqa: F401 - the folder's names, re-e
 )
 
 
-def recorded_preprocessing(adata) -> dict:
-    """Settings ``preprocess`` stored in ``uns["pertcontrast"]`` (empty when absent)."""
-    recorded = adata.uns.get("pertcontrast", {}) if hasattr(adata, "uns") else {}
-    settings = recorded.get("settings", {}) if isinstance(recorded, dict) else {}
-    return {k: (list(v) if isinstance(v, (np.ndarray, tuple)) else v) for k, v in settings.items()}
-
-
 def perturbation_settings(adata, perturbation_key, control_label, source: str) -> tuple[str, str]:
     """The perturbation column and control label: as given, else as ``preprocess``
     recorded them; a clear error when neither says."""
     return perturbation_column(recorded_preprocessing(adata), perturbation_key, control_label, source)
 
 
-class ContrastiveModel:
+class ContrastiveModel(AnalysisMixin):
     """Contrastive VAE for a Perturb-seq screen (background and salient latents)."""
 
     def __init__(self, registry: DataRegistry, architecture: Architecture, module: ContrastiveModule, adata=None):
         self.registry = registry
         self.architecture = architecture
         self.module = module
-        self.adata = adata
+        self.adata = adata  # the training cells, raw counts in X (see layer)
+        self.layer: str | None = None  # where the API methods read counts in the user's AnnData (None: X)
+        self.source_adata = adata  # the AnnData given by the user (the API methods' default)
         self.history: pd.DataFrame | None = None
         self.training: dict = {}
         # each training cell's role: train, validation or decoy (controls trained as perturbed)
         self.cell_split: pd.Series | None = None
 
     # -- set-up -------------------------------------------------------------------------
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata,
+        layer: str | None = None,
+        perturbation_key: str | None = None,
+        control_label: str | None = None,
+        batch_key: str | None = None,
+        categorical_covariate_keys=None,
+        continuous_covariate_keys=None,
+        **kwargs,
+    ) -> "ContrastiveModel":
+        """Set up a model for ``adata`` the scvi-tools way: raw counts in ``layers[layer]``
+        (or ``X`` when ``layer`` is None), the covariates by key. Returns the untrained
+        model (unlike scvi-tools, which returns None and builds the model in a second call).
+        Other keywords as :meth:`from_anndata` (``seed``, architecture fields)."""
+        return cls.from_anndata(adata, perturbation_key, control_label, batch_key, categorical_covariate_keys,
+                                continuous_covariate_keys, layer=layer, **kwargs)
+
     @classmethod
     def from_anndata(
         cls,
@@ -77,9 +96,11 @@ class ContrastiveModel:
         continuous_covariate_keys=None,
         seed: int = 0,
         source: str = "input",
+        layer: str | None = None,
         **architecture,
     ) -> "ContrastiveModel":
-        """Set up a model for ``adata`` (raw counts in ``X``). Keys not given are read from
+        """Set up a model for ``adata`` (raw counts in ``X``, or in ``layers[layer]``: read
+        there, never copied or densified, and ``adata`` is left as it is). Keys not given are read from
         what ``pertcontrast preprocess`` recorded in ``adata.uns["pertcontrast"]``.
         ``architecture``: fields of :class:`~pertcontrast.module.architecture.Architecture`
         (``n_background=16``, ``likelihood="nb"``...); the others keep their defaults."""
@@ -91,6 +112,7 @@ class ContrastiveModel:
             raise ParameterError(f"unknown architecture setting(s) {', '.join(unknown)}; "
                                  f"choose from {', '.join(architecture_defaults())}.")
         settings = {**architecture_defaults(), **{k: v for k, v in architecture.items() if v is not None}}
+        user_adata, adata = adata, counts_view(adata, layer, source)
 
         recorded = recorded_preprocessing(adata)
         perturbation_key, control_label = perturbation_settings(adata, perturbation_key, control_label, source)
@@ -120,7 +142,9 @@ class ContrastiveModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = ContrastiveModule(arch, loc, scale)
-        return cls(registry, arch, module, adata)
+        model = cls(registry, arch, module, adata)
+        model.layer, model.source_adata = layer, user_adata
+        return model
 
     # -- training -----------------------------------------------------------------------
     def train(
@@ -130,13 +154,44 @@ class ContrastiveModel:
         checkpoint_dir: str | Path | None = None,
         callbacks=(),
         progress: bool = True,
+        tracking_uri: str | None = None,
+        experiment_name: str = "pertcontrast",
+        run_name: str | None = None,
         **overrides,
     ):
         """Train on the AnnData given to :meth:`from_anndata`; returns a TrainingResult.
 
         ``settings`` is a :class:`~pertcontrast.train.settings.TrainingSettings`; keyword
         overrides (``max_epochs=50``, ``batch_size=512``...) replace single fields.
+
+        Tracked as an MLflow run (in ``experiment_name``) when ``tracking_uri`` is given or
+        ``MLFLOW_TRACKING_URI`` is set; nothing is tracked otherwise. The run id is in
+        ``result.extra["mlflow_run_id"]``.
         """
+        import os
+
+        from pertcontrast.train.settings import TrainingSettings
+
+        settings = replace(settings or TrainingSettings(), **overrides)
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            return self.fit(settings, device, checkpoint_dir, callbacks, progress)
+        from pertcontrast.tracking.python_api import tracked_fit
+
+        return tracked_fit(self, settings, uri, experiment_name, run_name,
+                           lambda extra: self.fit(settings, device, checkpoint_dir, (*callbacks, *extra), progress))
+
+    def fit(
+        self,
+        settings=None,
+        device: str = "auto",
+        checkpoint_dir: str | Path | None = None,
+        callbacks=(),
+        progress: bool = True,
+        **overrides,
+    ):
+        """:meth:`train` without MLflow: what ``pertcontrast train`` calls (it tracks the
+        run itself, see :mod:`pertcontrast.tracking.session`)."""
         from pertcontrast.data import validate
         from pertcontrast.train.checkpoint import checkpoint_path
         from pertcontrast.train.settings import TrainingSettings, settings_hash
@@ -270,6 +325,30 @@ class ContrastiveModel:
         out["salient_norm"] = np.linalg.norm(out["salient"], axis=1)
         return out
 
+    # -- description --------------------------------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        """True once the model has been trained (here, or before it was saved)."""
+        return self.history is not None or bool(self.training)
+
+    def __repr__(self) -> str:
+        arch, registry = self.architecture, self.registry
+        covariates = [*registry.categorical_covariates, *registry.continuous_covariates]
+        if self.is_trained:
+            epochs = self.training.get("epochs_run", len(self.history) if self.history is not None else "?")
+            state = f"trained ({epochs} epochs, best {self.training.get('best_epoch', '?')})"
+        else:
+            state = "not trained"
+        return (
+            f"ContrastiveModel: {state}\n"
+            f"  latents: background {arch.n_background}, salient {arch.n_salient}; {arch.n_layers} hidden layer(s) of "
+            f"{arch.n_hidden}; {arch.likelihood} likelihood, {arch.library} library"
+            f"{', linear salient path' if arch.salient_linear else ''}{', classifier' if arch.classifier else ''}\n"
+            f"  data: {len(registry.gene_names)} genes, {len(registry.perturbations)} perturbations in "
+            f"obs['{registry.perturbation_key}'] (control '{registry.control_label}'); covariates: "
+            f"{', '.join(covariates) or 'none'}; counts in {f'layers[{self.layer!r}]' if self.layer else 'X'}"
+        )
+
     # -- persistence --------------------------------------------------------------------
     def config(self) -> dict:
         return {
@@ -277,13 +356,23 @@ class ContrastiveModel:
             "pertcontrast_version": __version__,
             "architecture": asdict(self.architecture),
             "registry": self.registry.to_dict(),
+            "anndata_setup": {"layer": self.layer},
             "training": self.training,
         }
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Write weights, config and history; config.json is written last and marks a
-        complete model folder (each file is written atomically)."""
+        complete model folder (each file is written atomically). An existing folder that
+        is not empty is refused unless ``overwrite`` (then the model's files in it are
+        replaced; other files are left alone)."""
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise OutputExistsError(f"{folder}: is a file, not a folder; choose another path for the model.")
+        if not overwrite and folder.is_dir() and any(folder.iterdir()):
+            raise OutputExistsError(
+                f"{folder}: folder exists and is not empty; pass overwrite=True to write the model into it, "
+                "or choose another folder."
+            )
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / WEIGHTS_FILE, suffix=".pt") as tmp:
             torch.save(self.module.state_dict(), tmp)
@@ -299,11 +388,17 @@ class ContrastiveModel:
     @classmethod
     def load(cls, folder: str | Path, adata=None) -> "ContrastiveModel":
         """Load a model folder written by :meth:`save` (weights loaded with
-        ``weights_only=True``: no code from the file is ever run)."""
+        ``weights_only=True``: no code from the file is ever run; the folder is checked as a
+        whole first). ``adata``: the cells the analysis methods use by default (their genes
+        must include the model's)."""
         read = read_model_folder(folder)
         module = ContrastiveModule(read.architecture)
         module.load_state_dict(read.state)  # shapes checked by read_model_folder
-        model = cls(read.registry, read.architecture, module, adata)
+        model = cls(read.registry, read.architecture, module)
+        model.layer = (read.config.get("anndata_setup") or {}).get("layer")
+        if adata is not None:
+            model.gene_index(adata.var_names, "adata")  # a clear error now, not at the first analysis
+            model.adata, model.source_adata = counts_view(adata, model.layer, "adata"), adata
         model.training = read.config.get("training", {})
         model.history, model.cell_split = read.history, read.cell_split
         return model

@@ -44,10 +44,28 @@ workflow PIPELINE_COMPLETION {
 // A function, not inline: inside a workflow body `workflow` is not the run's metadata.
 def completionSummary() {
     if (workflow.success) {
-        log.info("-[pertcontrast] completed: outputs in ${params.outdir}/ (pipeline_info/ has the reports)")
+        def outdir = params.outdir.toString().replaceAll('/+$', '')
+        def lines = ["-[pertcontrast] completed: outputs in ${outdir}/ (pipeline_info/ has the execution reports)"]
+        if (!params.skip_report) {
+            lines << "  open the run's summary: ${outdir}/summary/index.html (a report per screen: ${outdir}/<id>/report/)"
+        }
+        if (!params.model && runStoreWanted()) {
+            def store = file("${outdir}/mlflow")
+            lines << (store.toUri().getScheme() == 'file'
+                ? "  MLflow runs: mlflow ui --backend-store-uri sqlite:///${store.toAbsolutePath()}/mlflow.db --artifacts-destination ${store.toAbsolutePath()}/artifacts"
+                : "  MLflow runs: ${outdir}/mlflow/ (copy it to a local folder to browse it, see docs/mlflow.md)")
+        }
+        log.info(lines.join('\n'))
     } else {
         log.error("-[pertcontrast] failed; see the error above and ${params.outdir}/pipeline_info/")
     }
+}
+
+// Training runs go to no tracking server: TRAIN only records them (--mlflow-record-only,
+// chosen by the same test in conf/modules.config) and MLFLOW_STORE puts them into one store,
+// <outdir>/mlflow (docs/mlflow.md).
+def runStoreWanted() {
+    return params.mlflow && !params.mlflow_uri && !System.getenv('MLFLOW_TRACKING_URI')
 }
 
 /*

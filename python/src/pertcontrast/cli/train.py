@@ -121,6 +121,9 @@ def tracking_options(function):
                      help="Register the trained model as a new version of NAME in the model registry."),
         click.option("--model-alias", default=None, metavar="ALIAS",
                      help="Point ALIAS (e.g. champion) of --register-model at the new version."),
+        click.option("--mlflow-record-only", is_flag=True, default=False,
+                     help="Write the run to OUTPUT/mlflow_run.json only, into no store: 'pertcontrast mlflow store' "
+                          "later puts the runs of several models into one (the pipeline does, without a server)."),
         click.option("--mlflow-offline-ok", is_flag=True, default=False,
                      help="If the server cannot be reached at start, log to the embedded store instead of failing "
                           "(upload later with 'pertcontrast mlflow sync')."),
@@ -153,6 +156,7 @@ def build_tracking_options(options: dict, input_path: str):
         run_name=masked(options["run_name"], "--run-name") if options["run_name"] else None,
         screen_id=options["screen_id"], tags=tags, register_model=options["register_model"],
         model_alias=options["model_alias"], offline_ok=options["mlflow_offline_ok"],
+        record_only=options["mlflow_record_only"],
     )
 
 

@@ -102,6 +102,13 @@ class _InMemory:
         pass
 
 
+def recorded_preprocessing(adata) -> dict:
+    """Settings ``preprocess`` stored in ``uns["pertcontrast"]`` (empty when absent)."""
+    recorded = adata.uns.get("pertcontrast", {}) if hasattr(adata, "uns") else {}
+    settings = recorded.get("settings", {}) if isinstance(recorded, dict) else {}
+    return {k: (list(v) if isinstance(v, (np.ndarray, tuple)) else v) for k, v in settings.items()}
+
+
 def perturbation_column(recorded: dict, perturbation_key, control_label, source) -> tuple[str, str]:
     """The perturbation column and the control label: as given, else as 'pertcontrast
     preprocess' recorded them (``recorded``: its settings); a clear error when neither says."""

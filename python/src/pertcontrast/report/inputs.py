@@ -18,7 +18,7 @@ from pertcontrast.errors import InputDataError
 CONFIG, HISTORY = "config.json", "history.csv"
 EFFECT_COLUMNS = ("perturbation", "n_cells", "energy_distance", "energy_pvalue", "n_de_genes")
 DE_COLUMNS = ("perturbation", "gene", "lfc_mean", "prob_de", "is_de")
-DE_OPTIONAL = ("bayes_factor",)
+DE_OPTIONAL = ("bayes_factor", "lfc_sd", "de_score")
 TOP_COLUMNS = ("perturbation", "direction", "rank", "gene", "lfc_mean")
 
 

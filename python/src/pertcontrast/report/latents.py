@@ -40,6 +40,8 @@ class Latents:
     responder_call: np.ndarray | None = None
     uns: dict = field(default_factory=dict)
     has_counts: bool = False
+    # a simulated screen's truth per perturbation (program, has_effect), else None
+    truth: pd.DataFrame | None = None
 
     @property
     def n_cells(self) -> int:
@@ -105,8 +107,25 @@ def _read(files: ScreenFiles, latents_path: Path, perturbation_key, control_labe
         batch_key=batch_key if has_batch else None,
         responder_call=np.asarray(pd.Series(files.read_from("responders", "obs", RESPONDER_CALL)).astype(str))
         if called else None,
-        uns=uns, has_counts=_has_counts(files.prepared),
+        uns=uns, has_counts=_has_counts(files.prepared), truth=_read_truth(files.prepared),
     )
+
+
+def _read_truth(path: Path) -> pd.DataFrame | None:
+    """What ``pertcontrast simulate`` recorded about each perturbation, in the prepared
+    file (only its small per-perturbation table is read, not the true fold changes)."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        if "uns/truth/perturbations" not in f:
+            return None
+        table = pd.DataFrame(_plain(read_elem(f["uns/truth/perturbations"])))
+    if not {"perturbation", "has_effect"} <= set(table.columns):
+        return None
+    table["perturbation"] = table["perturbation"].astype(str)
+    table["has_effect"] = table["has_effect"].astype(bool)
+    return table.set_index("perturbation")
 
 
 def _has_counts(path: Path) -> bool:

@@ -13,7 +13,7 @@ EFFECT_FDR = 0.05
 TABLE_COLUMNS = (
     "perturbation", "n_cells", "median_salient_norm", "n_responders", "responder_fraction",
     "energy_distance", "energy_pvalue", "energy_padj", "n_de_genes", "n_de_up", "n_de_down",
-    "top_up", "top_down", "cluster",
+    "top_up", "top_down", "cluster", "simulated_effect", "simulated_program",
 )
 
 
@@ -54,6 +54,13 @@ def perturbation_table(latents, analysis) -> pd.DataFrame:
             table = table.merge(extra[new], on="perturbation", how="left")
     if "energy_pvalue" in table:
         table["energy_padj"] = benjamini_hochberg(table["energy_pvalue"].to_numpy(dtype=float))
+    if latents.truth is not None:  # a simulated screen: its truth beside the calls
+        truth = latents.truth.reindex(table["perturbation"])
+        if "program" in truth:
+            table["simulated_program"] = truth["program"].fillna("").astype(str).to_numpy()
+        known = truth["has_effect"].notna().to_numpy()  # a perturbation the truth does not name: blank
+        has_effect = truth["has_effect"].to_numpy(dtype=object) == True  # noqa: E712 - NaN is not True
+        table["simulated_effect"] = np.where(known, np.where(has_effect, "yes", "no"), "")
     table = table[[c for c in TABLE_COLUMNS if c in table.columns]]
     order = "energy_distance" if "energy_distance" in table else "median_salient_norm"
     return table.sort_values(order, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
@@ -66,6 +73,13 @@ def strength_column(table: pd.DataFrame) -> str:
 def strongest(table: pd.DataFrame, n: int) -> list[str]:
     """The ``n`` perturbations with the largest effect (the table is sorted strongest first)."""
     return [str(p) for p in table["perturbation"].head(n)]
+
+
+def strongest_with_de(table: pd.DataFrame, n: int = 30) -> list[str]:
+    """Up to ``n`` of the strongest perturbations that have DE genes called."""
+    if "n_de_genes" not in table:
+        return []
+    return [str(p) for p in table.loc[table["n_de_genes"].fillna(0) > 0, "perturbation"].head(n)]
 
 
 def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
@@ -118,6 +132,7 @@ def headline(title: str, latents, removal: dict, table: pd.DataFrame, analysis, 
         values["n_perturbations_with_effect"] = int((table["energy_padj"] <= EFFECT_FDR).sum())
     if "n_de_genes" in table:
         values["n_perturbations_with_de"] = int((table["n_de_genes"].fillna(0) > 0).sum())
+    values.update(_truth_numbers(table))
     if "n_responders" in table:
         values["responder_fraction"] = _finite(table["n_responders"].sum() / max(1, table["n_cells"].sum()))
     values.update(_training_numbers(model))
@@ -126,10 +141,28 @@ def headline(title: str, latents, removal: dict, table: pd.DataFrame, analysis, 
     return values
 
 
+def _truth_numbers(table: pd.DataFrame) -> dict:
+    """On a simulated screen: how many perturbations truly have an effect, how many of those
+    were found and how many without one were called anyway."""
+    if "simulated_effect" not in table:
+        return {}
+    true = (table["simulated_effect"] == "yes").to_numpy()
+    false = (table["simulated_effect"] == "no").to_numpy()
+    values = {"n_simulated_effects": int(true.sum())}
+    if "energy_padj" in table:
+        called = (table["energy_padj"] <= EFFECT_FDR).to_numpy()
+        values["n_simulated_effects_found"] = int((called & true).sum())
+        values["n_effects_called_without_one"] = int((called & false).sum())
+    return values
+
+
 def _training_numbers(model) -> dict:
     training = model.config.get("training", {})
+    from pertcontrast.report.diagnostics import training_warnings
+
     values = {"epochs_run": training.get("epochs_run"), "best_epoch": training.get("best_epoch"),
-              "final_validation_loss": None, "mlflow_run_id": model.run_id}
+              "final_validation_loss": None, "mlflow_run_id": model.run_id,
+              "training_warnings": training_warnings(model.config, model.history)}
     history = model.history
     if history is not None and len(history) and "validation_loss" in history:
         values["final_validation_loss"] = _finite(history["validation_loss"].iloc[-1])

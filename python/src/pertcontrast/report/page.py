@@ -78,7 +78,7 @@ def _header(content: ReportContent) -> Html:
         ("batch predictability: salient / background", _pair(h, "batch_predictability")),
         ("median salient norm: control / perturbed",
          f"{_fixed(h['median_salient_norm_control'])} / {_fixed(h['median_salient_norm_perturbed'])}"),
-        ("perturbations with an effect (energy, BH ≤ 0.05)", _num(h["n_perturbations_with_effect"], "not run")),
+        ("perturbations with an effect (energy, BH ≤ 0.05)", _effects_found(h)),
         ("responder fraction", _fixed(h["responder_fraction"], "not run")),
         ("calibration check (pseudo-perturbations)",
          {None: "not run", True: "within targets", False: "OUTSIDE targets"}[h.get("calibration_passed")]),
@@ -87,9 +87,27 @@ def _header(content: ReportContent) -> Html:
                tag("h1", content.title),
                tag("p", " · ".join(facts)),
                tag("p", f"generated {content.created} by pertcontrast {content.versions.get('pertcontrast', '?')}"),
+               _training_banner(h.get("training_warnings") or []),
                tag("div", *[tag("div", tag("div", value, class_="value"), tag("div", label, class_="label"),
                                 class_="card") for label, value in cards], class_="cards"),
                class_="page")
+
+
+def _training_banner(warnings: list[str]) -> Html:
+    """Training looks under-trained or memorised: said first, as every number depends on it."""
+    if not warnings:
+        return Html("")
+    return tag("div", tag("b", "Check the training before reading the results: "),
+               tag("ul", *[tag("li", text) for text in warnings]), class_="banner", id="training-warning",
+               role="alert")
+
+
+def _effects_found(h: dict) -> str:
+    found = _num(h["n_perturbations_with_effect"], "not run")
+    if h.get("n_simulated_effects") is None or h["n_perturbations_with_effect"] is None:
+        return found
+    return (f"{found} (simulated: {h['n_simulated_effects']} have one; {h['n_simulated_effects_found']} found, "
+            f"{h['n_effects_called_without_one']} called without one)")
 
 
 def _pair(h: dict, prefix: str) -> str:
@@ -118,8 +136,9 @@ def _figure(saved: SavedFigure | None, alt: str | None = None) -> Html:
     caption.append(Html(" ") + tag("a", "PNG", href=f"figures/{saved.name}.png") + " · "
                    + tag("a", "SVG", href=f"figures/{saved.name}.svg"))
     return tag("figure",
+               # decoded with the page (no decoding="async"): printed or captured pages show every figure
                tag("img", src=saved.data_uri(), alt=alt or saved.title, width=saved.width, height=saved.height,
-                   decoding="async", data_figure=saved.name),
+                   data_figure=saved.name),
                tag("figcaption", *caption))
 
 
@@ -203,8 +222,10 @@ def _effects(c: ReportContent) -> Html:
     for step, given, hint in (("responders", a.responders is not None, "--responders responders.h5ad"),
                               ("effects", a.effects is not None, "--effects effects/")):
         ran.append(tag("li", f"{step}: " + ("included" if given else f"not run (pass {hint})")))
+    simulated = (" A simulated screen: simulated_program and simulated_effect are its truth, beside the calls."
+                 if "simulated_effect" in c.table else "")
     parts = [tag("p", f"One row per perturbation, strongest first by {c.strength.replace('_', ' ')}. Click a "
-                      "header to sort; type to filter (matches any column, e.g. a gene in top_up).",
+                      "header to sort; type to filter (matches any column, e.g. a gene in top_up)." + simulated,
                  class_="note"),
              tag("ul", *ran, class_="note")]
     parts.append(sortable_table(c.table, "effect-table"))
@@ -223,6 +244,10 @@ def _de(c: ReportContent) -> Html:
     if c.analysis.de_folder is None:
         return _not_run("Not run: no --de folder given (run 'pertcontrast de').")
     parts = [_figure(c.figures.get("volcano"))]
+    if "de_heatmap" in c.figures:
+        parts.append(_figure(c.figures["de_heatmap"]))
+    else:
+        parts.append(_not_run("No gene called DE in any perturbation: no gene × perturbation heatmap."))
     if "top_genes" in c.figures:
         parts.append(_figure(c.figures["top_genes"]))
     else:

@@ -28,6 +28,8 @@ def terms(history: pd.DataFrame) -> list[str]:
 
 def curves_figure(history: pd.DataFrame):
     """Small multiples: one panel per term, train and validation in each; best epoch marked."""
+    from matplotlib.ticker import MaxNLocator
+
     panels = [(name, [f"{p}{name}" for p in (TRAIN, VALIDATION) if f"{p}{name}" in history]) for name in terms(history)]
     panels = [(name, columns) for name, columns in panels if not _all_zero(history, columns)]
     panels += [(name, [name]) for name in SCHEDULE if name in history]
@@ -47,6 +49,7 @@ def curves_figure(history: pd.DataFrame):
             axis.axvline(best, color="#999999", linewidth=0.8, linestyle=":")
         axis.set_title(name.replace("_", " "))
         axis.set_xlabel("epoch", fontsize=8)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if len(columns) > 1:
             axis.legend(fontsize=7)
     for axis in axes[len(panels):]:

@@ -7,7 +7,7 @@ import numbers
 
 import pandas as pd
 
-from pertcontrast.report.markup import Html, format_number, tag
+from pertcontrast.report.markup import Html, escape, format_number, tag
 
 GENE_LIST_COLUMNS = ("top_up", "top_down")
 GENES_SHOWN = 5  # of each ';'-separated list (the full lists are in effects.csv)
@@ -22,7 +22,7 @@ def sortable_table(table: pd.DataFrame, table_id: str, links: dict[str, str] | N
     numeric = [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
                for c in table.columns]
     head = tag("thead", tag("tr", *[
-        tag("th", column, data_type="number" if is_number else "text", tabindex="0", aria_sort="none",
+        tag("th", _breakable(column), data_type="number" if is_number else "text", tabindex="0", aria_sort="none",
             class_="num" if is_number else None, scope="col")
         for column, is_number in zip(table.columns, numeric)
     ]))
@@ -35,6 +35,12 @@ def sortable_table(table: pd.DataFrame, table_id: str, links: dict[str, str] | N
                  class_="toolbar")
     body = tag("tbody", *rows)
     return search + tag("div", tag("table", head, body, id=table_id, class_="sortable"), class_="table-wrap")
+
+
+def _breakable(name) -> Html:
+    """A column name that may wrap after each underscore (its text stays the same)."""
+    parts = [escape(part) for part in str(name).split("_")]
+    return Html("_<wbr>".join(parts))
 
 
 def _row(values, columns, numeric, links) -> Html:

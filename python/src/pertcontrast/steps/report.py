@@ -163,11 +163,32 @@ def _draw(folder, latents, model, analysis, table, strength, rows, views, remova
             delta = analysis.de_settings.get("delta")
             writer.save(plots_effects.volcano_figure(de, chosen, delta), "volcano",
                         f"Volcano plots of the {len(chosen)} strongest perturbations.",
-                        "Genes called DE (posterior expected FDR) in colour; dashed lines at ±delta.")
+                        "Genes called DE (posterior expected FDR) in colour; dashed lines at ±delta. Evidence: "
+                        "log10 Bayes factor of |LFC| > delta from each gene's posterior mean and sd (the table's "
+                        "bayes_factor, counted from a few posterior samples, is the same for every called gene).")
+            _draw_de_heatmap(writer, analysis, table, strongest_with_de=metrics.strongest_with_de(table))
             if analysis.de_top is not None:
                 writer.save(plots_effects.top_genes_figure(analysis.de_top, chosen), "top_genes",
                             "Top genes per perturbation.", "Up (red) and down (blue), from de_top.csv.")
     return {saved.name: saved for saved in writer.saved}, colourings
+
+
+def _draw_de_heatmap(writer, analysis, table, strongest_with_de: list[str]) -> None:
+    from pertcontrast.report import plots_effects
+    from pertcontrast.report.inputs import read_de_rows
+
+    if not strongest_with_de:
+        return
+    order = strongest_with_de
+    if analysis.clusters is not None:  # the clustering's leaf order groups similar perturbations
+        leaf = dict(zip(analysis.clusters["perturbation"].astype(str), analysis.clusters["leaf_order"]))
+        order = sorted(order, key=lambda p: leaf.get(p, len(leaf)))
+    figure = plots_effects.de_heatmap_figure(read_de_rows(analysis.de_folder, order), order)
+    if figure is not None:
+        writer.save(figure, "de_heatmap", "Genes called DE across perturbations.",
+                    f"Posterior mean log2 fold change of each perturbation's strongest called genes (up to "
+                    f"{plots_effects.MAX_HEATMAP_GENES}); a dot: called for that perturbation. Perturbations with "
+                    "called genes, in the clustering's leaf order; genes in hierarchical-clustering order.")
 
 
 def _content(identifier, headline, latents, model, analysis, removal, table, strength, figures, colourings,

@@ -42,14 +42,14 @@ def train_file(
         tracker.start(model, adata, settings, input_path)
         callbacks = (*callbacks, tracker.on_epoch)
     try:
-        result = model.train(settings, device=device, checkpoint_dir=checkpoint_dir, callbacks=callbacks, progress=progress)
+        result = model.fit(settings, device=device, checkpoint_dir=checkpoint_dir, callbacks=callbacks, progress=progress)
     except BaseException as error:
         if tracker is not None:
             tracker.fail(error)
         raise
     if result.resumed_from_epoch:
         log.info("resumed from the checkpoint after epoch %d", result.resumed_from_epoch)
-    model.save(output)
+    model.save(output, overwrite=True)  # the folder holds the run record and checkpoints already
     checkpoint = result.extra.get("checkpoint_file")
     if checkpoint and Path(checkpoint).exists():
         Path(checkpoint).unlink()

@@ -7,8 +7,8 @@ pickle is written or read: the model's artifact is the plain model folder (JSON 
 
 Input: a DataFrame, one row per cell, columns named by gene (matched to the model's
 genes by name; extra columns are ignored, missing genes are an error naming them), plus
-one column per covariate the model was trained with (e.g. ``batch``). Counts are raw and
-floating point (``df.astype("float32")``; MLflow's schema check refuses int64 columns).
+one column per covariate the model was trained with (e.g. ``batch``). Counts are raw, as
+integer or float columns, dense or pandas sparse (``pd.DataFrame.sparse.from_spmatrix``).
 Output: a DataFrame with ``salient_1..k`` and ``background_1..k``, index kept.
 """
 

@@ -29,6 +29,7 @@ class Uploaded:
     registered_version: str | None = None
     alias: bool = False
     terminated: bool = False
+    datasets: bool = False
 
 
 @dataclass
@@ -44,6 +45,7 @@ class RunRecord:
     metrics: list[dict] = field(default_factory=list)  # one row per epoch: step, timestamp, values
     summary: dict[str, float] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)  # files of the output folder to upload
+    datasets: list[dict] = field(default_factory=list)  # inputs (the prepared screen), see summary.dataset_entry
     register_model: str | None = None
     model_alias: str | None = None
     registration_tags: dict[str, str] = field(default_factory=dict)
@@ -86,6 +88,7 @@ class RunRecord:
         done = (
             u.terminated and u.metric_rows == len(self.metrics)
             and set(self.params) <= set(u.params) and set(self.tags) <= set(u.tags)
+            and (u.datasets or not self.datasets)
         )
         if self.status == "FINISHED":
             done = done and u.artifacts and (u.summary or not self.summary) and u.model_id is not None

@@ -45,6 +45,9 @@ class TrackingOptions:
     register_model: str | None = None
     model_alias: str | None = None
     offline_ok: bool = False
+    # only OUTPUT/mlflow_run.json, no store: a pipeline puts its runs into one store at the end
+    # (``pertcontrast mlflow store``, tracking/run_store.py)
+    record_only: bool = False
 
 
 def sync_command(output, uri: str) -> str:
@@ -62,6 +65,7 @@ class TrainingTracker:
         self.uploader = None
         self.offline_reason: str | None = None
         self.intended_uri = uri
+        self.record_only = options.record_only
 
     # -- set-up --------------------------------------------------------------------------
     @classmethod
@@ -73,6 +77,8 @@ class TrainingTracker:
         output = Path(output)
         if options.model_alias and not options.register_model:
             raise TrackingError("--model-alias needs --register-model NAME (the alias is set on that model's new version).")
+        if options.record_only:
+            return cls(options, output, None, None, None)
         uri, source = resolve_uri(options.uri, output)
         artifact_root = embedded_artifact_root(output) if source == "embedded" else None
         try:
@@ -107,9 +113,8 @@ class TrainingTracker:
 
     # -- the run -------------------------------------------------------------------------
     def start(self, model, adata, settings, input_path) -> None:
-        from pertcontrast.versions import __version__
-        from pertcontrast.versions import package_versions
-        from pertcontrast.tracking.summary import data_summary, start_params
+        from pertcontrast.tracking.summary import data_summary, dataset_entry, start_params
+        from pertcontrast.versions import __version__, package_versions
         from pertcontrast.tracking.upload import RunUploader
 
         options = self.options
@@ -138,10 +143,11 @@ class TrainingTracker:
                 f"{screen_id}: {shape['n_cells']} cells x {shape['n_genes']} genes, "
                 f"{shape['n_perturbations']} perturbations, {shape['n_controls']} control cells"
             ),
+            datasets=[dataset_entry(model, adata, input_path, screen_id)],
         )
         self._save()
         self.uploader = RunUploader(self.client, self.uri, self.record, self.output, save=self._save)
-        self._attempt(lambda: (self.uploader.start(self.experiment_id), self.uploader.params()))
+        self._attempt(lambda: (self.uploader.start(self.experiment_id), self.uploader.params(), self.uploader.inputs()))
         if self.record.run_id:
             log.info("MLflow run %s ('%s') in experiment '%s' at %s", self.record.run_id, self.record.run_name,
                      options.experiment_name, redact(self.uri))
@@ -159,7 +165,7 @@ class TrainingTracker:
     def finish(self, model, result, adata) -> None:
         """After the model folder is saved: summary metrics, plot, artifacts, the MLflow
         model, registration; then the run is marked finished."""
-        from pertcontrast.model import HISTORY_FILE
+        from pertcontrast.model_folder import HISTORY_FILE
         from pertcontrast.tracking.summary import end_params, plot_training_curves, summary_metrics
 
         record = self.record
@@ -194,7 +200,7 @@ class TrainingTracker:
         self.record.save(self.output)
 
     def _attempt(self, action) -> None:
-        if self.offline_reason is not None:
+        if self.offline_reason is not None or self.record_only:
             return
         try:
             with http_limits():
@@ -226,7 +232,7 @@ class TrainingTracker:
 
     def _close_stale_run(self) -> None:
         """A previous, killed attempt into the same folder left a RUNNING run: mark it KILLED."""
-        if not (self.output / RECORD_FILE).exists():
+        if self.record_only or not (self.output / RECORD_FILE).exists():
             return
         try:
             old = RunRecord.load(self.output)
@@ -244,6 +250,10 @@ class TrainingTracker:
 
     def _report(self) -> None:
         record = self.record
+        if self.record_only:
+            log.info("MLflow run recorded in %s (no store; 'pertcontrast mlflow store' puts runs into one)",
+                     self.output / RECORD_FILE)
+            return
         if self.offline_reason is not None:
             log.warning(
                 "the MLflow run was not fully uploaded (%s); it is kept in %s. Upload it with: %s",
@@ -263,7 +273,7 @@ class TrainingTracker:
 
 def model_files(folder: Path) -> list[str]:
     """The files of a model folder (what ContrastiveModel.save writes)."""
-    from pertcontrast.model import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE
+    from pertcontrast.model_folder import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE
 
     return [name for name in (CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE) if (Path(folder) / name).exists()]
 

@@ -40,9 +40,31 @@ def data_summary(model, adata) -> dict[str, int]:
     }
 
 
+def dataset_entry(model, adata, input_path, name: str) -> dict:
+    """The screen as an MLflow dataset (``log_inputs``): name, a digest of what
+    identifies its content (cells, genes, perturbation labels; no pass over the
+    counts), where it was read from, its obs schema and its shape as the profile."""
+    import hashlib
+    import json
+
+    registry = model.registry
+    digest = hashlib.sha256()
+    for values in (adata.obs_names, adata.var_names, adata.obs[registry.perturbation_key].astype(str)):
+        digest.update("\0".join(map(str, values)).encode())
+        digest.update(b"\1")
+    columns = [registry.perturbation_key, *registry.categorical_covariates]
+    schema = {"mlflow_colspec": [{"name": column, "type": "string"} for column in columns]
+              + [{"name": column, "type": "double"} for column in registry.continuous_covariates]}
+    path = Path(str(input_path))
+    source = str(path.resolve()) if path.exists() else str(input_path)
+    return {"name": name, "digest": digest.hexdigest()[:16], "source_type": "local",
+            "source": json.dumps({"uri": source}), "schema": json.dumps(schema),
+            "profile": json.dumps(data_summary(model, adata)), "context": "training"}
+
+
 def start_params(model, adata, settings, input_path, versions: dict[str, str]) -> dict[str, str]:
     """Parameters known before training: model, training, data, preprocessing, versions."""
-    from pertcontrast.model import recorded_preprocessing
+    from pertcontrast.data.screen_files import recorded_preprocessing
 
     registry = model.registry
     architecture = asdict(model.architecture)
@@ -87,7 +109,7 @@ def summary_metrics(model, adata, result, max_cells: int = SUMMARY_CELLS, seed: 
     in the background latent and out of the salient one.
     """
     from pertcontrast.analysis.predictability import knn_predictability
-    from pertcontrast.model import recorded_preprocessing
+    from pertcontrast.data.screen_files import recorded_preprocessing
 
     history = result.history
     summary = {

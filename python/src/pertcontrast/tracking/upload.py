@@ -60,6 +60,21 @@ class RunUploader:
             self.record.uploaded.params.extend(p.key for p in items[i : i + 100])
             self._save()
 
+    def inputs(self) -> None:
+        """The datasets the run used (the prepared screen), as MLflow dataset inputs."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        if self.record.uploaded.datasets or not self.record.datasets:
+            return
+        inputs = []
+        for entry in self.record.datasets:
+            fields = {k: v for k, v in entry.items() if k != "context"}
+            inputs.append(DatasetInput(Dataset(**fields), tags=[InputTag(MLFLOW_DATASET_CONTEXT, entry["context"])]))
+        self.client.log_inputs(self.record.run_id, datasets=inputs)
+        self.record.uploaded.datasets = True
+        self._save()
+
     def metrics(self) -> None:
         from mlflow.entities import Metric
 
@@ -159,6 +174,7 @@ class RunUploader:
         results first, the run marked finished last."""
         self.tags()
         self.params()
+        self.inputs()
         self.metrics()
         if self.record.status == "FINISHED":
             self.summary()
@@ -189,17 +205,20 @@ def pip_requirements() -> list[str]:
 
 
 def model_signature(model):
-    """Input: one optional double column per gene plus the covariate columns; output: the
+    """Input: one optional column per gene, of any numeric type (integer counts are as
+    good as floats, pandas sparse columns too), plus the covariate columns; output: the
     salient and background coordinates."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     from pertcontrast.tracking.latent_table import output_columns
 
     registry = model.registry
     genes = list(registry.gene_names)
     known = set(genes)
-    inputs = [ColSpec("double", gene, required=False) for gene in genes]
+    # AnyType: a "double" column spec makes MLflow refuse int64 columns (raw counts)
+    inputs = [ColSpec(AnyType(), gene, required=False) for gene in genes]
     inputs += [ColSpec("string", key, required=False) for key in registry.categorical_covariates if key not in known]
     inputs += [ColSpec("double", key, required=False) for key in registry.continuous_covariates if key not in known]
     arch = model.architecture

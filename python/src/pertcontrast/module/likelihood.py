@@ -50,7 +50,11 @@ def _log_likelihood(log_mean, dispersion, gate, crow, cols, counts):
     nonzero = at(z) + x * (at(d) - at(softplus_d)) + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
     if gate is not None:
         nonzero = nonzero - F.softplus(at(gate))
-    return zero.sum(-1).index_add(0, rows, nonzero - at(zero))
+    # each nonzero entry replaces its zero term in place, then a plain row sum: adding the
+    # entries into their rows (index_add) would sum in a thread-dependent order, and a
+    # resumed training would then not retrace the uninterrupted one
+    replaced = zero.reshape(-1).index_put((flat,), nonzero).reshape(zero.shape)
+    return replaced.sum(-1)
 
 
 class CountDistribution(TorchDistribution):

@@ -123,8 +123,11 @@ def score_pertcontrast(model, adata, args) -> dict:
     scores.update(effect_rates(effect_pvalues(salient, labels, null), truth))
     if args.de:
         adata.obs["responder_call"] = responders.call
-        table = differential_expression(model, adata, DESettings(seed=0), device=args.device).table
-        scores.update(de_scores(table, adata, "prob_de", "is_de"))
+        table = differential_expression(model, adata, DESettings(seed=0), device=args.device,
+                                        null_controls=null).table
+        scores.update(de_scores(table, adata, "de_score", "is_de"))
+        # the model's own ranking (prob_de; genes outside the model rank last)
+        scores["de_auroc_model_only"] = de_scores(table, adata, "prob_de")["de_auroc"]
         false = false_de_genes(table, adata)
         scores["false_de_genes_per_null_perturbation"] = float(np.mean(list(false.values()))) if false else 0.0
     return scores

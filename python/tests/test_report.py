@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from pertcontrast.cli import main
 from pertcontrast.io import write_step_output
 from pertcontrast.report import markup
-from pertcontrast.report.metrics import benjamini_hochberg
+from pertcontrast.analysis.multiple_testing import benjamini_hochberg
 
 pytest_plugins = ["report_fixtures"]  # session fixtures shared by the report test modules
 # what report_fixtures names one perturbation and one gene

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from pertcontrast.analysis.multiple_testing import benjamini_hochberg
+
 EFFECT_FDR = 0.05
 # Columns of the perturbation table, in order; only those available are shown.
 TABLE_COLUMNS = (
@@ -80,18 +82,6 @@ def strongest_with_de(table: pd.DataFrame, n: int = 30) -> list[str]:
     if "n_de_genes" not in table:
         return []
     return [str(p) for p in table.loc[table["n_de_genes"].fillna(0) > 0, "perturbation"].head(n)]
-
-
-def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
-    """BH-adjusted p-values (NaN stays NaN)."""
-    adjusted = np.full(len(pvalues), np.nan)
-    finite = np.flatnonzero(np.isfinite(pvalues))
-    if len(finite) == 0:
-        return adjusted
-    order = finite[np.argsort(pvalues[finite])]
-    ranked = pvalues[order] * len(finite) / np.arange(1, len(finite) + 1)
-    adjusted[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
-    return adjusted
 
 
 def norm_separation(latents) -> float:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pertcontrast.errors import ModelLoadError, TrackingError
-from pertcontrast.tracking.uris import CHECK_LIMITS, http_limits, redact
+from pertcontrast.tracking.uris import CHECK_LIMITS, http_limits, redact, resolve_uri
 
 log = logging.getLogger("pertcontrast")
 REGISTRY_INFO_FILE = "registry.json"  # in a downloaded model folder: where it came from
@@ -45,10 +44,8 @@ def parse_ref(text: str) -> ModelRef:
 
 
 def tracking_uri(option: str | None) -> str:
-    uri = option or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        raise TrackingError("the model registry needs a tracking server: pass --mlflow-uri or set MLFLOW_TRACKING_URI.")
-    return uri
+    """The registry's server: the option or ``MLFLOW_TRACKING_URI`` (see uris.resolve_uri)."""
+    return resolve_uri(option)[0]
 
 
 @contextlib.contextmanager

@@ -73,8 +73,11 @@ def test_the_command_offers_every_preset():
 
 
 @pytest.mark.parametrize("preset", ["hard", "many"])
-def test_harder_designs_have_what_they_promise(preset):
+def test_harder_designs_have_what_they_promise(preset, tmp_path):
     screen = simulate(preset, seed=1, n_cells=4000)
+    screen.write_h5ad(tmp_path / "screen.h5ad")  # their ranges are written as lists
+    assert list(ad.read_h5ad(tmp_path / "screen.h5ad").uns["truth"]["config"]["escaper_fraction_range"]) == list(
+        preset_config(preset).escaper_fraction_range)
     truth = screen.uns["truth"]
     table = truth["perturbations"]
     sizes = [len(genes) for genes in truth["programs"].values()]

@@ -404,7 +404,8 @@ def _truth_uns(config: SimulationConfig, design: _ScreenDesign, preset: str, see
     return {
         "preset": preset,
         "seed": seed,
-        "config": {k: v for k, v in dataclasses.asdict(config).items()},
+        # lists, not tuples: .h5ad stores lists (the hard and many presets have ranges)
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()},
         "control_label": CONTROL_LABEL,
         "perturbations": design.perturbations,
         "programs": {name: np.array(genes, dtype=object) for name, genes in design.programs.items()},

@@ -302,3 +302,24 @@ def test_calibration_refuses_a_folder_without_its_files(tiny_files, tmp_path):
                                        "--calibration", str(tmp_path / "empty"), "-o", str(tmp_path / "r")])
     assert result.exit_code != 0 and "no calibration.csv and summary.json" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("command", "settings_class"), [
+    ("de", "pertcontrast.analysis.de:DESettings"),
+    ("effects", "pertcontrast.analysis.effects:EffectSettings"),
+    ("generate", "pertcontrast.analysis.generate:GenerateSettings"),
+    ("calibration", "pertcontrast.analysis.calibration:CalibrationSettings"),
+])
+def test_command_defaults_are_the_settings_defaults(command, settings_class):
+    """One source per default: every option that maps to a settings field has its default
+    (the command line keeps literals so that --help imports nothing heavy; this checks them)."""
+    import dataclasses
+    import importlib
+
+    module, name = settings_class.split(":")
+    fields = {f.name: f.default for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
+    options = {p.name: p.default for p in main.commands[command].params}
+    shared = {name for name in fields if name in options and isinstance(options[name], (bool, int, float, str))}
+    assert len(shared) >= 3, (command, shared)
+    for name in shared:
+        assert options[name] == fields[name], (command, name, options[name], fields[name])

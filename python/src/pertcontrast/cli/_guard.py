@@ -20,8 +20,13 @@ OUTPUT_PARAMS = ("output", "output_dir", "qc_dir", "checkpoint_dir", "table_path
 SIZE_FACTOR = {"preprocess": 1.0, "merge": 1.2, "assign-guides": 1.0, "generate": 1.0}
 
 
+# folders a command only resolves other paths against (never reads as a whole, never
+# writes): an output may lie inside them (the pipeline writes beside its launch folder)
+REFERENCE_FOLDERS = ("base_dir",)
+
+
 def _is_input(param: click.Parameter) -> bool:
-    return isinstance(param.type, click.Path) and param.type.exists
+    return isinstance(param.type, click.Path) and param.type.exists and param.name not in REFERENCE_FOLDERS
 
 
 def _values(value) -> list:

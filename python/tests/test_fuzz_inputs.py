@@ -19,7 +19,9 @@ COLUMNS = ["id", "h5ad", "perturbation_key", "control_label", "max_epochs", "col
 CELL = st.one_of(st.text(max_size=12), st.sampled_from(["s1", "screen.h5ad", "perturbation", "control", "12",
                                                          "-3", "s3://b/x.h5ad", '"', "a,b", "\x00"]))
 ENCODINGS = st.sampled_from(["utf-8", "utf-8-sig", "latin-1", "utf-16", "cp1252", "utf-16-le"])
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Timing health checks would fail on a loaded CI machine, not on a defect.
+UNTIMED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=UNTIMED)
 
 
 @SETTINGS
@@ -72,7 +74,7 @@ def _check(path: Path):
     validate.check_perturbations(adata.obs, "perturbation", "control", str(path), min_control_cells=1)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=UNTIMED)
 @given(cut=st.floats(0.0, 0.999), head=st.binary(max_size=64))
 def test_h5ad_validator_on_truncated_files(small_h5ad, cut, head):
     """Truncated copies, and random bytes in place of the signature (byte edits deep inside
@@ -88,11 +90,14 @@ def test_h5ad_validator_on_truncated_files(small_h5ad, cut, head):
             pass
 
 
-LABELS = st.one_of(st.sampled_from(["control", "P1", "P2", "", " ", "nan", "None"]), st.text(max_size=6), st.none())
+# No NUL or lone surrogate in labels: HDF5 UTF-8 strings cannot hold them, so such a screen
+# cannot be written (anndata fails half-way and leaves an h5py handle that later crashed libhdf5).
+LABELS = st.one_of(st.sampled_from(["control", "P1", "P2", "", " ", "nan", "None"]),
+                   st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=6), st.none())
 VALUES = st.one_of(st.integers(-3, 50), st.sampled_from([0.5, float("nan"), float("inf"), -1.0, 1e9]))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=UNTIMED)
 @given(labels=st.lists(LABELS, min_size=0, max_size=30), values=st.lists(VALUES, min_size=1, max_size=8),
        duplicate_cells=st.booleans(), duplicate_genes=st.booleans(), drop_column=st.booleans())
 def test_h5ad_validator_on_random_screens(labels, values, duplicate_cells, duplicate_genes, drop_column):

@@ -48,7 +48,7 @@ def time_steps(adata, batch_size: int, steps: int, passes: int, device_name: str
     device = resolve_device(device_name)
     model = ContrastiveModel.from_anndata(adata)
     module = model.module.to(device)
-    cells = CellArrays.from_encoded(model.registry.encode_obs(adata.obs))
+    cells = CellArrays.from_encoded(model.encoding.encode_obs(adata.obs))
     counts = CountRows(adata.X)
     rows = np.arange(adata.n_obs)
     sampler = StratifiedBatches(rows[cells.is_control], rows[~cells.is_control], batch_size,

@@ -82,8 +82,8 @@ def test_responders_output(tiny_files, tiny_prepared):
 def test_de_output(tiny_files, tiny_model):
     table = pd.read_parquet(tiny_files / "de" / "de.parquet")
     assert list(table.columns) == DE_COLUMNS
-    perturbations = sorted(tiny_model.registry.perturbations)
-    assert len(table) == len(perturbations) * len(tiny_model.registry.gene_names)
+    perturbations = sorted(tiny_model.encoding.perturbations)
+    assert len(table) == len(perturbations) * len(tiny_model.encoding.gene_names)
     assert sorted(table["perturbation"].unique()) == perturbations
     assert table["prob_de"].between(0, 1).all() and table["wilcoxon_padj"].between(0, 1).all()
     assert (table["lfc_sd"] >= 0).all() and (table["mean_expression"] >= 0).all()
@@ -121,7 +121,7 @@ def test_generate_layers_are_consistent_and_streamed(tiny_model, tiny_prepared, 
     settings = GenerateSettings(batch_size=100, n_reference=20)
     rows, layers = generate_expression(tiny_model, tiny_prepared, settings, device="cpu")
     assert list(rows) == list(range(tiny_prepared.n_obs))
-    n_genes = len(tiny_model.registry.gene_names)
+    n_genes = len(tiny_model.encoding.gene_names)
     for name in ("counterfactual", "background_free", "effect"):
         assert layers[name].shape == (tiny_prepared.n_obs, n_genes) and layers[name].dtype == np.float32
     np.testing.assert_allclose(layers["counterfactual"].sum(axis=1), 1e4, rtol=1e-3)
@@ -144,9 +144,9 @@ def test_generate_command_prior_background_and_max_cells(tiny_files, tiny_model,
         "--mode", "effect", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     generated = ad.read_h5ad(tmp_path / "generated.h5ad")
-    assert generated.shape == (150, len(tiny_model.registry.gene_names))
+    assert generated.shape == (150, len(tiny_model.encoding.gene_names))
     assert set(generated.layers) == {"background_free", "effect"}
-    assert list(generated.var_names) == tiny_model.registry.gene_names
+    assert list(generated.var_names) == tiny_model.encoding.gene_names
     info = generated.uns["pertcontrast_generate"]
     assert info["background"] == "prior" and info["max_cells"] == 150 and info["model_source"] == "folder"
     assert generated.obs_names.isin(ad.read_h5ad(tiny_files / "prepared.h5ad", backed="r").obs_names).all()

@@ -67,8 +67,8 @@ def test_setup_anndata_takes_covariates_by_key(tiny_prepared):
     adata.obs["depth"] = np.log(np.asarray(adata.X.sum(axis=1)).ravel())
     model = ContrastiveModel.setup_anndata(adata, batch_key="batch", categorical_covariate_keys=[],
                                            continuous_covariate_keys=["depth"])
-    assert list(model.registry.categorical_covariates) == ["batch"]
-    assert list(model.registry.continuous_covariates) == ["depth"]
+    assert list(model.encoding.categorical_covariates) == ["batch"]
+    assert list(model.encoding.continuous_covariates) == ["depth"]
     assert model.architecture.n_covariates == adata.obs["batch"].nunique() + 1
 
 
@@ -103,7 +103,7 @@ def test_normalized_expression_kinds(api_model, layered):
     counterfactual = api_model.get_normalized_expression(kind="counterfactual")
     free = api_model.get_normalized_expression(kind="background_free", max_cells=50, n_reference=20)
     assert_unchanged(layered, before)
-    assert list(observed.columns) == list(api_model.registry.gene_names)
+    assert list(observed.columns) == list(api_model.encoding.gene_names)
     assert list(observed.index) == list(layered.obs_names)
     np.testing.assert_allclose(observed.sum(axis=1), 1e4, rtol=1e-3)  # expression per 10k counts
     np.testing.assert_allclose(counterfactual.sum(axis=1), 1e4, rtol=1e-3)

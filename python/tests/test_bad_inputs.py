@@ -210,7 +210,7 @@ CASES = [
         ("genes_short", r"config\.json lists \d+ genes but its architecture has \d+"),
         ("genes_dup", r"duplicate gene names"),
         ("arch_bigger", r"model\.pt does not match config\.json"),
-        ("arch_bad_likelihood", r"damaged architecture or registry"),
+        ("arch_bad_likelihood", r"damaged .architecture. or .registry. entry"),
         ("no_registry", r"lacks the 'architecture' and 'registry'"),
         ("weights_truncated", r"model\.pt cannot be read"), ("weights_text", r"model\.pt cannot be read \(not a weights"),
         ("weights_tampered", r"model\.pt holds objects other than weights"),

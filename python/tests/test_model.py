@@ -114,9 +114,9 @@ def test_train_and_export_commands(tiny_prepared, tmp_path):
 
 def test_train_reads_settings_recorded_by_preprocess(tiny_prepared):
     model = ContrastiveModel.from_anndata(tiny_prepared)
-    assert model.registry.perturbation_key == "perturbation"
-    assert model.registry.control_label == "control"
-    assert list(model.registry.categorical_covariates) == ["batch"]
+    assert model.encoding.perturbation_key == "perturbation"
+    assert model.encoding.control_label == "control"
+    assert list(model.encoding.categorical_covariates) == ["batch"]
     assert model.architecture.n_covariates == tiny_prepared.obs.batch.nunique()
 
 

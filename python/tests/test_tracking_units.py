@@ -13,7 +13,7 @@ from pertcontrast.cli import main
 from pertcontrast.errors import ModelLoadError, TrackingError
 from pertcontrast.tracking.latent_table import latent_table
 from pertcontrast.tracking.record import RunRecord
-from pertcontrast.tracking.registry import ModelRef, parse_ref
+from pertcontrast.tracking.model_registry import ModelRef, parse_ref
 from pertcontrast.tracking.uris import embedded_uri, http_limits, redact, resolve_uri, scrub
 
 

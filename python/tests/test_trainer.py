@@ -17,7 +17,7 @@ from pertcontrast.train.trainer import Trainer, TrainingData, split_cells
 def make_trainer(prepared, checkpoint_file=None, callbacks=(), **overrides):
     model = ContrastiveModel.from_anndata(prepared, n_hidden=16, seed=1)
     settings = TrainingSettings(**{"batch_size": 128, "seed": 3, **overrides})
-    cells = CellArrays.from_encoded(model.registry.encode_obs(prepared.obs))
+    cells = CellArrays.from_encoded(model.encoding.encode_obs(prepared.obs))
     split = split_cells(cells.is_control, settings.validation_fraction, 0.0, settings.seed)
     data = TrainingData(CountRows(prepared.X), cells, split["train"], split["validation"])
     return Trainer(model.module, data, settings, torch.device("cpu"), checkpoint_file, callbacks, progress=False)

@@ -24,7 +24,7 @@ import torch
 from pertcontrast.versions import __version__
 from pertcontrast.data.loader import CellArrays, CountRows, csr_tensor, sequential_batches
 from pertcontrast.data.layers import counts_view
-from pertcontrast.data.registry import DataRegistry
+from pertcontrast.data.encoding import DataEncoding
 from pertcontrast.data.screen_files import perturbation_column, recorded_preprocessing  # noqa: F401 - re-exported
 from pertcontrast.errors import InputDataError, ModelLoadError, OutputExistsError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
@@ -53,8 +53,8 @@ def perturbation_settings(adata, perturbation_key, control_label, source: str) -
 class ContrastiveModel(AnalysisMixin):
     """Contrastive VAE for a Perturb-seq screen (background and salient latents)."""
 
-    def __init__(self, registry: DataRegistry, architecture: Architecture, module: ContrastiveModule, adata=None):
-        self.registry = registry
+    def __init__(self, encoding: DataEncoding, architecture: Architecture, module: ContrastiveModule, adata=None):
+        self.encoding = encoding
         self.architecture = architecture
         self.module = module
         self.adata = adata  # the training cells, raw counts in X (see layer)
@@ -130,19 +130,19 @@ class ContrastiveModel(AnalysisMixin):
             param = ("batch_key" if key == batch_key else
                      "categorical_covariate_keys" if key in categorical else "continuous_covariate_keys")
             validate.check_obs_column(adata.obs, key, source, "covariate", param)
-        registry = DataRegistry.from_obs(
+        encoding = DataEncoding.from_obs(
             adata.obs, adata.var_names, perturbation_key, control_label, categorical, continuous
         )
         arch = Architecture(
-            n_genes=adata.n_vars, n_covariates=registry.n_covariates, n_labels=len(registry.perturbations),
-            n_library_groups=len(registry.library_groups), **settings,
+            n_genes=adata.n_vars, n_covariates=encoding.n_covariates, n_labels=len(encoding.perturbations),
+            n_library_groups=len(encoding.library_groups), **settings,
         )
-        loc, scale = _library_prior(adata, registry)
+        loc, scale = _library_prior(adata, encoding)
         # Initial weights come from their own seeded stream: the same seed, the same model.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = ContrastiveModule(arch, loc, scale)
-        model = cls(registry, arch, module, adata)
+        model = cls(encoding, arch, module, adata)
         model.layer, model.source_adata = layer, user_adata
         return model
 
@@ -204,7 +204,7 @@ class ContrastiveModel(AnalysisMixin):
             raise ParameterError("--classification-weight needs a model set up with a classifier "
                                  "(ContrastiveModel.from_anndata(..., classifier=True)).")
         validate.check_counts(self.adata.X, "training data")
-        cells = CellArrays.from_encoded(self.registry.encode_obs(self.adata.obs))
+        cells = CellArrays.from_encoded(self.encoding.encode_obs(self.adata.obs))
         split = split_cells(cells.is_control, settings.validation_fraction, settings.decoy_control_fraction,
                             settings.seed)
         if len(split["decoy"]):  # decoys: controls that get the perturbed cells' objective
@@ -215,7 +215,7 @@ class ContrastiveModel(AnalysisMixin):
         checkpoint_file = None
         if checkpoint_dir is not None:
             run_hash = settings_hash(
-                settings.to_dict(), asdict(self.architecture), self.registry.to_dict(),
+                settings.to_dict(), asdict(self.architecture), self.encoding.to_dict(),
                 {"n_obs": int(self.adata.n_obs), "first": str(self.adata.obs_names[0]),
                  "last": str(self.adata.obs_names[-1])},
             )
@@ -253,7 +253,7 @@ class ContrastiveModel(AnalysisMixin):
     def gene_index(self, var_names, source: str = "data") -> np.ndarray | None:
         """Column positions of the model's genes in ``var_names`` (None if identical)."""
         var_names = pd.Index(var_names).astype(str)
-        genes = pd.Index(self.registry.gene_names)
+        genes = pd.Index(self.encoding.gene_names)
         if var_names.equals(genes):
             return None
         if var_names.has_duplicates:
@@ -297,7 +297,7 @@ class ContrastiveModel(AnalysisMixin):
 
         adata = self.adata if adata is None else adata
         positions = self.gene_index(adata.var_names)
-        covariates = self.registry.encode_obs(adata.obs, require_labels=False)["covariates"]
+        covariates = self.encoding.encode_obs(adata.obs, require_labels=False)["covariates"]
         rows = CountRows(adata.X, positions)
         torch_device = resolve_device(device)
         module = self.module.to(torch_device).eval()
@@ -332,8 +332,8 @@ class ContrastiveModel(AnalysisMixin):
         return self.history is not None or bool(self.training)
 
     def __repr__(self) -> str:
-        arch, registry = self.architecture, self.registry
-        covariates = [*registry.categorical_covariates, *registry.continuous_covariates]
+        arch, encoding = self.architecture, self.encoding
+        covariates = [*encoding.categorical_covariates, *encoding.continuous_covariates]
         if self.is_trained:
             epochs = self.training.get("epochs_run", len(self.history) if self.history is not None else "?")
             state = f"trained ({epochs} epochs, best {self.training.get('best_epoch', '?')})"
@@ -344,8 +344,8 @@ class ContrastiveModel(AnalysisMixin):
             f"  latents: background {arch.n_background}, salient {arch.n_salient}; {arch.n_layers} hidden layer(s) of "
             f"{arch.n_hidden}; {arch.likelihood} likelihood, {arch.library} library"
             f"{', linear salient path' if arch.salient_linear else ''}{', classifier' if arch.classifier else ''}\n"
-            f"  data: {len(registry.gene_names)} genes, {len(registry.perturbations)} perturbations in "
-            f"obs['{registry.perturbation_key}'] (control '{registry.control_label}'); covariates: "
+            f"  data: {len(encoding.gene_names)} genes, {len(encoding.perturbations)} perturbations in "
+            f"obs['{encoding.perturbation_key}'] (control '{encoding.control_label}'); covariates: "
             f"{', '.join(covariates) or 'none'}; counts in {f'layers[{self.layer!r}]' if self.layer else 'X'}"
         )
 
@@ -355,7 +355,7 @@ class ContrastiveModel(AnalysisMixin):
             "format_version": FORMAT_VERSION,
             "pertcontrast_version": __version__,
             "architecture": asdict(self.architecture),
-            "registry": self.registry.to_dict(),
+            "registry": self.encoding.to_dict(),
             "anndata_setup": {"layer": self.layer},
             "training": self.training,
         }
@@ -394,7 +394,7 @@ class ContrastiveModel(AnalysisMixin):
         read = read_model_folder(folder)
         module = ContrastiveModule(read.architecture)
         module.load_state_dict(read.state)  # shapes checked by read_model_folder
-        model = cls(read.registry, read.architecture, module)
+        model = cls(read.encoding, read.architecture, module)
         model.layer = (read.config.get("anndata_setup") or {}).get("layer")
         if adata is not None:
             model.gene_index(adata.var_names, "adata")  # a clear error now, not at the first analysis
@@ -412,15 +412,15 @@ def _check_architecture(settings: dict) -> None:
         raise ParameterError(f"--dropout must be in [0, 1) (got {settings['dropout']}).")
 
 
-def _library_prior(adata, registry: DataRegistry) -> tuple[np.ndarray, np.ndarray]:
+def _library_prior(adata, encoding: DataEncoding) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sd of log total counts per library group (the latent library's prior)."""
     totals = np.zeros(adata.n_obs)
     for block in sequential_batches(np.arange(adata.n_obs), 20_000):
         totals[block] = np.asarray(adata.X[int(block[0]) : int(block[-1]) + 1].sum(axis=1)).ravel()
     log_totals = np.log(np.maximum(totals, 1.0))
-    groups = registry.encode_obs(adata.obs, require_labels=False)["library_group"]
-    loc = np.zeros(len(registry.library_groups), dtype=np.float32)
-    scale = np.ones(len(registry.library_groups), dtype=np.float32)
+    groups = encoding.encode_obs(adata.obs, require_labels=False)["library_group"]
+    loc = np.zeros(len(encoding.library_groups), dtype=np.float32)
+    scale = np.ones(len(encoding.library_groups), dtype=np.float32)
     for g in range(len(loc)):
         values = log_totals[groups == g]
         if len(values):

@@ -52,7 +52,7 @@ def _check_choice(name: str, value: str, choices) -> None:
 
 
 class AnalysisMixin:
-    """Methods of ContrastiveModel; expects ``registry``, ``layer``, ``source_adata``,
+    """Methods of ContrastiveModel; expects ``encoding``, ``layer``, ``source_adata``,
     ``latents()`` and ``split_of()`` from it."""
 
     # -- data ---------------------------------------------------------------------------
@@ -69,11 +69,11 @@ class AnalysisMixin:
         """Perturbation labels and the null controls (see the module docstring)."""
         from pertcontrast.analysis.cells import SPLIT_COLUMN, null_controls, perturbation_labels
 
-        labels = perturbation_labels(cells.obs, self.registry.perturbation_key, source)
-        is_control = labels == self.registry.control_label
+        labels = perturbation_labels(cells.obs, self.encoding.perturbation_key, source)
+        is_control = labels == self.encoding.control_label
         if not is_control.any():
-            raise InputDataError(f"{source}: no control cells ('{self.registry.control_label}' in "
-                                 f"obs['{self.registry.perturbation_key}']); they are the null.")
+            raise InputDataError(f"{source}: no control cells ('{self.encoding.control_label}' in "
+                                 f"obs['{self.encoding.perturbation_key}']); they are the null.")
         obs = cells.obs
         if SPLIT_COLUMN not in obs:
             obs = pd.DataFrame({SPLIT_COLUMN: self.split_of(cells.obs_names)}, index=cells.obs_names)
@@ -117,7 +117,7 @@ class AnalysisMixin:
         values = layers["counterfactual"] * np.exp2(layers["effect"]) if kind == "observed" else layers[kind]
         if return_numpy:
             return values
-        return pd.DataFrame(values, index=cells.obs_names[rows], columns=list(self.registry.gene_names))
+        return pd.DataFrame(values, index=cells.obs_names[rows], columns=list(self.encoding.gene_names))
 
     # -- differential expression ---------------------------------------------------------
     def differential_expression(self, adata=None, perturbations=None, responders_only: bool = False,
@@ -158,7 +158,7 @@ class AnalysisMixin:
         adata, cells = self._cells(adata)
         labels, null = self._labels_and_null(cells)
         salient = self.latents(cells, device=device)["salient"]
-        result = call_responders(salient, labels, self.registry.control_label, null, threshold, seed=seed)
+        result = call_responders(salient, labels, self.encoding.control_label, null, threshold, seed=seed)
         per_cell = pd.DataFrame({"responder_score": result.score, "responder_probability": result.probability,
                                  "responder_call": result.call}, index=cells.obs_names)
         if store:

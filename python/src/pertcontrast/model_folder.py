@@ -24,7 +24,7 @@ class ModelFolder:
     config: dict
     architecture: object  # module.architecture.Architecture
     state: dict
-    registry: object  # data.registry.DataRegistry
+    encoding: object  # data.encoding.DataEncoding
     history: object = None  # pandas.DataFrame
     cell_split: object = None  # pandas.Series
 
@@ -56,14 +56,14 @@ def read_model_folder(folder: str | Path) -> ModelFolder:
     problems: list[str] = []
     config = _read_config(folder, problems)
     state = _read_weights(folder, problems)
-    architecture = registry = None
+    architecture = encoding = None
     if config is not None:
-        architecture, registry, state = _read_shapes(config, state, problems)
+        architecture, encoding, state = _read_shapes(config, state, problems)
     history, split = _read_side_files(folder, problems)
     if problems:
         raise ModelLoadError(f"{folder}: " + "; ".join(problems) + ". Re-run 'pertcontrast train' or restore "
                              "the folder from a copy.")
-    return ModelFolder(config, architecture, state, registry, history, split)
+    return ModelFolder(config, architecture, state, encoding, history, split)
 
 
 def _read_config(folder: Path, problems: list[str]) -> dict | None:
@@ -117,20 +117,20 @@ def _first_line(error: Exception) -> str:
 
 
 def _read_shapes(config: dict, state: dict | None, problems: list[str]):
-    from pertcontrast.data.registry import DataRegistry
+    from pertcontrast.data.encoding import DataEncoding
     from pertcontrast.module.contrastive import ContrastiveModule
 
     try:
         architecture, state = upgrade(config.get("format_version", 1), dict(config["architecture"]), state or {})
-        registry = DataRegistry.from_dict(config["registry"])
+        encoding = DataEncoding.from_dict(config["registry"])
     except (TypeError, ValueError, KeyError, AttributeError) as error:
-        problems.append(f"{CONFIG_FILE} has a damaged architecture or registry ({error})")
+        problems.append(f"{CONFIG_FILE} has a damaged 'architecture' or 'registry' entry ({error})")
         return None, None, state
-    genes = list(registry.gene_names)
+    genes = list(encoding.gene_names)
     expected = {
         "genes": (len(genes), architecture.n_genes),
-        "covariate columns": (registry.n_covariates, architecture.n_covariates),
-        "library groups": (len(registry.library_groups), architecture.n_library_groups),
+        "covariate columns": (encoding.n_covariates, architecture.n_covariates),
+        "library groups": (len(encoding.library_groups), architecture.n_library_groups),
     }
     for what, (listed, built) in expected.items():
         if listed != built:
@@ -146,7 +146,7 @@ def _read_shapes(config: dict, state: dict | None, problems: list[str]):
             details = [f"{k} {found[k]} vs {wanted[k]}" for k in wrong[:2]] + missing[:2] + extra[:2]
             problems.append(f"{WEIGHTS_FILE} does not match {CONFIG_FILE} ({len(wrong)} tensors of another shape, "
                             f"{len(missing)} missing, {len(extra)} extra: {', '.join(details)})")
-    return architecture, registry, state
+    return architecture, encoding, state
 
 
 def _read_side_files(folder: Path, problems: list[str]):

@@ -13,7 +13,7 @@ def load_model(spec: str | Path, tracking_uri: str | None = None):
     ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` (resolved on the tracking server).
     """
     from pertcontrast.model import ContrastiveModel
-    from pertcontrast.tracking.registry import REGISTRY_INFO_FILE, load_registered_model
+    from pertcontrast.tracking.model_registry import REGISTRY_INFO_FILE, load_registered_model
 
     spec = str(spec)
     if spec.startswith("models:/"):

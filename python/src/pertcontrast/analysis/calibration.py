@@ -82,7 +82,7 @@ def _group_de(model, adata, subset: np.ndarray, sub_labels: np.ndarray, de_setti
     order = np.argsort(subset)
     cells = adata[subset[order]]
     cells = cells.to_memory() if getattr(cells, "isbacked", False) else cells.copy()
-    cells.obs[model.registry.perturbation_key] = sub_labels[order]
+    cells.obs[model.encoding.perturbation_key] = sub_labels[order]
     table = differential_expression(model, cells, de_settings or DESettings(), device).table
     return {"n_genes": int(len(table)), "model_called": float(table.loc[table["de_source"] == "model", "is_de"].mean()),
             "wilcoxon_called": float(table["wilcoxon_is_de"].mean())}

@@ -24,11 +24,11 @@ class ModelCells:
         self.model = model
         self.adata = adata
         self.rows = CountRows(adata.X, model.gene_index(adata.var_names, source))
-        encoded = model.registry.encode_obs(adata.obs, require_labels=False)
+        encoded = model.encoding.encode_obs(adata.obs, require_labels=False)
         self.covariates = encoded["covariates"]
         self.device = resolve_device(device)
         self.module = model.module.to(self.device).eval()
-        self.gene_names = list(model.registry.gene_names)
+        self.gene_names = list(model.encoding.gene_names)
 
     @property
     def n_genes(self) -> int:

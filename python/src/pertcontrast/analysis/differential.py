@@ -63,20 +63,20 @@ def differential_expression(
     per cell; default every control, for data the model never saw)."""
     from pertcontrast.progress import track
 
-    registry = model.registry
-    labels = cell_sets.perturbation_labels(adata.obs, registry.perturbation_key, source)
-    is_control = labels == registry.control_label
+    encoding = model.encoding
+    labels = cell_sets.perturbation_labels(adata.obs, encoding.perturbation_key, source)
+    is_control = labels == encoding.control_label
     null = is_control if null_controls is None else is_control & np.asarray(null_controls, bool)
     if null.sum() < 2:
         raise InputDataError(f"{source}: fewer than 2 control cells the model did not train on "
-                             f"('{registry.control_label}'); DE needs them as its null.")
+                             f"('{encoding.control_label}'); DE needs them as its null.")
     keep = cell_sets.responder_mask(adata.obs, source) if settings.responders_only else None
-    groups = cell_sets.perturbation_groups(labels, registry.control_label, keep)
+    groups = cell_sets.perturbation_groups(labels, encoding.control_label, keep)
     if perturbations is not None:
         unknown = sorted(set(perturbations) - set(groups))
         if unknown:
             raise InputDataError(f"{source}: no perturbation named {', '.join(unknown[:5])} in "
-                                 f"'{registry.perturbation_key}'.")
+                                 f"'{encoding.perturbation_key}'.")
         groups = {name: rows for name, rows in groups.items() if name in set(perturbations)}
     if not groups:
         raise InputDataError(f"{source}: no perturbed cells.")

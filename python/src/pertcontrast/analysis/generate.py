@@ -88,9 +88,9 @@ def generate_expression(model, adata, settings: GenerateSettings = GenerateSetti
     from pertcontrast.progress import track
 
     cells = ModelCells(model, adata, device, source)
-    registry = model.registry
-    if registry.perturbation_key in adata.obs:
-        is_control = adata.obs[registry.perturbation_key].astype(str).to_numpy() == registry.control_label
+    encoding = model.encoding
+    if encoding.perturbation_key in adata.obs:
+        is_control = adata.obs[encoding.perturbation_key].astype(str).to_numpy() == encoding.control_label
     else:
         is_control = np.zeros(adata.n_obs, dtype=bool)
     rows = selected_cells(adata.n_obs, settings)

@@ -24,7 +24,7 @@ COMMAND_MODULES = (
     "merge",
     "versions",
     "samplesheet",
-    "registry",
+    "model_registry",
     "mlflow_sync",
 )
 

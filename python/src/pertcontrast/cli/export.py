@@ -38,30 +38,15 @@ def export_command(input_path, model_spec, output, batch_size, sample, mlflow_ur
     .uns["pertcontrast_export"], and the export is recorded as an MLflow run of type
     'lookup' in --experiment-name (unless --no-mlflow).
     """
-    import contextlib
-
-    from pertcontrast.model_source import load_model
-    from pertcontrast.steps.export import export_file
+    from pertcontrast.steps.export import export_step
 
     setup_logging()
     echo_command_line()
-    if requested_model:
-        if not str(model_spec).startswith("models:/"):
-            raise click.UsageError("--requested-model goes with a registry --model (models:/NAME/VERSION).")
-        from pertcontrast.tracking.registry import load_registered_model
-
-        model, info = load_registered_model(model_spec, mlflow_uri, requested=requested_model)
-    else:
-        model, info = load_model(model_spec, mlflow_uri)
-    recording = contextlib.nullcontext()
-    if mlflow and info.get("model_source") == "registry":
-        from pertcontrast.tracking.registry import tracking_uri
-        from pertcontrast.tracking.runs import lookup_run
-
-        recording = lookup_run(info, input_path, output, tracking_uri(mlflow_uri), experiment_name)
-    with recording:
-        export_file(input_path, model, output, batch_size=batch_size, device=device, sample=sample,
-                    model_info=info, progress=progress)
+    if requested_model and not str(model_spec).startswith("models:/"):
+        raise click.UsageError("--requested-model goes with a registry --model (models:/NAME/VERSION).")
+    export_step(input_path, model_spec, output, mlflow_uri=mlflow_uri, requested_model=requested_model,
+                record_lookup=mlflow, experiment_name=experiment_name, batch_size=batch_size, device=device,
+                sample=sample, progress=progress)
     click.echo(f"wrote {output}", err=True)
 
 

@@ -24,7 +24,7 @@ def sync_command(model_dir, mlflow_uri, experiment_name):
     and the registration asked for at training time. Safe to repeat: only what the server
     does not have yet is sent.
     """
-    from pertcontrast.tracking.registry import tracking_uri
+    from pertcontrast.tracking.model_registry import tracking_uri
     from pertcontrast.tracking.sync import sync_run
     from pertcontrast.tracking.uris import redact
 

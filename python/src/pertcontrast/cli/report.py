@@ -54,7 +54,7 @@ def report_command(prepared, latents, model_dir, responders, de, effects, guide_
     ID.report.json (headline numbers for 'pertcontrast summary') and figures/*.png, *.svg.
     Analysis outputs not given are shown as "not run".
     """
-    from pertcontrast.steps.report import ReportSettings, build_report
+    from pertcontrast.steps.report import ReportSettings, attach_report, build_report
 
     setup_logging()
     echo_command_line()
@@ -64,23 +64,8 @@ def report_command(prepared, latents, model_dir, responders, de, effects, guide_
                          title=title, settings=settings, perturbation_key=perturbation_key,
                          control_label=control_label, guide_qc=guide_qc, calibration=calibration)
     if mlflow:
-        _attach(model_dir, output_dir, mlflow_uri)
+        attach_report(model_dir, output_dir, mlflow_uri)
     click.echo(f"wrote {files.html}", err=True)
-
-
-def _attach(model_dir, output_dir, mlflow_uri) -> None:
-    import logging
-
-    from pertcontrast.tracking import log_report, recorded_run
-
-    log = logging.getLogger("pertcontrast")
-    run_id, recorded_uri = recorded_run(model_dir)
-    uri = mlflow_uri or recorded_uri
-    if not run_id or not uri:
-        log.warning("--mlflow: %s records no MLflow run (or no server); the report was not attached", model_dir)
-        return
-    if log_report(run_id, output_dir, uri):
-        log.info("report attached to MLflow run %s", run_id)
 
 
 @click.command("summary")

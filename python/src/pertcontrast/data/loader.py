@@ -89,7 +89,7 @@ def csr_tensor(block: sp.csr_matrix) -> torch.Tensor:
 
 @dataclass
 class CellArrays:
-    """The per-cell model inputs other than counts (see DataRegistry.encode_obs)."""
+    """The per-cell model inputs other than counts (see DataEncoding.encode_obs)."""
 
     is_control: np.ndarray
     label: np.ndarray

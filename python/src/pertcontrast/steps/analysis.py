@@ -39,9 +39,9 @@ def generate_file(prepared, model, output, settings, device: str = "auto", model
     adata = read_anndata(prepared, backed=Path(prepared).suffix == ".h5ad")
     try:
         n_rows = len(selected_cells(adata.n_obs, settings))
-        size_gb = n_rows * len(model.registry.gene_names) * 4 * len(settings.modes) / 1e9
+        size_gb = n_rows * len(model.encoding.gene_names) * 4 * len(settings.modes) / 1e9
         log.info("generate: %d cells x %d genes, %d layer(s), about %.2f GB in memory",
-                 n_rows, len(model.registry.gene_names), len(settings.modes), size_gb)
+                 n_rows, len(model.encoding.gene_names), len(settings.modes), size_gb)
         rows, layers = generate_expression(model, adata, settings, device, progress, str(prepared))
         obs_names, n_cells = adata.obs_names[rows], int(adata.n_obs)
     finally:
@@ -50,7 +50,7 @@ def generate_file(prepared, model, output, settings, device: str = "auto", model
         "pertcontrast_version": __version__, **settings.to_dict(),
         "max_cells": settings.max_cells or 0, "n_cells_input": n_cells, **(model_info or {}),
     }
-    write_step_output(output, obs_names, var_names=model.registry.gene_names, layers=layers,
+    write_step_output(output, obs_names, var_names=model.encoding.gene_names, layers=layers,
                       uns={GENERATE_KEY: info})
     return rows, layers
 
@@ -134,8 +134,8 @@ def de_file(prepared, model, output, settings, device: str = "auto", model_info:
 
     with ScreenFiles(prepared, responders=responders) as files:
         adata = files.anndata(obs_keys=[RESPONDER_COLUMN])
-        is_control = labels_and_control(files, model.registry.perturbation_key, model.registry.control_label)[0] \
-            == model.registry.control_label
+        is_control = labels_and_control(files, model.encoding.perturbation_key, model.encoding.control_label)[0] \
+            == model.encoding.control_label
         null = null_of(files, is_control, model)
     try:
         result = differential_expression(model, adata, settings, device, progress, str(prepared), perturbations,

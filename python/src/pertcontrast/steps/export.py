@@ -49,3 +49,30 @@ def export_file(
     write_step_output(output, obs_names, obs={"salient_norm": latents["salient_norm"], "pertcontrast_split": split},
                       obsm=obsm, uns={EXPORT_KEY: info})
     return latents
+
+
+def export_step(input_path, model_spec: str, output, *, mlflow_uri: str | None = None,
+                requested_model: str | None = None, record_lookup: bool = True,
+                experiment_name: str = "pertcontrast", batch_size: int = 4096, device: str = "auto",
+                sample: bool = False, progress: bool = False) -> dict[str, np.ndarray]:
+    """``export_file`` for a model folder or a registry URI: resolves the model and, for a
+    ``models:/`` URI with ``record_lookup``, records the export as a lookup run."""
+    import contextlib
+
+    from pertcontrast.model_source import load_model
+
+    if requested_model:
+        from pertcontrast.tracking.model_registry import load_registered_model
+
+        model, info = load_registered_model(model_spec, mlflow_uri, requested=requested_model)
+    else:
+        model, info = load_model(model_spec, mlflow_uri)
+    recording = contextlib.nullcontext()
+    if record_lookup and info.get("model_source") == "registry":
+        from pertcontrast.tracking.model_registry import tracking_uri
+        from pertcontrast.tracking.side_runs import lookup_run
+
+        recording = lookup_run(info, input_path, output, tracking_uri(mlflow_uri), experiment_name)
+    with recording:
+        return export_file(input_path, model, output, batch_size=batch_size, device=device, sample=sample,
+                           model_info=info, progress=progress)

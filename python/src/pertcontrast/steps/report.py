@@ -206,9 +206,26 @@ def _content(identifier, headline, latents, model, analysis, removal, table, str
     )
 
 
+def attach_report(model_dir, output_dir, mlflow_uri: str | None = None) -> bool:
+    """Log ``output_dir`` as the ``report`` artifact of the MLflow run that trained the
+    model in ``model_dir`` (its run id and server from the model's run record, the server
+    overridable). Without a recorded run or server it warns and attaches nothing."""
+    from pertcontrast.tracking import log_report, recorded_run
+
+    run_id, recorded_uri = recorded_run(model_dir)
+    uri = mlflow_uri or recorded_uri
+    if not run_id or not uri:
+        log.warning("%s records no MLflow run (or no server); the report was not attached", model_dir)
+        return False
+    attached = log_report(run_id, output_dir, uri)
+    if attached:
+        log.info("report attached to MLflow run %s", run_id)
+    return attached
+
+
 def build_summary(report_jsons, output, link_template: str | None = None, title: str = "pertcontrast run summary"):
     """Write the run summary page: one row per screen, linking to its report."""
-    from pertcontrast.report.summary import read_headlines, render_summary
+    from pertcontrast.report.summary_page import read_headlines, render_summary
 
     output = Path(output)
     headlines = read_headlines(report_jsons, output.parent, link_template)

@@ -6,14 +6,16 @@ pertcontrast stays fast and works without a tracking server.
 
 * ``session``: a tracked training run (local record first, server second).
 * ``sync``: upload a run recorded locally while the server was unreachable.
-* ``registry``: resolve ``models:/NAME@ALIAS`` and ``models:/NAME/VERSION``, list, show,
-  promote.
-* ``runs``: the lookup run of an export; ``log_report`` for later steps.
+* ``model_registry``: resolve ``models:/NAME@ALIAS`` and ``models:/NAME/VERSION``, list,
+  show, promote.
+* ``side_runs``: the runs beside a training run: the lookup run of an export;
+  ``log_report`` for later steps.
+* ``training_summary``: what a training run records (parameters, metrics, curves).
 * ``pyfunc``/``model_code``: the pyfunc model (models from code, no pickle).
 """
 
-from pertcontrast.tracking.registry import list_versions, load_registered_model, promote, show_version
-from pertcontrast.tracking.runs import log_report, lookup_run, recorded_run
+from pertcontrast.tracking.model_registry import list_versions, load_registered_model, promote, show_version
+from pertcontrast.tracking.side_runs import log_report, lookup_run, recorded_run
 from pertcontrast.tracking.session import TrackingOptions, TrainingTracker
 from pertcontrast.tracking.sync import sync_run
 

@@ -28,8 +28,8 @@ def latent_table(model, counts):
 
     from pertcontrast.errors import InputDataError
 
-    registry = model.registry
-    covariates = list(registry.categorical_covariates) + list(registry.continuous_covariates)
+    encoding = model.encoding
+    covariates = list(encoding.categorical_covariates) + list(encoding.continuous_covariates)
     if not isinstance(counts, pd.DataFrame):
         raise InputDataError("predict takes a pandas DataFrame: one row per cell, one column per gene.")
     missing_covariates = [c for c in covariates if c not in counts.columns]
@@ -38,7 +38,7 @@ def latent_table(model, counts):
             f"the input has no column {', '.join(map(repr, missing_covariates))}, which the model uses "
             "as a covariate; add it (one value per cell)."
         )
-    genes = pd.Index(registry.gene_names)
+    genes = pd.Index(encoding.gene_names)
     # Genes are matched by name; the model's check names how many and which are missing.
     positions = model.gene_index(pd.Index(counts.columns.astype(str)), source="input table")
     gene_columns = counts if positions is None else counts.iloc[:, positions]

@@ -113,7 +113,7 @@ class TrainingTracker:
 
     # -- the run -------------------------------------------------------------------------
     def start(self, model, adata, settings, input_path) -> None:
-        from pertcontrast.tracking.summary import data_summary, dataset_entry, start_params
+        from pertcontrast.tracking.training_summary import data_summary, dataset_entry, start_params
         from pertcontrast.versions import __version__, package_versions
         from pertcontrast.tracking.upload import RunUploader
 
@@ -154,7 +154,7 @@ class TrainingTracker:
 
     def on_epoch(self, row: dict) -> None:
         """Trainer callback: record the epoch's metrics, then send them."""
-        from pertcontrast.tracking.summary import metric_values
+        from pertcontrast.tracking.training_summary import metric_values
 
         self.record.metrics.append(
             {"step": int(row["epoch"]), "timestamp": int(time.time() * 1000), "values": metric_values(row)}
@@ -166,7 +166,7 @@ class TrainingTracker:
         """After the model folder is saved: summary metrics, plot, artifacts, the MLflow
         model, registration; then the run is marked finished."""
         from pertcontrast.model_folder import HISTORY_FILE
-        from pertcontrast.tracking.summary import end_params, plot_training_curves, summary_metrics
+        from pertcontrast.tracking.training_summary import end_params, plot_training_curves, summary_metrics
 
         record = self.record
         self._add_missing_epochs(result.history)
@@ -218,7 +218,7 @@ class TrainingTracker:
 
     def _add_missing_epochs(self, history) -> None:
         """Epochs trained before a resume (or whose callback never ran) come from the history."""
-        from pertcontrast.tracking.summary import metric_values
+        from pertcontrast.tracking.training_summary import metric_values
 
         seen = {row["step"] for row in self.record.metrics}
         now = int(time.time() * 1000)

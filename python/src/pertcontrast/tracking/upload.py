@@ -214,13 +214,13 @@ def model_signature(model):
 
     from pertcontrast.tracking.latent_table import output_columns
 
-    registry = model.registry
-    genes = list(registry.gene_names)
+    encoding = model.encoding
+    genes = list(encoding.gene_names)
     known = set(genes)
     # AnyType: a "double" column spec makes MLflow refuse int64 columns (raw counts)
     inputs = [ColSpec(AnyType(), gene, required=False) for gene in genes]
-    inputs += [ColSpec("string", key, required=False) for key in registry.categorical_covariates if key not in known]
-    inputs += [ColSpec("double", key, required=False) for key in registry.continuous_covariates if key not in known]
+    inputs += [ColSpec("string", key, required=False) for key in encoding.categorical_covariates if key not in known]
+    inputs += [ColSpec("double", key, required=False) for key in encoding.continuous_covariates if key not in known]
     arch = model.architecture
     outputs = [ColSpec("float", name) for name in output_columns(arch.n_salient, arch.n_background)]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

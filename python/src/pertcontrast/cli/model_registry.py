@@ -36,7 +36,7 @@ def registry_group():
 @uri_option
 def list_command(name, mlflow_uri):
     """List the versions of registered model NAME (newest last)."""
-    from pertcontrast.tracking.registry import list_versions
+    from pertcontrast.tracking.model_registry import list_versions
 
     setup_logging()
     rows = list_versions(name, mlflow_uri)
@@ -53,7 +53,7 @@ def list_command(name, mlflow_uri):
 @uri_option
 def show_command(spec, mlflow_uri):
     """Show the version an alias or version number points to: run, tags, summary metrics."""
-    from pertcontrast.tracking.registry import show_version
+    from pertcontrast.tracking.model_registry import show_version
 
     setup_logging()
     info = show_version(spec, mlflow_uri)
@@ -76,7 +76,7 @@ def show_command(spec, mlflow_uri):
 def resolve_command(spec, mlflow_uri):
     """Print the fixed models:/NAME/VERSION that SPEC points to now (for pipelines: pin
     an alias once, so every screen uses one version and -resume notices a moved alias)."""
-    from pertcontrast.tracking.registry import resolve
+    from pertcontrast.tracking.model_registry import resolve
 
     setup_logging()
     click.echo(resolve(spec, mlflow_uri))
@@ -89,7 +89,7 @@ def resolve_command(spec, mlflow_uri):
 @uri_option
 def promote_command(name, version, alias, mlflow_uri):
     """Point ALIAS of registered model NAME at VERSION."""
-    from pertcontrast.tracking.registry import promote
+    from pertcontrast.tracking.model_registry import promote
 
     setup_logging()
     previous = promote(name, str(version), alias, mlflow_uri)
@@ -109,7 +109,7 @@ COMMANDS = [registry_group]
 def download_command(spec, output, requested_model, mlflow_uri):
     """Fetch a registered model as a model folder (with registry.json recording its name,
     version and run), usable wherever a model folder is accepted."""
-    from pertcontrast.tracking.registry import download_model
+    from pertcontrast.tracking.model_registry import download_model
 
     setup_logging()
     info = download_model(spec, output, mlflow_uri, requested=requested_model)

@@ -28,15 +28,15 @@ def _flat(prefix: str, values: dict) -> dict[str, str]:
 
 
 def data_summary(model, adata) -> dict[str, int]:
-    registry = model.registry
-    labels = adata.obs[registry.perturbation_key].astype(str).to_numpy()
-    n_controls = int((labels == registry.control_label).sum())
+    encoding = model.encoding
+    labels = adata.obs[encoding.perturbation_key].astype(str).to_numpy()
+    n_controls = int((labels == encoding.control_label).sum())
     return {
         "n_cells": int(adata.n_obs),
         "n_genes": int(adata.n_vars),
         "n_controls": n_controls,
         "n_perturbed_cells": int(adata.n_obs) - n_controls,
-        "n_perturbations": len(registry.perturbations),
+        "n_perturbations": len(encoding.perturbations),
     }
 
 
@@ -47,14 +47,14 @@ def dataset_entry(model, adata, input_path, name: str) -> dict:
     import hashlib
     import json
 
-    registry = model.registry
+    encoding = model.encoding
     digest = hashlib.sha256()
-    for values in (adata.obs_names, adata.var_names, adata.obs[registry.perturbation_key].astype(str)):
+    for values in (adata.obs_names, adata.var_names, adata.obs[encoding.perturbation_key].astype(str)):
         digest.update("\0".join(map(str, values)).encode())
         digest.update(b"\1")
-    columns = [registry.perturbation_key, *registry.categorical_covariates]
+    columns = [encoding.perturbation_key, *encoding.categorical_covariates]
     schema = {"mlflow_colspec": [{"name": column, "type": "string"} for column in columns]
-              + [{"name": column, "type": "double"} for column in registry.continuous_covariates]}
+              + [{"name": column, "type": "double"} for column in encoding.continuous_covariates]}
     path = Path(str(input_path))
     source = str(path.resolve()) if path.exists() else str(input_path)
     return {"name": name, "digest": digest.hexdigest()[:16], "source_type": "local",
@@ -66,18 +66,18 @@ def start_params(model, adata, settings, input_path, versions: dict[str, str]) -
     """Parameters known before training: model, training, data, preprocessing, versions."""
     from pertcontrast.data.screen_files import recorded_preprocessing
 
-    registry = model.registry
+    encoding = model.encoding
     architecture = asdict(model.architecture)
     params = _flat("model.", architecture)
     params.update(_flat("training.", settings.to_dict()))
     params.update(_flat("data.", data_summary(model, adata)))
     params.update(_flat("data.", {
         "input": str(input_path),
-        "perturbation_key": registry.perturbation_key,
-        "control_label": registry.control_label,
-        "categorical_covariates": list(registry.categorical_covariates),
-        "continuous_covariates": list(registry.continuous_covariates),
-        "library_key": registry.library_key,
+        "perturbation_key": encoding.perturbation_key,
+        "control_label": encoding.control_label,
+        "categorical_covariates": list(encoding.categorical_covariates),
+        "continuous_covariates": list(encoding.continuous_covariates),
+        "library_key": encoding.library_key,
     }))
     params.update(_flat("preprocess.", recorded_preprocessing(adata)))
     params.update(_flat("version.", versions))
@@ -127,7 +127,7 @@ def summary_metrics(model, adata, result, max_cells: int = SUMMARY_CELLS, seed: 
         rows = np.sort(rng.choice(rows, size=max_cells, replace=False))
     subset = adata[rows]
     latents = model.latents(subset, device="cpu")
-    columns = {"phase": "phase", "batch": recorded_preprocessing(adata).get("batch_key") or model.registry.library_key}
+    columns = {"phase": "phase", "batch": recorded_preprocessing(adata).get("batch_key") or model.encoding.library_key}
     for name, column in columns.items():
         if not column or column not in subset.obs:
             continue

@@ -59,7 +59,7 @@ def lookup_run(info: dict, input_path, output, uri: str, experiment_name: str = 
 def log_report(run_id: str, path, tracking_uri: str | None = None, artifact_path: str = "report") -> bool:
     """Attach a report (file or folder) to run ``run_id``; returns False (with a warning)
     when the server cannot take it, so a report step never fails on tracking."""
-    from pertcontrast.tracking.registry import tracking_uri as resolve
+    from pertcontrast.tracking.model_registry import tracking_uri as resolve
     from pertcontrast.tracking.store import failure_reason, make_client
 
     uri = resolve(tracking_uri)

@@ -1,7 +1,7 @@
-"""How AnnData columns become model inputs: the data registry.
+"""How AnnData columns become model inputs: the data encoding.
 
-A :class:`DataRegistry` is created once from the training data and saved in the model's
-config, so new data is encoded exactly like the training data (same label order, same
+A :class:`DataEncoding` is created once from the training data and saved in the model's
+config (under its ``registry`` key, the name model folders have always used), so new data is encoded exactly like the training data (same label order, same
 covariate categories, same standardisation, same genes).
 """
 
@@ -16,7 +16,7 @@ from pertcontrast.errors import InputDataError
 
 
 @dataclass
-class DataRegistry:
+class DataEncoding:
     perturbation_key: str
     control_label: str
     perturbations: list[str]  # labels of perturbed cells, in classifier order
@@ -34,7 +34,7 @@ class DataRegistry:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DataRegistry":
+    def from_dict(cls, data: dict) -> "DataEncoding":
         data = dict(data)
         data["continuous_covariates"] = {k: tuple(v) for k, v in data.get("continuous_covariates", {}).items()}
         return cls(**data)
@@ -48,7 +48,7 @@ class DataRegistry:
         control_label: str,
         categorical_covariate_keys=(),
         continuous_covariate_keys=(),
-    ) -> "DataRegistry":
+    ) -> "DataEncoding":
         labels = obs[perturbation_key].astype(str)
         perturbations = sorted(set(labels) - {control_label})
         categorical = {}

@@ -48,13 +48,33 @@ def flag_of(ctx: click.Context | None, param: str | None) -> str | None:
         return None
     if param in FIELD_FLAGS:
         return FIELD_FLAGS[param]
-    dashed = "--" + param.replace("_", "-")
+    option = _option(ctx, param)
+    if option is None:
+        return "--" + param.replace("_", "-")
+    return next((o for o in option.opts if o.startswith("--")), option.opts[0])
+
+
+def setting_of(ctx: click.Context | None, spec: str) -> str:
+    """How this command gives a setting named ``FIELD`` or ``FIELD=VALUE`` in a message
+    (``{param:...}``): its flag, followed by the value (``--max-qc-drop 1``); a boolean
+    flag pair gives the flag that sets it so (``chunked=False`` -> ``--in-memory``)."""
+    field, has_value, value = spec.partition("=")
+    flag = flag_of(ctx, field)
+    if not has_value:
+        return flag
+    option = _option(ctx, field)
+    if option is not None and option.is_flag and value in ("True", "False"):
+        on, off = option.opts[0], (option.secondary_opts or [None])[0]
+        return on if value == "True" else off or f"{on} {value}"
+    return f"{flag} {value}"
+
+
+def _option(ctx: click.Context | None, param: str) -> click.Option | None:
     if ctx is None:
-        return dashed
-    for option in ctx.command.params:
-        if isinstance(option, click.Option) and (option.name == param or dashed in option.opts):
-            return next((o for o in option.opts if o.startswith("--")), option.opts[0])
-    return dashed
+        return None
+    dashed = "--" + param.replace("_", "-")
+    return next((o for o in ctx.command.params if isinstance(o, click.Option)
+                 and (o.name == param or dashed in o.opts)), None)
 
 
 def _chain(error: BaseException):
@@ -90,7 +110,7 @@ def translate(error: BaseException, ctx: click.Context | None, inputs: list, out
     input_names = ", ".join(str(i) for i in inputs) or "the input"
     for cause in _chain(error):
         if isinstance(cause, PertcontrastError):
-            return cause.describe(flag_of(ctx, cause.param))
+            return cause.describe(flag_of(ctx, cause.param), lambda spec: setting_of(ctx, spec))
     for cause in _chain(error):
         number = errno_of(cause)
         if number is not None:

@@ -255,7 +255,7 @@ def test_truncated_file_and_non_h5ad_input(screen, tmp_path):
     assert code == 1 and "truncated or corrupt" in error_line(output)
     folder = tmp_path / "mtx"
     folder.mkdir()
-    with pytest.raises(ParameterError, match="--in-memory"):
+    with pytest.raises(ParameterError, match=r"use chunked=False for 10x"):
         preprocess_h5ad(folder, tmp_path / "o.h5ad", PreprocessSettings("perturbation", "control"))
 
 

@@ -78,11 +78,11 @@ def test_headline_numbers(full_report, report_inputs):
 
 def test_report_without_analysis_says_what_did_not_run(plain_report, report_inputs):
     html = plain_report.html.read_text()
-    assert "Not run: no --effects folder given (run &#x27;pertcontrast effects&#x27;)." in html
-    assert "Not run: no --de folder given (run &#x27;pertcontrast de&#x27;)." in html
-    assert "responders: not run (pass --responders responders.h5ad)" in html
-    assert "Not run: no --guide-qc folder given" in html
-    assert "Not run: no --calibration folder given" in html
+    assert "Not run: no effects folder given (run &#x27;pertcontrast effects&#x27;)." in html
+    assert "Not run: no DE folder given (run &#x27;pertcontrast de&#x27;)." in html
+    assert "responders: not run (run &#x27;pertcontrast responders&#x27; and give its output to the report)" in html
+    assert "Not run: no guide QC folder given" in html
+    assert "Not run: no calibration folder given" in html
     headline = json.loads(plain_report.json.read_text())
     assert headline["calibration_passed"] is None
     assert headline["n_cells_shown"] == 500
@@ -92,7 +92,7 @@ def test_report_without_analysis_says_what_did_not_run(plain_report, report_inpu
     # without --responders there are no per-cell calls to colour by
     assert {p.stem for p in plain_report.figures} == ALL_FIGURES - {"heatmap", "volcano", "top_genes", "de_heatmap",
                                                                     "latents_responder_call"}
-    assert "No responder calls: pass --responders" in html
+    assert "No responder calls: give the report the .h5ad written by" in html
 
 
 def test_guide_section_shows_assignment_cells_and_flags_guides_without_knockdown(full_report, report_inputs):
@@ -363,7 +363,7 @@ def test_report_reads_the_real_analysis_outputs(report_inputs, tmp_path):
         result = invoke(*step)
         assert result.exit_code == 0, result.output
     html = (tmp_path / "report" / "s.report.html").read_text()
-    assert "Not run" not in html.replace("Not run: no --guide-qc folder given", "")
+    assert "Not run" not in html.replace("Not run: no guide QC folder given", "")
     headline = json.loads((tmp_path / "report" / "s.report.json").read_text())
     assert headline["steps"] == {"responders": True, "de": True, "effects": True}
     # a model of 3 epochs may call no gene: then the DE heatmap is left out, and the page says why
@@ -417,13 +417,13 @@ def test_training_warnings_name_each_problem():
     assert training_warnings(config(80), history(flat)) == []
     assert training_warnings(config(80, stopped_early=True), history(np.linspace(100, 50, 80))) == []
     falling = training_warnings(config(80), history(np.linspace(100, 50, 80)))
-    assert len(falling) == 1 and "still falling" in falling[0] and "--max-epochs" in falling[0]
+    assert len(falling) == 1 and "still falling" in falling[0] and "raise max_epochs" in falling[0]
     (short,) = training_warnings(config(2), history([100.0, 90.0]))
     assert short.startswith("Trained for 2 epochs only")
     gap = training_warnings(config(80, weight=1.0), history(flat, [0.5] * 79 + [1.0], [0.4] * 79 + [0.38]))
     assert gap == ["The perturbation classifier is right on 100% of the training cells but on 38% of the "
                    "validation cells: the salient latent memorised the training cells. Lower "
-                   "--classification-weight or turn the classifier off."]
+                   "classification_weight or turn the classifier off."]
     assert training_warnings(config(80, weight=0.0), history(flat, [1.0] * 80, [0.38] * 80)) == []
 
 

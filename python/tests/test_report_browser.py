@@ -130,7 +130,7 @@ def test_report_without_analysis_outputs_loads(plain_report):
         url = browser.open(plain_report.html)
         assert_clean_load(browser, url)
         text = browser.evaluate("document.getElementById('clustering').innerText")
-        assert "Not run: no --effects folder given" in text
+        assert "Not run: no effects folder given" in text
 
 
 def test_summary_page_links_to_each_report(full_report, plain_report, tmp_path):

@@ -61,7 +61,7 @@ def test_presets_and_bad_overrides():
     assert preset_config("large").n_cells >= 200_000
     with pytest.raises(ParameterError, match="not a preset"):
         preset_config("huge")
-    with pytest.raises(ParameterError, match="--n-genes"):
+    with pytest.raises(ParameterError, match="^n_genes must be at least"):
         preset_config("tiny", n_genes=100)
 
 

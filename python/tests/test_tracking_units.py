@@ -32,7 +32,7 @@ def test_scrub_removes_secret_environment_values(monkeypatch):
 
 def test_uri_resolution_order(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
-    assert resolve_uri("http://option:1", tmp_path) == ("http://option:1", "--mlflow-uri")
+    assert resolve_uri("http://option:1", tmp_path) == ("http://option:1", "uri")
     assert resolve_uri(None, tmp_path) == ("http://from-env:5000", "MLFLOW_TRACKING_URI")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     uri, source = resolve_uri(None, tmp_path / "out")

@@ -201,8 +201,8 @@ class ContrastiveModel(AnalysisMixin):
             raise ParameterError("this model has no training data; create it with ContrastiveModel.from_anndata.")
         settings = replace(settings or TrainingSettings(), **overrides)
         if settings.classification_weight > 0 and not self.architecture.classifier:
-            raise ParameterError("--classification-weight needs a model set up with a classifier "
-                                 "(ContrastiveModel.from_anndata(..., classifier=True)).")
+            raise ParameterError("needs a model set up with a classifier (ContrastiveModel.from_anndata(..., "
+                                 "classifier=True)).", param="classification_weight")
         validate.check_counts(self.adata.X, "training data")
         cells = CellArrays.from_encoded(self.encoding.encode_obs(self.adata.obs))
         split = split_cells(cells.is_control, settings.validation_fraction, settings.decoy_control_fraction,
@@ -407,9 +407,9 @@ class ContrastiveModel(AnalysisMixin):
 def _check_architecture(settings: dict) -> None:
     for name in ("n_background", "n_salient", "n_hidden", "n_layers"):
         if settings[name] < 1:
-            raise ParameterError(f"--{name.replace('_', '-')} must be at least 1 (got {settings[name]}).")
+            raise ParameterError(f"must be at least 1 (got {settings[name]}).", param=name)
     if not 0 <= settings["dropout"] < 1:
-        raise ParameterError(f"--dropout must be in [0, 1) (got {settings['dropout']}).")
+        raise ParameterError(f"must be in [0, 1) (got {settings['dropout']}).", param="dropout")
 
 
 def _library_prior(adata, encoding: DataEncoding) -> tuple[np.ndarray, np.ndarray]:

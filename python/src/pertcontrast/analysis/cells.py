@@ -19,7 +19,7 @@ def perturbation_labels(obs: pd.DataFrame, key: str, source: str = "input") -> n
     if key not in obs:
         raise InputDataError(
             f"{source}: obs has no column '{key}' (the perturbation column); "
-            "pass --perturbation-key with the right name."
+            "pass {param} with the right name.", param="perturbation_key"
         )
     return obs[key].astype(str).to_numpy()
 
@@ -29,7 +29,7 @@ def responder_mask(obs: pd.DataFrame, source: str = "input") -> np.ndarray:
     if RESPONDER_COLUMN not in obs:
         raise InputDataError(
             f"{source}: no responder calls (obs '{RESPONDER_COLUMN}'); run 'pertcontrast responders' "
-            "first and pass its output with --responders, or drop --responders-only."
+            "first and pass its output with {param:responders}, or drop {param:responders_only}."
         )
     return obs[RESPONDER_COLUMN].astype(str).to_numpy() == "responder"
 
@@ -45,7 +45,7 @@ def null_controls(obs: pd.DataFrame, is_control: np.ndarray, source: str = "inpu
     if null.sum() < MIN_NULL_CONTROLS:
         raise InputDataError(
             f"{source}: only {int(null.sum())} decoy or unseen control cells (obs '{SPLIT_COLUMN}' decoy or "
-            f"new); at least {MIN_NULL_CONTROLS} are needed as the null. Train with --decoy-control-fraction "
+            f"new); at least {MIN_NULL_CONTROLS} are needed as the null. Train with {{param:decoy_control_fraction}} "
             "above 0, or add control cells the model has not seen."
         )
     return null

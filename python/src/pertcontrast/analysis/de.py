@@ -56,19 +56,19 @@ class DESettings:
 
     def __post_init__(self):
         checks = [
-            (self.delta > 0, f"--delta must be positive (got {self.delta})"),
-            (0 < self.fdr < 1, f"--fdr must be between 0 and 1 (got {self.fdr})"),
-            (self.pseudocount >= 0, f"--pseudocount must be 0 or more (got {self.pseudocount})"),
-            (self.n_samples >= 1, f"--samples must be at least 1 (got {self.n_samples})"),
-            (self.max_cells_per_perturbation >= 1,
-             f"--max-cells-per-perturbation must be at least 1 (got {self.max_cells_per_perturbation})"),
-            (self.max_control_cells >= 2, f"--max-control-cells must be at least 2 (got {self.max_control_cells})"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})"),
-            (self.top_n >= 1, f"--top-n must be at least 1 (got {self.top_n})"),
+            (self.delta > 0, "delta", f"must be positive (got {self.delta})"),
+            (0 < self.fdr < 1, "fdr", f"must be between 0 and 1 (got {self.fdr})"),
+            (self.pseudocount >= 0, "pseudocount", f"must be 0 or more (got {self.pseudocount})"),
+            (self.n_samples >= 1, "n_samples", f"must be at least 1 (got {self.n_samples})"),
+            (self.max_cells_per_perturbation >= 1, "max_cells_per_perturbation",
+             f"must be at least 1 (got {self.max_cells_per_perturbation})"),
+            (self.max_control_cells >= 2, "max_control_cells", f"must be at least 2 (got {self.max_control_cells})"),
+            (self.batch_size >= 1, "batch_size", f"must be at least 1 (got {self.batch_size})"),
+            (self.top_n >= 1, "top_n", f"must be at least 1 (got {self.top_n})"),
         ]
-        for ok, message in checks:
+        for ok, param, message in checks:
             if not ok:
-                raise ParameterError(f"{message}.")
+                raise ParameterError(f"{message}.", param=param)
 
     def to_dict(self) -> dict:
         return asdict(self)

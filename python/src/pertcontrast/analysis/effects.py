@@ -34,15 +34,15 @@ class EffectSettings:
 
     def __post_init__(self):
         if self.profile not in PROFILES:
-            raise ParameterError(f"--profile must be one of {', '.join(PROFILES)} (got {self.profile!r}).")
+            raise ParameterError(f"must be one of {', '.join(PROFILES)} (got {self.profile!r}).", param="profile")
         if self.max_cells < 2:
-            raise ParameterError(f"--max-cells must be at least 2 (got {self.max_cells}).")
+            raise ParameterError(f"must be at least 2 (got {self.max_cells}).", param="max_cells")
         if self.n_permutations < 0:
-            raise ParameterError(f"--permutations must be 0 or more (got {self.n_permutations}).")
+            raise ParameterError(f"must be 0 or more (got {self.n_permutations}).", param="n_permutations")
         if not 0 < self.fdr < 1:
-            raise ParameterError(f"--fdr must be between 0 and 1 (got {self.fdr}).")
+            raise ParameterError(f"must be between 0 and 1 (got {self.fdr}).", param="fdr")
         if self.top_n < 1:
-            raise ParameterError(f"--top-n must be at least 1 (got {self.top_n}).")
+            raise ParameterError(f"must be at least 1 (got {self.top_n}).", param="top_n")
 
     def to_dict(self) -> dict:
         return asdict(self)

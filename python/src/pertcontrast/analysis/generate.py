@@ -45,16 +45,18 @@ class GenerateSettings:
         unknown = [m for m in self.modes if m not in MODES]
         if unknown or not self.modes:
             raise ParameterError(
-                f"--mode {', '.join(unknown) or '(none)'} is not a mode; choose from {', '.join(MODES)}."
+                f"{{param}} {', '.join(unknown) or '(none)'} is not a mode; choose from {', '.join(MODES)}.",
+                param="modes"
             )
         if self.background not in BACKGROUNDS:
-            raise ParameterError(f"--background must be one of {', '.join(BACKGROUNDS)} (got {self.background!r}).")
+            raise ParameterError(f"must be one of {', '.join(BACKGROUNDS)} (got {self.background!r}).",
+                                 param="background")
         if self.n_reference < 1:
-            raise ParameterError(f"--n-reference must be at least 1 (got {self.n_reference}).")
+            raise ParameterError(f"must be at least 1 (got {self.n_reference}).", param="n_reference")
         if self.max_cells is not None and self.max_cells < 1:
-            raise ParameterError(f"--max-cells must be at least 1 (got {self.max_cells}).")
+            raise ParameterError(f"must be at least 1 (got {self.max_cells}).", param="max_cells")
         if self.batch_size < 1:
-            raise ParameterError(f"--batch-size must be at least 1 (got {self.batch_size}).")
+            raise ParameterError(f"must be at least 1 (got {self.batch_size}).", param="batch_size")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "modes": list(self.modes)}

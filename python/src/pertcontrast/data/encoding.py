@@ -95,7 +95,7 @@ class DataEncoding:
         elif require_labels:
             raise InputDataError(
                 f"obs has no column '{self.perturbation_key}' (the perturbation column); "
-                "pass --perturbation-key with the right name."
+                "pass {param} with the right name.", param="perturbation_key"
             )
         else:
             is_control = np.zeros(n, dtype=bool)

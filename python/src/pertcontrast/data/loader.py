@@ -154,7 +154,7 @@ class StratifiedBatches:
         if len(control_rows) == 0 or len(perturbed_rows) == 0:
             raise ParameterError("training needs both control and perturbed cells.")
         if not 0.0 < control_fraction < 1.0:
-            raise ParameterError(f"--control-fraction must be between 0 and 1 (got {control_fraction}).")
+            raise ParameterError(f"must be between 0 and 1 (got {control_fraction}).", param="control_fraction")
         self.groups = (np.asarray(control_rows), np.asarray(perturbed_rows))
         self.n_cells = len(control_rows) + len(perturbed_rows)
         self.batch_size = min(batch_size, self.n_cells)

@@ -48,7 +48,7 @@ def read_anndata(path, backed: bool = False, layer: str | None = None):
                 f"{path}: no layer '{layer}' (layers: {', '.join(adata.layers.keys()) or 'none'})."
             )
         if backed:
-            raise InputDataError(f"{path}: --layer cannot be combined with on-disk reading; drop one.")
+            raise InputDataError(f"{path}: {{param}} cannot be combined with on-disk reading; drop one.", param="layer")
         adata.X = adata.layers[layer]
     if not backed:
         adata.X = compact_index(adata.X)

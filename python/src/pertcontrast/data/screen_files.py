@@ -117,7 +117,7 @@ def perturbation_column(recorded: dict, perturbation_key, control_label, source)
     if not perturbation_key or not control_label:
         raise InputDataError(
             f"{source}: no perturbation column/control label given and none recorded by "
-            "'pertcontrast preprocess'; pass --perturbation-key and --control-label."
+            "'pertcontrast preprocess'; pass {param:perturbation_key} and {param:control_label}."
         )
     return str(perturbation_key), str(control_label)
 
@@ -237,14 +237,14 @@ class ScreenFiles:
         key, control = perturbation_column(self.recorded_settings(), perturbation_key, control_label, self.prepared)
         if not self.has("obs", key):
             raise InputDataError(f"{self.prepared}: obs has no column '{key}' (the perturbation column); "
-                                 "pass --perturbation-key with the right name.")
+                                 "pass {param} with the right name.", param="perturbation_key")
         values = self.read("obs", key)
         # categoricals through object: a missing label stays missing instead of becoming "nan"
         values = values.astype(object) if isinstance(values, pd.Categorical) else values
         labels = np.asarray(pd.Series(np.asarray(values)).astype(str))
         if not (labels == control).any():
             raise InputDataError(f"{self.prepared}: no cells with the control label '{control}' in '{key}'; "
-                                 "pass --control-label.")
+                                 "pass {param}.", param="control_label")
         return labels, control, key
 
     def columns(self, group: str = "obs") -> list[str]:

@@ -105,7 +105,7 @@ def preset_config(preset: str, **overrides) -> SimulationConfig:
         )
     else:
         raise ParameterError(
-            f"--preset {preset!r} is not a preset; choose one of {', '.join(PRESET_NAMES)}."
+            f"{preset!r} is not a preset; choose one of {', '.join(PRESET_NAMES)}.", param="preset"
         )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     config = dataclasses.replace(config, **overrides)
@@ -115,13 +115,13 @@ def preset_config(preset: str, **overrides) -> SimulationConfig:
 
 def _check_config(config: SimulationConfig) -> None:
     if config.n_cells < 50:
-        raise ParameterError(f"--n-cells must be at least 50 (got {config.n_cells}).")
+        raise ParameterError(f"must be at least 50 (got {config.n_cells}).", param="n_cells")
     largest = config.program_size_range[1] if config.program_size_range else config.program_size
     minimum_genes = 200 + config.n_programs * largest
     if config.n_genes < minimum_genes:
         raise ParameterError(
-            f"--n-genes must be at least {minimum_genes} for {config.n_programs} programs "
-            f"(got {config.n_genes})."
+            f"must be at least {minimum_genes} for {config.n_programs} programs "
+            f"(got {config.n_genes}).", param="n_genes"
         )
     if not 0.0 < config.control_fraction < 1.0:
         raise ParameterError("control_fraction must be between 0 and 1.")
@@ -177,7 +177,7 @@ def _design(config: SimulationConfig, rng: np.random.Generator, extra: np.random
     named = s_genes + g2m_genes + mito_genes + targets
     n_other = config.n_genes - len(named)
     if n_other < config.n_programs * config.program_size + config.n_cycle_associated_genes:
-        raise ParameterError(f"--n-genes {config.n_genes} is too small for this design.")
+        raise ParameterError(f"{config.n_genes} is too small for this design.", param="n_genes")
     gene_names = named + [f"GENE{i:05d}" for i in range(n_other)]
     roles = np.array(
         ["S"] * len(s_genes) + ["G2M"] * len(g2m_genes) + ["mito"] * len(mito_genes)

@@ -46,7 +46,7 @@ def check_count_values(block, source: str) -> None:
         raise InputDataError(
             f"{source}: the count matrix has non-integer values (e.g. {example:.4g}); it looks "
             "log-normalised or scaled. pertcontrast needs raw UMI counts: use the raw layer "
-            "(--layer counts) or the original count file."
+            "({param:layer=counts}) or the original count file."
         )
 
 
@@ -109,14 +109,14 @@ def check_perturbations(
         if label not in counts.index:
             raise InputDataError(
                 f"{source}: control label '{label}' not found in column '{perturbation_key}'."
-                f"{suggest(label, counts.index)} Pass it with --control-label."
+                f"{suggest(label, counts.index)} Pass it with {{param}}.", param="control_label"
             )
     n_controls = int(counts[control_labels].sum())
     if n_controls < min_control_cells:
         named = ", ".join(f"'{label}'" for label in control_labels)
         raise InputDataError(
             f"{source}: only {n_controls} control cells ({named}); at least "
-            f"{min_control_cells} are needed to learn the background (--min-control-cells)."
+            f"{min_control_cells} are needed to learn the background ({{param}}).", param="min_control_cells"
         )
     if len(counts) <= len(control_labels):
         raise InputDataError(f"{source}: column '{perturbation_key}' has no perturbed cells, only controls.")

@@ -46,7 +46,7 @@ def read_calibration(path) -> Calibration:
 
 def section(calibration: Calibration | None) -> Html:
     if calibration is None:
-        return tag("p", f"Not run: no --calibration folder given (run '{STEP}').", class_="not-run")
+        return tag("p", f"Not run: no calibration folder given (run '{STEP}').", class_="not-run")
     s, targets = calibration.summary, calibration.summary["targets"]
     intro = tag("p", f"{s['n_groups']} pseudo-perturbations: random groups of the {s.get('n_null_controls', '?')} "
                      "null controls (decoy controls and controls the model never saw), sized like this screen's "
@@ -54,7 +54,7 @@ def section(calibration: Calibration | None) -> Html:
                      "null controls. None has an effect, so a calibrated screen calls none.", class_="note")
     verdict = tag("p", "Within every target: the calls of this screen are calibrated." if s["passed"] else
                   "Outside a target (marked below): treat this screen's calls with care; more null controls "
-                  "(--decoy-control-fraction) or more training may help.",
+                  "(a higher decoy_control_fraction) or more training may help.",
                   class_="good" if s["passed"] else "bad", id="calibration-verdict")
     rows = [{"check": label, "value": s[key], "target": f"≤ {targets[key]}",
              "within": "yes" if s[key] <= targets[key] else "NO"} for key, label in SHOWN.items() if key in s]

@@ -20,17 +20,17 @@ def training_warnings(config: dict, history: pd.DataFrame | None) -> list[str]:
     warnings = []
     if epochs is not None and epochs < MIN_EPOCHS:
         warnings.append(f"Trained for {epochs} epoch{'s' if epochs != 1 else ''} only: the latents are barely "
-                        "trained, so few effects can be found. Train longer (--max-epochs; early stopping ends "
+                        "trained, so few effects can be found. Train longer (max_epochs; early stopping ends "
                         "training when the validation loss stops improving).")
     falling = _still_falling(history, training)
     if falling is not None and (epochs is None or epochs >= MIN_EPOCHS):
         warnings.append(f"The validation loss was still falling when training ended ({falling:.1%} lower over the "
-                        "last tenth of the epochs): the model is under-trained; raise --max-epochs.")
+                        "last tenth of the epochs): the model is under-trained; raise max_epochs.")
     gap = _classifier_gap(history, training)
     if gap is not None:
         warnings.append(f"The perturbation classifier is right on {gap[0]:.0%} of the training cells but on "
                         f"{gap[1]:.0%} of the validation cells: the salient latent memorised the training cells. "
-                        "Lower --classification-weight or turn the classifier off.")
+                        "Lower classification_weight or turn the classifier off.")
     return warnings
 
 

@@ -90,7 +90,7 @@ def knockdown_figure(qc: GuideQC):
 
 def section(qc: GuideQC | None, figure) -> Html:
     if qc is None:
-        return tag("p", f"Not run: no --guide-qc folder given (the screen's perturbations came labelled, or run "
+        return tag("p", f"Not run: no guide QC folder given (the screen's perturbations came labelled, or run "
                         f"'{STEP}' on the Cell Ranger output).", class_="not-run")
     parts = [tag("p", _assignment_text(qc.summary), class_="note", id="guide-summary"), _flagged(qc.guides)]
     if figure is not None:

@@ -176,7 +176,7 @@ def _latents(c: ReportContent) -> Html:
     if c.latents.phase is None:
         parts.append(_not_run("No .obs['phase'] (cell-cycle scoring was skipped by preprocess)."))
     if c.latents.responder_call is None:
-        parts.append(_not_run("No responder calls: pass --responders with the .h5ad written by "
+        parts.append(_not_run("No responder calls: give the report the .h5ad written by "
                               "'pertcontrast responders' to colour cells by responder call."))
     return join(parts)
 
@@ -219,9 +219,9 @@ def _verdict(salient, background) -> tuple[str, str]:
 def _effects(c: ReportContent) -> Html:
     a = c.analysis
     ran = []
-    for step, given, hint in (("responders", a.responders is not None, "--responders responders.h5ad"),
-                              ("effects", a.effects is not None, "--effects effects/")):
-        ran.append(tag("li", f"{step}: " + ("included" if given else f"not run (pass {hint})")))
+    for step, given in (("responders", a.responders is not None), ("effects", a.effects is not None)):
+        ran.append(tag("li", f"{step}: " + ("included" if given else f"not run (run 'pertcontrast {step}' and give "
+                                                                      "its output to the report)")))
     simulated = (" A simulated screen: simulated_program and simulated_effect are its truth, beside the calls."
                  if "simulated_effect" in c.table else "")
     parts = [tag("p", f"One row per perturbation, strongest first by {c.strength.replace('_', ' ')}. Click a "
@@ -234,7 +234,7 @@ def _effects(c: ReportContent) -> Html:
 
 def _clustering(c: ReportContent) -> Html:
     if c.analysis.effects is None:
-        return _not_run("Not run: no --effects folder given (run 'pertcontrast effects').")
+        return _not_run("Not run: no effects folder given (run 'pertcontrast effects').")
     if "heatmap" not in c.figures:
         return _not_run("The effects folder has no perturbation_similarity.csv.")
     return _figure(c.figures["heatmap"])
@@ -242,7 +242,7 @@ def _clustering(c: ReportContent) -> Html:
 
 def _de(c: ReportContent) -> Html:
     if c.analysis.de_folder is None:
-        return _not_run("Not run: no --de folder given (run 'pertcontrast de').")
+        return _not_run("Not run: no DE folder given (run 'pertcontrast de').")
     parts = [_figure(c.figures.get("volcano"))]
     if "de_heatmap" in c.figures:
         parts.append(_figure(c.figures["de_heatmap"]))

@@ -67,7 +67,7 @@ def salient_means(files: ScreenFiles) -> np.ndarray:
     if not files.has("obsm", SALIENT_KEY):
         where = files.path("export") or files.prepared
         raise InputDataError(
-            f"{where}: no .obsm['{SALIENT_KEY}']; give the output of 'pertcontrast export' with --latents."
+            f"{where}: no .obsm['{SALIENT_KEY}']; give the output of 'pertcontrast export' with {{param:latents}}."
         )
     return np.asarray(files.read("obsm", SALIENT_KEY))
 
@@ -98,7 +98,7 @@ def responder_calls(files: ScreenFiles, required: bool) -> np.ndarray | None:
     if required:
         raise InputDataError(
             f"{files.prepared}: no responder calls; run 'pertcontrast responders' first and pass its output "
-            "with --responders, or drop --responders-only."
+            "with {param:responders}, or drop {param:responders_only}."
         )
     return None
 

@@ -49,7 +49,7 @@ def assign_guides_file(counts, guide_table, output, qc_dir=None, guides=None,
         guide_data = read_guides(guides, table.guides)
     elif capture is None:
         raise InputDataError(
-            f"{counts}: no 'CRISPR Guide Capture' features; give the guide UMIs or calls with --guides "
+            f"{counts}: no 'CRISPR Guide Capture' features; give the guide UMIs or calls with {{param:guides}} "
             "(a guide x cell matrix, or protospacer_calls_per_cell.csv)."
         )
     else:

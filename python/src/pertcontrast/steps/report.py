@@ -31,14 +31,14 @@ class ReportSettings:
         from pertcontrast.report.embedding import METHODS
 
         problems = [
-            (self.max_points >= 10, "--max-points must be at least 10"),
-            (self.embedding in METHODS, f"--embedding must be one of {', '.join(METHODS)}"),
-            (1 <= self.top_perturbations <= 20, "--top-perturbations must be between 1 and 20"),
-            (1 <= self.volcanoes <= 24, "--volcanoes must be between 1 and 24"),
+            (self.max_points >= 10, "max_points", "must be at least 10"),
+            (self.embedding in METHODS, "embedding", f"must be one of {', '.join(METHODS)}"),
+            (1 <= self.top_perturbations <= 20, "top_perturbations", "must be between 1 and 20"),
+            (1 <= self.volcanoes <= 24, "volcanoes", "must be between 1 and 24"),
         ]
-        for ok, message in problems:
+        for ok, param, message in problems:
             if not ok:
-                raise ParameterError(message + ".")
+                raise ParameterError(message + ".", param=param)
 
 
 @dataclass
@@ -56,8 +56,8 @@ def report_id(prepared_path, title: str | None) -> str:
         title = next((name[: -len(s)] for s in PREPARED_SUFFIXES if name.endswith(s) and len(name) > len(s)), name)
     if not ID_PATTERN.match(title):
         raise ParameterError(
-            f"--title '{title}' cannot be used in a file name; use letters, digits, '.', '_' or '-' "
-            "(not starting with '.' or '-')."
+            f"'{title}' cannot be used in a file name; use letters, digits, '.', '_' or '-' "
+            "(not starting with '.' or '-').", param="title"
         )
     return title
 

@@ -206,7 +206,8 @@ def _downloaded(spec: str, tracking_uri_option: str | None, requested: str | Non
     ref = parse_ref(spec)
     asked = parse_ref(requested) if requested else ref
     if asked.name != ref.name:
-        raise ModelLoadError(f"--requested-model {requested} names another model than --model {spec}.")
+        raise ModelLoadError(f"{{param}} {requested} names another model than {{param:spec}} {spec}.",
+                             param="requested")
     with _registry(uri) as client:
         version = _resolve(client, ref, uri)
         with tempfile.TemporaryDirectory(prefix="pertcontrast-registry-") as tmp, scoped_tracking_uri(uri):

@@ -80,7 +80,8 @@ def build_store(model_dirs, output, experiment_name: str = "pertcontrast", repor
     reports = {str(k): Path(v) for k, v in (reports or {}).items()}
     unknown = set(reports) - {record.tags.get("pertcontrast.screen_id") for _, record in records}
     if unknown:
-        raise TrackingError(f"--report {', '.join(sorted(unknown))}: no run of that screen among the model folders.")
+        raise TrackingError(f"{{param}} {', '.join(sorted(unknown))}: no run of that screen among the model folders.",
+                            param="reports")
     with atomic_dir(output) as folder:
         uri = store_uri(folder)
         _create_database(uri)

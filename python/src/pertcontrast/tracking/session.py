@@ -37,7 +37,7 @@ CURVES_FILE = "training_curves.png"
 
 @dataclass
 class TrackingOptions:
-    uri: str | None = None  # --mlflow-uri; falls back to MLFLOW_TRACKING_URI, then the embedded store
+    uri: str | None = None  # falls back to MLFLOW_TRACKING_URI, then the embedded store
     experiment_name: str = "pertcontrast"
     run_name: str | None = None  # default: the screen id
     screen_id: str | None = None  # default: the input file's stem
@@ -76,7 +76,8 @@ class TrainingTracker:
 
         output = Path(output)
         if options.model_alias and not options.register_model:
-            raise TrackingError("--model-alias needs --register-model NAME (the alias is set on that model's new version).")
+            raise TrackingError("needs {param:register_model} NAME (the alias is set on that model's new version).",
+                                param="model_alias")
         if options.record_only:
             return cls(options, output, None, None, None)
         uri, source = resolve_uri(options.uri, output)
@@ -90,17 +91,18 @@ class TrainingTracker:
             if source == "embedded":
                 raise TrackingError(
                     f"the embedded MLflow store {output / EMBEDDED_FOLDER} cannot be used ({reason}); check that "
-                    "the output folder is writable, or pass --mlflow-uri or --no-mlflow."
+                    "the output folder is writable, or pass {param:uri} or {param:mlflow=False}."
                 ) from error
             if not options.offline_ok:
+                where = "{param:uri}" if source == "uri" else source
                 raise TrackingError(
-                    f"MLflow tracking server {redact(uri)} (from {source}) cannot be reached ({reason}); nothing "
-                    "was trained. Start the server or fix the URI, or pass --mlflow-offline-ok to log to the "
-                    f"embedded store in {output / EMBEDDED_FOLDER} and upload later, or --no-mlflow."
+                    f"MLflow tracking server {redact(uri)} (from {where}) cannot be reached ({reason}); nothing "
+                    "was trained. Start the server or fix the URI, or pass {param:offline_ok} to log to the "
+                    f"embedded store in {output / EMBEDDED_FOLDER} and upload later, or {{param:mlflow=False}}."
                 ) from error
             log.warning(
                 "MLflow tracking server %s cannot be reached (%s); logging to the embedded store in %s instead "
-                "(--mlflow-offline-ok). Upload later with: %s",
+                "(offline runs allowed). Upload later with: %s",
                 redact(uri), reason, output / EMBEDDED_FOLDER, sync_command(output, uri),
             )
             intended = uri

@@ -67,7 +67,7 @@ def experiment_id(client, name: str, artifact_location: str | None = None) -> st
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             raise TrackingError(
-                f"MLflow experiment '{name}' is deleted; restore it in the MLflow UI or use --experiment-name."
+                f"MLflow experiment '{name}' is deleted; restore it in the MLflow UI or use {{param:experiment_name}}."
             )
         return experiment.experiment_id
     try:

@@ -65,16 +65,17 @@ def ui_command(uri: str) -> str:
 
 
 def resolve_uri(option: str | None, output: str | Path | None = None) -> tuple[str, str]:
-    """(uri, where it came from): the option, ``MLFLOW_TRACKING_URI``, or the embedded store
-    beside ``output``; with no ``output`` (the registry needs a server) a TrackingError."""
+    """(uri, where it came from): ``option`` (from "uri", the setting), ``MLFLOW_TRACKING_URI``, or
+    the embedded store beside ``output``; with no ``output`` (the registry needs a server) a
+    TrackingError."""
     if option:
-        return option, "--mlflow-uri"
+        return option, "uri"
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
     if output is None:
         from pertcontrast.errors import TrackingError
 
-        raise TrackingError("the model registry needs a tracking server: pass --mlflow-uri or set MLFLOW_TRACKING_URI.")
+        raise TrackingError("the model registry needs a tracking server: pass {param:uri} or set MLFLOW_TRACKING_URI.")
     return embedded_uri(output), "embedded"
 
 

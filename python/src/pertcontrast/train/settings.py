@@ -46,25 +46,25 @@ class TrainingSettings:
 
     def __post_init__(self):
         checks = [
-            (self.max_epochs is None or self.max_epochs >= 1, "--max-epochs must be at least 1"),
-            (self.batch_size >= 2, "--batch-size must be at least 2"),
-            (self.learning_rate > 0, "--learning-rate must be positive"),
-            (0 < self.control_fraction < 1, "--control-fraction must be between 0 and 1"),
-            (self.warmup_steps is None or self.warmup_steps >= 0, "--warmup-steps must be 0 or more"),
-            (0 <= self.validation_fraction < 0.5, "--validation-fraction must be in [0, 0.5)"),
-            (0 <= self.decoy_control_fraction < 0.8, "--decoy-control-fraction must be in [0, 0.8)"),
-            (self.early_stopping_patience >= 1, "--early-stopping-patience must be at least 1"),
-            (self.gradient_clip_norm > 0, "--gradient-clip-norm must be positive"),
-            (self.wasserstein_weight >= 0, "--wasserstein-weight must be 0 or more"),
-            (self.classification_weight >= 0, "--classification-weight must be 0 or more"),
-            (self.resident in ("auto", "on", "off"), "--resident must be auto, on or off"),
-            (self.prefetch in (True, False, "auto"), "prefetch must be True, False or auto"),
-            (self.precision in ("32", "bf16-mixed"), "--precision must be 32 or bf16-mixed"),
-            (self.sampling in ("auto", "random", "buffered"), "--sampling must be auto, random or buffered"),
+            (self.max_epochs is None or self.max_epochs >= 1, "max_epochs", "must be at least 1"),
+            (self.batch_size >= 2, "batch_size", "must be at least 2"),
+            (self.learning_rate > 0, "learning_rate", "must be positive"),
+            (0 < self.control_fraction < 1, "control_fraction", "must be between 0 and 1"),
+            (self.warmup_steps is None or self.warmup_steps >= 0, "warmup_steps", "must be 0 or more"),
+            (0 <= self.validation_fraction < 0.5, "validation_fraction", "must be in [0, 0.5)"),
+            (0 <= self.decoy_control_fraction < 0.8, "decoy_control_fraction", "must be in [0, 0.8)"),
+            (self.early_stopping_patience >= 1, "early_stopping_patience", "must be at least 1"),
+            (self.gradient_clip_norm > 0, "gradient_clip_norm", "must be positive"),
+            (self.wasserstein_weight >= 0, "wasserstein_weight", "must be 0 or more"),
+            (self.classification_weight >= 0, "classification_weight", "must be 0 or more"),
+            (self.resident in ("auto", "on", "off"), "resident", "must be auto, on or off"),
+            (self.prefetch in (True, False, "auto"), "prefetch", "must be True, False or auto"),
+            (self.precision in ("32", "bf16-mixed"), "precision", "must be 32 or bf16-mixed"),
+            (self.sampling in ("auto", "random", "buffered"), "sampling", "must be auto, random or buffered"),
         ]
-        for ok, message in checks:
+        for ok, param, message in checks:
             if not ok:
-                raise ParameterError(f"{message}.")
+                raise ParameterError(f"{message}.", param=param)
 
     def resolve_epochs(self, steps_per_epoch: int) -> int:
         if self.max_epochs is not None:

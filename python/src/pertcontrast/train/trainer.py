@@ -83,7 +83,8 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         from pertcontrast.errors import ParameterError
 
-        raise ParameterError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu.")
+        raise ParameterError("{param} cuda was asked for but no CUDA GPU is visible; use {param} auto or cpu.",
+                             param="device")
     return torch.device(device)
 
 
@@ -324,8 +325,8 @@ class Trainer:
         )
         raise TrainingDivergedError(
             f"training loss became NaN/inf at epoch {epoch + 1}, step {self.step}; {where}. "
-            f"Try a lower --learning-rate (now {self.settings.learning_rate:g}), a smaller "
-            "--gradient-clip-norm, or --likelihood nb, and check the input for extreme counts."
+            f"Try a lower {{param:learning_rate}} (now {self.settings.learning_rate:g}), a smaller "
+            "{param:gradient_clip_norm}, or {param:likelihood=nb}, and check the input for extreme counts."
         )
 
     # -- the loop ------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def assign_screen(expression, guide_data: GuideMatrix | pd.DataFrame, table: Gui
     kept_mask = per_cell["status"].isin(KEPT).to_numpy()
     if not kept_mask.any():
         raise InputDataError(f"{source}: no cell was assigned a perturbation ({_counts_text(per_cell)}); check that "
-                             "the guide data belongs to these cells, or lower --min-guide-umis.")
+                             "the guide data belongs to these cells, or lower {param:min_umis}.")
     adata = expression[kept_mask].copy()
     _add_obs(adata, per_cell[kept_mask], settings.perturbation_key)
     guides, perturbations, kinds = _qc_tables(calls, table, per_cell, adata, settings)

@@ -43,7 +43,7 @@ def why_not_scored(symbols: pd.Series, phases: pd.Series) -> str | None:
         return None
     looks_like_ids = symbols.str.match(ENSEMBL_PATTERN).mean() > 0.5
     hint = (
-        "gene names look like Ensembl IDs; pass --gene-symbol-key with the var column of symbols"
+        "gene names look like Ensembl IDs; name the var column of symbols (gene_symbol_key)"
         if looks_like_ids
         else "too few marker genes found"
     )

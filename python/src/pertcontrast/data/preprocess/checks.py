@@ -39,7 +39,8 @@ def check_obs(obs: pd.DataFrame, settings: PreprocessSettings, source: str) -> N
     if len(settings.control_labels) > 1 and settings.control_label in labels - set(settings.control_labels):
         raise InputDataError(
             f"{source}: '{settings.control_label}' is a perturbation in column '{settings.perturbation_key}', "
-            "but several --control-label kinds are merged under that name; rename that perturbation."
+            "but several control labels ({param}) are merged under that name; rename that perturbation.",
+            param="control_labels",
         )
     for key in settings.all_categorical_keys:
         param = "batch_key" if key == settings.batch_key else "categorical_covariate_keys"
@@ -52,17 +53,17 @@ def check_obs(obs: pd.DataFrame, settings: PreprocessSettings, source: str) -> N
         if values.isna().any() or not np.isfinite(values.to_numpy(dtype=float)).all():
             raise InputDataError(
                 f"{source}: continuous covariate column '{key}' has non-numeric or infinite "
-                "values; fix them or pass it as --categorical-covariate."
+                "values; fix them or pass it as {param}.", param="categorical_covariate_keys"
             )
 
 
 def gene_symbols(var: pd.DataFrame, settings: PreprocessSettings) -> pd.Series:
-    """Gene symbols (``--gene-symbol-key`` or the var names), positionally indexed."""
+    """Gene symbols (``gene_symbol_key`` or the var names), positionally indexed."""
     if settings.gene_symbol_key:
         if settings.gene_symbol_key not in var:
             raise InputDataError(
-                f"var has no column '{settings.gene_symbol_key}' (--gene-symbol-key); "
-                f"var columns: {', '.join(var.columns) or 'none'}."
+                f"var has no column '{settings.gene_symbol_key}' ({{param}}); "
+                f"var columns: {', '.join(var.columns) or 'none'}.", param="gene_symbol_key"
             )
         return var[settings.gene_symbol_key].astype(str).reset_index(drop=True)
     return pd.Series(var.index.astype(str))

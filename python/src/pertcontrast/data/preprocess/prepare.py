@@ -148,7 +148,8 @@ def _selection_and_cycle(rows, cells, genes, symbols, settings, report, chunk_si
     sums, squares = score_pass(rows, cells, genes, chunk_size, fit.clip_val, plan)
     if n_genes <= settings.n_top_genes:
         report.all_genes_kept = True
-        log.info("keeping all %d genes: fewer than --n-top-genes %d", n_genes, settings.n_top_genes)
+        log.info("keeping all %d genes: fewer than the %d highly variable genes asked for", n_genes,
+                 settings.n_top_genes)
     ranks = hvg.ranks(fit, sums, squares, n_cells, min(settings.n_top_genes, n_genes))
     return ranks, (plan.scores if plan is not None else None)
 

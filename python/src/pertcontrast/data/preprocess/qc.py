@@ -35,7 +35,7 @@ REASONS = {
     "low_total_counts": "low counts", "high_total_counts": "high counts",
     "low_n_genes_by_counts": "few genes", "high_n_genes_by_counts": "many genes",
     "high_pct_counts_mt": "high % mito", "low_pct_counts_mt": "low % mito",
-    "min_counts": "below --min-counts", "min_genes": "below --min-genes", "max_pct_mito": "above --max-pct-mito",
+    "min_counts": "below min counts", "min_genes": "below min genes", "max_pct_mito": "above max % mito",
 }
 
 
@@ -152,7 +152,7 @@ def check_drop(qc: QualityControl, nonempty: np.ndarray, is_control: np.ndarray,
         parts.append(f"{100 * n_dropped / n:.1f}% of the {what} ({n_dropped:,} of {n:,})")
     if too_many:
         raise InputDataError(
-            f"{source}: QC would drop {' and '.join(parts)}, more than --max-qc-drop {settings.max_qc_drop:g}; "
-            f"thresholds: {qc.rule}. Loosen them (--qc-mads, --min-counts, --min-genes, --max-pct-mito) or pass "
-            "--max-qc-drop 1 to go on."
+            f"{source}: QC would drop {' and '.join(parts)}, more than {{param}} {settings.max_qc_drop:g}; "
+            f"thresholds: {qc.rule}. Loosen them ({{param:qc_mads}}, {{param:min_counts}}, {{param:min_genes}}, "
+            "{param:max_pct_mito}) or pass {param:max_qc_drop=1} to go on.", param="max_qc_drop"
         )

@@ -164,7 +164,7 @@ class H5adRows:
         element = count_element(f, layer, path)
         reason = unsupported_on_disk(path, layer)
         if reason:
-            raise ParameterError(f"{path}: cannot be read in blocks from disk ({reason}); use --in-memory.")
+            raise ParameterError(f"{path}: cannot be read in blocks from disk ({reason}); use {{param:chunked=False}}.")
         self.matrix = row_reader(element)
         self.n_obs, self.n_vars = (int(n) for n in self.matrix.shape)
         self.var = read_elem(f["var"])
@@ -217,7 +217,8 @@ def open_h5ad(path, layer: str | None = None):
         raise InputDataError(f"{path}: no such file or folder.")
     if path.suffix != ".h5ad" or path.is_dir():
         raise ParameterError(
-            f"{path}: reading blocks from disk (--chunked) needs an .h5ad file; use --in-memory for 10x .h5 "
+            f"{path}: reading blocks from disk ({{param:chunked=True}}) needs an .h5ad file; use "
+            "{param:chunked=False} for 10x .h5 "
             "and MatrixMarket input."
         )
     try:

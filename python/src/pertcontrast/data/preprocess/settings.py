@@ -76,7 +76,7 @@ class PreprocessReport:
     qc: dict = field(default_factory=dict)  # thresholds per batch and cells failing each
     dropped_rare_genes: int = 0
     dropped_perturbations: dict = field(default_factory=dict)
-    all_genes_kept: bool = False  # fewer genes than --n-top-genes
+    all_genes_kept: bool = False  # fewer genes than n_top_genes
     cell_cycle: str = "not scored"
     n_cells_out: int = 0
     n_genes_out: int = 0
@@ -85,7 +85,7 @@ class PreprocessReport:
     target_genes_kept: int = 0
 
     def lines(self) -> list[str]:
-        selection = "all kept: fewer than --n-top-genes" if self.all_genes_kept else "highly variable"
+        selection = "all kept: fewer than n_top_genes" if self.all_genes_kept else "highly variable"
         out = [
             f"cells: {self.n_cells_in} in, {self.n_cells_out} kept "
             f"({self.dropped_empty_cells} all-zero, {self.dropped_qc_cells} failed QC)",

@@ -5,6 +5,7 @@ higher layer, and no group of modules imports itself in a circle. Imports inside
 functions count: they are how the code is layered, not how it is loaded."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,63 @@ def test_the_core_does_not_know_the_command_line(source):
         names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert "click" not in names, path
+
+
+# a message may give a whole command line to run: its flags are that command's, not a
+# setting's name for the CLI to phrase
+COMMAND_LINES = {
+    ("tracking/model_registry.py", "VERSION --alias "),  # 'pertcontrast registry promote NAME VERSION --alias A'
+    ("tracking/python_api.py", "pertcontrast mlflow sync %s --mlflow-uri ..."),
+}
+FLAG = re.compile(r"--[a-z]")
+LOGGING_CALLS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+
+
+def _is_message_call(node: ast.AST) -> bool:
+    """A logging call (``log.info(...)``) or an exception being made (``ParameterError(...)``)."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    if isinstance(func, ast.Attribute) and func.attr in LOGGING_CALLS:
+        return isinstance(func.value, ast.Name) and func.value.id in {"log", "logger", "logging", "LOG"}
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name.endswith(("Error", "Exception"))
+
+
+def _checked_lists(function: ast.AST) -> list[ast.AST]:
+    """The lists a function's checks loop over to raise their messages (``for ok, message in
+    checks: ... raise ParameterError(message)``): what is assigned to the loop's iterable."""
+    lists = []
+    for loop in ast.walk(function):
+        if isinstance(loop, ast.For) and isinstance(loop.iter, ast.Name) and \
+                any(isinstance(node, ast.Raise) for node in ast.walk(loop)):
+            lists += [node.value for node in ast.walk(function) if isinstance(node, ast.Assign)
+                      and any(isinstance(t, ast.Name) and t.id == loop.iter.id for t in node.targets)]
+    return lists
+
+
+def flag_messages(path: Path) -> list[str]:
+    """The string constants (f-string parts too) of ``path``'s raise statements, exceptions,
+    logging calls and check lists that name a command-line flag."""
+    tree = ast.parse(path.read_text())
+    messages = [node for node in ast.walk(tree) if isinstance(node, ast.Raise) or _is_message_call(node)]
+    messages += [listed for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+                 for listed in _checked_lists(node)]
+    found = []
+    for node in messages:
+        for part in ast.walk(node):
+            if isinstance(part, ast.Constant) and isinstance(part.value, str) and FLAG.search(part.value):
+                found.append(f"{path.relative_to(PACKAGE)}:{part.lineno}: {part.value!r}")
+    return found
+
+
+def test_the_library_names_settings_not_flags():
+    """Below the CLI, errors and log lines name a setting through ``param=``, ``{param}``
+    or ``{param:FIELD}`` (errors.py), which the CLI phrases as its flag and a notebook sees
+    as the field: the library does not know the command line's flags."""
+    paths = [p for p in PACKAGE.rglob("*.py") if "cli" not in p.relative_to(PACKAGE).parts]
+    assert len(paths) > 100
+    found = sorted({message for path in paths for message in flag_messages(path)})
+    allowed = {m for m in found if any(m.startswith(f"{file}:") and text in m for file, text in COMMAND_LINES)}
+    assert len(allowed) == len(COMMAND_LINES), f"COMMAND_LINES lists a line that is gone: {sorted(allowed)}"
+    assert not set(found) - allowed, "\n".join(sorted(set(found) - allowed))

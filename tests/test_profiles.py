@@ -96,6 +96,21 @@ def test_pipeline_defaults_are_the_commands_defaults():
         assert properties[name]["default"] == defaults[option], (name, command, option)
 
 
+def test_every_sweepable_setting_is_an_option_of_train():
+    """The pipeline's --sweep names (sweepableSettings in the utils subworkflow) are
+    passed to 'pertcontrast train' as --NAME-WITH-DASHES: each must be one of its options."""
+    from pertcontrast.cli import main
+
+    source = (REPO / "subworkflows/local/utils_pertcontrast_pipeline/main.nf").read_text()
+    body = re.search(r"def sweepableSettings\(\) \{(.*?)\}", source, re.S)
+    assert body, "sweepableSettings() not found"
+    names = re.findall(r"'([a-z_]+)'", body.group(1))
+    assert len(names) >= 10, names
+    flags = {opt for param in main.commands["train"].params for opt in getattr(param, "opts", [])}
+    missing = [name for name in names if "--" + name.replace("_", "-") not in flags]
+    assert not missing, f"sweepable but not options of 'pertcontrast train': {missing}"
+
+
 def test_the_container_image_is_named_in_one_place():
     config = (REPO / "nextflow.config").read_text()
     images = re.findall(r"ghcr\.io/[\w./-]+:[\w.-]+", config)

@@ -62,7 +62,7 @@ def _gpu_peak() -> dict:
 def run_pertcontrast(args) -> dict:
     import anndata as ad
 
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast import ContrastiveModel
 
     adata = ad.read_h5ad(args.data)
     model = ContrastiveModel.from_anndata(

@@ -65,7 +65,7 @@ def reset_peak(device: str) -> None:
 
 def train_epoch(adata, device: str, label: str, **settings):
     """Two epochs; prints the second. Returns (cells/s, the model)."""
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast import ContrastiveModel
 
     model = ContrastiveModel.from_anndata(adata, **ARCHITECTURE)
     reset_peak(device)

@@ -87,7 +87,7 @@ def effect_pvalues(salient, labels, null_controls, seed=0) -> pd.Series:
 
 # -- pertcontrast ------------------------------------------------------------------------
 def fit_pertcontrast(prepared, folder: Path, args):
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast import ContrastiveModel
 
     path = folder / "pertcontrast.model"
     if path.exists():

@@ -35,7 +35,7 @@ def time_steps(adata, batch_size: int, steps: int, passes: int, device_name: str
     import torch
 
     from pertcontrast.data.loader import CellArrays, CountRows, StratifiedBatches, make_batch
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast import ContrastiveModel
     from pertcontrast.module.contrastive import TermWeights
     from pertcontrast.module.objective import NamedTermsELBO
     from pertcontrast.train.host_memory import reuse_freed_host_memory

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 
     from pertcontrast.data.preprocess import PreprocessSettings, preprocess
     from pertcontrast.data.simulate import simulate
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast import ContrastiveModel
 
     if args.input:
         adata = ad.read_h5ad(args.input, backed="r" if args.backed else None)

@@ -34,7 +34,7 @@ def tiny_prepared(tiny_screen):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_prepared):
     """A model trained for a few epochs (enough for shapes and round trips, not quality)."""
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast import ContrastiveModel
 
     model = ContrastiveModel.from_anndata(tiny_prepared, n_hidden=32)
     model.train(max_epochs=3, batch_size=128, progress=False)

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 def screens():
     from pertcontrast.data.preprocess import PreprocessSettings, preprocess
     from pertcontrast.data.simulate import simulate
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast import ContrastiveModel
 
     train = simulate("standard", seed=0)
     new = simulate("standard", seed=0, cell_seed=1)

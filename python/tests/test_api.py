@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 
 from pertcontrast.errors import InputDataError, OutputExistsError, ParameterError
-from pertcontrast.model import ContrastiveModel
+from pertcontrast import ContrastiveModel
 
 EPOCHS = 2
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from pertcontrast.cli import main
 from pertcontrast.errors import ModelLoadError
-from pertcontrast.model import ContrastiveModel
+from pertcontrast import ContrastiveModel
 
 
 def test_round_trip_gives_identical_latents(tiny_model, tiny_prepared, tmp_path):

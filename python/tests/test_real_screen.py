@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def held_out(papalexi):
     from pertcontrast.analysis.responders import call_responders
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast import ContrastiveModel
 
     screen = papalexi[papalexi.obs["perturbation"].astype(str) != "none"].copy()
     screen.obs["perturbation"] = screen.obs["perturbation"].astype(str)

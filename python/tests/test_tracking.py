@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tracking_fixtures import mlflow_server  # noqa: F401 - fixture
 
 from pertcontrast.cli import main
-from pertcontrast.model import ContrastiveModel
+from pertcontrast import ContrastiveModel
 
 # Each module starts real MLflow servers (20-40 s each) and trains: run in CI.
 pytestmark = pytest.mark.slow

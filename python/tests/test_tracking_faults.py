@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from tracking_fixtures import MlflowServer, free_port, mlflow_server, private_mlflow_server  # noqa: F401 - fixtures
 
 from pertcontrast.cli import main
-from pertcontrast.model import ContrastiveModel
+from pertcontrast import ContrastiveModel
 
 # Each module starts real MLflow servers (20-40 s each) and trains: run in CI.
 pytestmark = pytest.mark.slow

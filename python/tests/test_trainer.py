@@ -7,7 +7,7 @@ import torch
 
 from pertcontrast.data.loader import CellArrays, CountRows
 from pertcontrast.errors import TrainingDivergedError
-from pertcontrast.model import ContrastiveModel
+from pertcontrast import ContrastiveModel
 from pertcontrast.train.checkpoint import load_checkpoint
 from pertcontrast.train.schedule import EarlyStopping, warmup_factor
 from pertcontrast.train.settings import TrainingSettings

@@ -13,7 +13,7 @@ def __getattr__(name):
     # Lazy so `import pertcontrast` (and `pertcontrast --help`) stays fast: torch and pyro load
     # only when the model is actually used.
     if name == "ContrastiveModel":
-        from pertcontrast.model import ContrastiveModel
+        from pertcontrast.api import ContrastiveModel
 
         return ContrastiveModel
     raise AttributeError(f"module 'pertcontrast' has no attribute {name!r}")

@@ -1,13 +1,10 @@
-"""The user-facing model: set up from AnnData, train, get latents, save and load.
+"""The model core: set up from AnnData, fit, latents, save and load.
 
-    model = ContrastiveModel.setup_anndata(adata, layer="counts")  # or from_anndata(adata)
-    result = model.train(max_epochs=100)
-    salient = model.get_latent_representation()      # or model.latents(adata): both latents
-    model.save("model/")
-    model = ContrastiveModel.load("model/", adata=adata)
-
-The analyses (normalised expression, DE, responders) are methods too, in
-:mod:`pertcontrast.model_analysis`.
+:class:`BaseContrastiveModel` is what the pipeline's steps use (``fit`` trains, untracked;
+the command line tracks a run itself). Users work with its subclass
+:class:`pertcontrast.ContrastiveModel` (``pertcontrast.api``), which adds the
+scvi-tools-shaped analysis methods and an MLflow-tracked ``train``; it sits above the
+analysis and tracking layers, so this core never imports them.
 """
 
 from __future__ import annotations
@@ -29,7 +26,6 @@ from pertcontrast.data.screen_files import perturbation_column, recorded_preproc
 from pertcontrast.errors import InputDataError, ModelLoadError, OutputExistsError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
 from pertcontrast.module.architecture import Architecture
-from pertcontrast.model_analysis import AnalysisMixin
 from pertcontrast.module.contrastive import ContrastiveModule
 
 log = logging.getLogger(__name__)
@@ -50,8 +46,9 @@ def perturbation_settings(adata, perturbation_key, control_label, source: str) -
     return perturbation_column(recorded_preprocessing(adata), perturbation_key, control_label, source)
 
 
-class ContrastiveModel(AnalysisMixin):
-    """Contrastive VAE for a Perturb-seq screen (background and salient latents)."""
+class BaseContrastiveModel:
+    """Contrastive VAE for a Perturb-seq screen (background and salient latents): set-up,
+    fitting, latents, save and load."""
 
     def __init__(self, encoding: DataEncoding, architecture: Architecture, module: ContrastiveModule, adata=None):
         self.encoding = encoding
@@ -77,7 +74,7 @@ class ContrastiveModel(AnalysisMixin):
         categorical_covariate_keys=None,
         continuous_covariate_keys=None,
         **kwargs,
-    ) -> "ContrastiveModel":
+    ) -> "BaseContrastiveModel":
         """Set up a model for ``adata`` the scvi-tools way: raw counts in ``layers[layer]``
         (or ``X`` when ``layer`` is None), the covariates by key. Returns the untrained
         model (unlike scvi-tools, which returns None and builds the model in a second call).
@@ -98,7 +95,7 @@ class ContrastiveModel(AnalysisMixin):
         source: str = "input",
         layer: str | None = None,
         **architecture,
-    ) -> "ContrastiveModel":
+    ) -> "BaseContrastiveModel":
         """Set up a model for ``adata`` (raw counts in ``X``, or in ``layers[layer]``: read
         there, never copied or densified, and ``adata`` is left as it is). Keys not given are read from
         what ``pertcontrast preprocess`` recorded in ``adata.uns["pertcontrast"]``.
@@ -147,40 +144,6 @@ class ContrastiveModel(AnalysisMixin):
         return model
 
     # -- training -----------------------------------------------------------------------
-    def train(
-        self,
-        settings=None,
-        device: str = "auto",
-        checkpoint_dir: str | Path | None = None,
-        callbacks=(),
-        progress: bool = True,
-        tracking_uri: str | None = None,
-        experiment_name: str = "pertcontrast",
-        run_name: str | None = None,
-        **overrides,
-    ):
-        """Train on the AnnData given to :meth:`from_anndata`; returns a TrainingResult.
-
-        ``settings`` is a :class:`~pertcontrast.train.settings.TrainingSettings`; keyword
-        overrides (``max_epochs=50``, ``batch_size=512``...) replace single fields.
-
-        Tracked as an MLflow run (in ``experiment_name``) when ``tracking_uri`` is given or
-        ``MLFLOW_TRACKING_URI`` is set; nothing is tracked otherwise. The run id is in
-        ``result.extra["mlflow_run_id"]``.
-        """
-        import os
-
-        from pertcontrast.train.settings import TrainingSettings
-
-        settings = replace(settings or TrainingSettings(), **overrides)
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if not uri:
-            return self.fit(settings, device, checkpoint_dir, callbacks, progress)
-        from pertcontrast.tracking.python_api import tracked_fit
-
-        return tracked_fit(self, settings, uri, experiment_name, run_name,
-                           lambda extra: self.fit(settings, device, checkpoint_dir, (*callbacks, *extra), progress))
-
     def fit(
         self,
         settings=None,
@@ -190,8 +153,11 @@ class ContrastiveModel(AnalysisMixin):
         progress: bool = True,
         **overrides,
     ):
-        """:meth:`train` without MLflow: what ``pertcontrast train`` calls (it tracks the
-        run itself, see :mod:`pertcontrast.tracking.session`)."""
+        """Train on the AnnData given to :meth:`from_anndata`, untracked; returns a
+        TrainingResult. What ``pertcontrast train`` calls (it tracks the run itself, see
+        :mod:`pertcontrast.tracking.session`); ``ContrastiveModel.train`` tracks it from
+        Python. ``settings`` is a :class:`~pertcontrast.train.settings.TrainingSettings`;
+        keyword overrides (``max_epochs=50``...) replace single fields."""
         from pertcontrast.data import validate
         from pertcontrast.train.checkpoint import checkpoint_path
         from pertcontrast.train.settings import TrainingSettings, settings_hash
@@ -340,7 +306,7 @@ class ContrastiveModel(AnalysisMixin):
         else:
             state = "not trained"
         return (
-            f"ContrastiveModel: {state}\n"
+            f"{type(self).__name__}: {state}\n"
             f"  latents: background {arch.n_background}, salient {arch.n_salient}; {arch.n_layers} hidden layer(s) of "
             f"{arch.n_hidden}; {arch.likelihood} likelihood, {arch.library} library"
             f"{', linear salient path' if arch.salient_linear else ''}{', classifier' if arch.classifier else ''}\n"
@@ -386,7 +352,7 @@ class ContrastiveModel(AnalysisMixin):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, adata=None) -> "ContrastiveModel":
+    def load(cls, folder: str | Path, adata=None) -> "BaseContrastiveModel":
         """Load a model folder written by :meth:`save` (weights loaded with
         ``weights_only=True``: no code from the file is ever run; the folder is checked as a
         whole first). ``adata``: the cells the analysis methods use by default (their genes

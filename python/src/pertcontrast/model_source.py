@@ -12,13 +12,13 @@ def load_model(spec: str | Path, tracking_uri: str | None = None):
     ``spec`` is a model folder written by ``pertcontrast train`` or a registry URI
     ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` (resolved on the tracking server).
     """
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast.model import BaseContrastiveModel
     from pertcontrast.tracking.model_registry import REGISTRY_INFO_FILE, load_registered_model
 
     spec = str(spec)
     if spec.startswith("models:/"):
         return load_registered_model(spec, tracking_uri)
-    model = ContrastiveModel.load(spec)
+    model = BaseContrastiveModel.load(spec)
     info = {"model_source": "folder", "model_path": str(Path(spec).resolve())}
     registry_info = Path(spec) / REGISTRY_INFO_FILE
     if registry_info.is_file():

@@ -4,7 +4,7 @@ import logging
 from pathlib import Path
 
 from pertcontrast.data.reading import read_anndata, should_read_backed
-from pertcontrast.model import ContrastiveModel
+from pertcontrast.model import BaseContrastiveModel
 from pertcontrast.train.settings import TrainingSettings
 
 log = logging.getLogger("pertcontrast")
@@ -35,7 +35,7 @@ def train_file(
     if on_disk:
         log.info("reading counts from disk in blocks (out-of-core): %s", input_path)
     adata = read_anndata(input_path, backed=on_disk)
-    model = ContrastiveModel.from_anndata(adata, source=str(input_path), **(model_options or {}))
+    model = BaseContrastiveModel.from_anndata(adata, source=str(input_path), **(model_options or {}))
     output = Path(output)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output / "checkpoints"
     if tracker is not None:

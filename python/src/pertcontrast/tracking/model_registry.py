@@ -233,10 +233,10 @@ def load_registered_model(spec: str, tracking_uri_option: str | None = None, req
     """``(model, info)`` for ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``; ``info``
     records what the reference resolved to (aliases move). ``requested``: the reference the
     user asked for when ``spec`` is its pinned version (see :func:`resolve`)."""
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast.model import BaseContrastiveModel
 
     with _downloaded(spec, tracking_uri_option, requested) as (folder, info):
-        return ContrastiveModel.load(folder), info
+        return BaseContrastiveModel.load(folder), info
 
 
 def download_model(spec: str, output, tracking_uri_option: str | None = None, requested: str | None = None) -> dict:

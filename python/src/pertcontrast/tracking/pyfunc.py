@@ -26,9 +26,9 @@ class LatentModel(mlflow.pyfunc.PythonModel):
     """Loads the model folder from the ``model`` artifact; predicts latent coordinates."""
 
     def load_context(self, context):
-        from pertcontrast.model import ContrastiveModel
+        from pertcontrast.model import BaseContrastiveModel
 
-        self.model = ContrastiveModel.load(context.artifacts[MODEL_ARTIFACT])
+        self.model = BaseContrastiveModel.load(context.artifacts[MODEL_ARTIFACT])
 
     # The DataFrame hints carry no schema (the signature does); MLflow only checks the type.
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

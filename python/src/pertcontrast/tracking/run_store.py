@@ -71,7 +71,7 @@ def build_store(model_dirs, output, experiment_name: str = "pertcontrast", repor
     published prepared file; the recorded path is a task's work folder). Returns the runs'
     records."""
     from pertcontrast.io import atomic_dir
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast.model import BaseContrastiveModel
     from pertcontrast.tracking.session import model_files
     from pertcontrast.tracking.store import open_store
     from pertcontrast.tracking.upload import RunUploader, model_signature
@@ -94,7 +94,7 @@ def build_store(model_dirs, output, experiment_name: str = "pertcontrast", repor
                 record.experiment_name, record.tracking_uri = experiment_name, None
                 uploader = RunUploader(client, uri, record, model_dir, save=lambda: None)
                 uploader.start(experiment)
-                signature = model_signature(ContrastiveModel.load(model_dir)) if record.status == "FINISHED" else None
+                signature = model_signature(BaseContrastiveModel.load(model_dir)) if record.status == "FINISHED" else None
                 uploader.finish(model_files(model_dir), signature)
             for screen, run_id in _report_runs(records).items():
                 if screen in reports:

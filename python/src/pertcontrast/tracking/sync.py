@@ -26,7 +26,7 @@ def sync_run(folder: str | Path, uri: str, experiment_name: str | None = None) -
     """Upload what the server at ``uri`` does not have yet of the run recorded in
     ``folder``: into the same run when the record was started on this server, else as a
     new run (params, metric history, summary, artifacts, the MLflow model, registration)."""
-    from pertcontrast.model import ContrastiveModel
+    from pertcontrast.model import BaseContrastiveModel
     from pertcontrast.tracking.session import model_files
     from pertcontrast.tracking.store import failure_reason, open_store
     from pertcontrast.tracking.upload import RunUploader, model_signature
@@ -53,7 +53,7 @@ def sync_run(folder: str | Path, uri: str, experiment_name: str | None = None) -
     record.tracking_uri = redact(uri)
     record.save(folder)
     files = model_files(folder)
-    signature = model_signature(ContrastiveModel.load(folder)) if record.status == "FINISHED" else None
+    signature = model_signature(BaseContrastiveModel.load(folder)) if record.status == "FINISHED" else None
     uploader = RunUploader(client, uri, record, folder)
     try:
         with http_limits():

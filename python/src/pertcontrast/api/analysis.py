@@ -1,4 +1,4 @@
-"""The analyses as methods of :class:`~pertcontrast.model.ContrastiveModel`, named as in
+"""The analyses as methods of :class:`~pertcontrast.ContrastiveModel`, named as in
 scvi-tools (``scvi.external.ContrastiveVI``): thin calls of the functions the pipeline
 steps use, with the same nulls.
 

@@ -1,0 +1,5 @@
+"""The Python API: :class:`ContrastiveModel` (also ``pertcontrast.ContrastiveModel``)."""
+
+from pertcontrast.api.model import ContrastiveModel
+
+__all__ = ["ContrastiveModel"]

@@ -32,6 +32,14 @@ def tiny_prepared(tiny_screen):
 
 
 @pytest.fixture(scope="session")
+def tiny_prepared_file(tiny_prepared, tmp_path_factory):
+    """``tiny_prepared`` written to an .h5ad, for tests that run commands on a file."""
+    path = tmp_path_factory.mktemp("tiny_prepared") / "prepared.h5ad"
+    tiny_prepared.write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_prepared):
     """A model trained for a few epochs (enough for shapes and round trips, not quality)."""
     from pertcontrast import ContrastiveModel

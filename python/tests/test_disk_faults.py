@@ -60,10 +60,8 @@ def raw(tiny_screen, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_prepared, tmp_path_factory):
-    path = tmp_path_factory.mktemp("disk_faults") / "prepared.h5ad"
-    tiny_prepared.write_h5ad(path)
-    return path
+def prepared(tiny_prepared_file):
+    return tiny_prepared_file
 
 
 def run_process(args):

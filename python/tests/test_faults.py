@@ -36,10 +36,8 @@ def wait_for(predicate, process, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_prepared, tmp_path_factory):
-    path = tmp_path_factory.mktemp("faults") / "prepared.h5ad"
-    tiny_prepared.write_h5ad(path)
-    return path
+def prepared(tiny_prepared_file):
+    return tiny_prepared_file
 
 
 def test_sigkilled_training_resumes_from_its_checkpoint_to_the_same_model(prepared, tmp_path):

@@ -99,6 +99,7 @@ def fit_pertcontrast(prepared, folder: Path, args):
 
 
 def score_pertcontrast(model, adata, args) -> dict:
+    from pertcontrast.analysis.decode import ExpressionResiduals
     from pertcontrast.analysis.de import DESettings
     from pertcontrast.analysis.differential import differential_expression
     from pertcontrast.analysis.responders import call_responders
@@ -117,10 +118,15 @@ def score_pertcontrast(model, adata, args) -> dict:
     labels = obs["perturbation"].astype(str).to_numpy()
     null = (labels == "control") & np.isin(model.split_of(adata.obs_names), ["decoy", "new"])
     scores = salient_summary(salient, latents["background"], obs)
-    responders = call_responders(salient, labels, "control", null_controls=null)
-    scores["escaper_auroc"] = escaper_auroc(np.nan_to_num(responders.probability), obs)
+    residuals = ExpressionResiduals(model, adata, args.device, source="adata")
+    responders = call_responders(salient, labels, "control", null_controls=null, residuals=residuals)
+    residuals.release()
+    scores["escaper_auroc"] = escaper_auroc(responders.score, obs)
+    scores["escaper_auroc_probability"] = escaper_auroc(np.nan_to_num(responders.probability), obs)
     scores.update(responder_rates(responders.call == "responder", obs, truth))
     scores.update(effect_rates(effect_pvalues(salient, labels, null), truth))
+    detection = responders.table.set_index("perturbation")["detection_pvalue"]
+    scores.update({f"detection_{k}": v for k, v in effect_rates(detection, truth).items()})
     if args.de:
         adata.obs["responder_call"] = responders.call
         table = differential_expression(model, adata, DESettings(seed=0), device=args.device,
@@ -134,10 +140,32 @@ def score_pertcontrast(model, adata, args) -> dict:
 
 
 # -- PCA + Wilcoxon ------------------------------------------------------------------------
+class LogNormalised:
+    """Blocks of log-normalised expression, in the shape ``call_responders`` takes its
+    residuals (the null's mean is removed there)."""
+
+    def __init__(self, counts, batch_size: int = 2048):
+        self.counts, self.batch_size, self.n_genes = counts.tocsr(), batch_size, counts.shape[1]
+
+    def __call__(self, rows):
+        from pertcontrast.analysis.wilcoxon import log_normalise
+
+        for start in range(0, len(rows), self.batch_size):
+            block = rows[start : start + self.batch_size]
+            yield block, log_normalise(self.counts[block]).toarray().astype(np.float64)
+
+
 def score_pca(train, prepared, adata, args, cache: dict) -> dict:
     from sklearn.decomposition import PCA
 
-    from pertcontrast.analysis.truth import de_scores, effect_rates, escaper_auroc, perturbation_truth
+    from pertcontrast.analysis.responders import call_responders
+    from pertcontrast.analysis.truth import (
+        de_scores,
+        effect_rates,
+        escaper_auroc,
+        perturbation_truth,
+        responder_rates,
+    )
     from pertcontrast.analysis.wilcoxon import log_normalise, wilcoxon_against_controls, normalise_rows
 
     genes = list(prepared.var_names)
@@ -150,6 +178,14 @@ def score_pca(train, prepared, adata, args, cache: dict) -> dict:
     scores["escaper_auroc"] = escaper_auroc(np.linalg.norm(pcs - pcs[controls].mean(0), axis=1), obs)
     truth = perturbation_truth(adata)
     scores.update(effect_rates(effect_pvalues(pcs, labels, controls), truth))
+    # without a model: pertcontrast's cross-fitted gene-space responder scores on plain
+    # log-normalised expression (mixscape-like), to show what the model's residuals add
+    responders = call_responders(pcs, labels, "control", null_controls=controls,
+                                 residuals=LogNormalised(adata[:, genes].X))
+    scores["escaper_auroc_genes"] = escaper_auroc(responders.score, obs)
+    scores.update({f"{k}_genes": v for k, v in responder_rates(responders.call == "responder", obs, truth).items()})
+    detection = responders.table.set_index("perturbation")["detection_pvalue"]
+    scores.update({f"detection_{k}_genes": v for k, v in effect_rates(detection, truth).items()})
     if args.de:
         counts = adata.X.tocsr()
         control_counts = counts[controls]
@@ -227,7 +263,7 @@ def run_one(preset: str, seed: int, args) -> dict:
     cache: dict = {}
     for method in args.methods:
         scores_file = folder / f"{method}.scores.json"
-        if scores_file.exists() and not args.rescore:
+        if scores_file.exists() and not (args.rescore == "all" or method in args.rescore.split(",")):
             results[method] = json.loads(scores_file.read_text())
             continue
         started = time.time()
@@ -275,7 +311,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-contrastivevi-de", dest="contrastivevi_de", action="store_false")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", default="quality-work")
-    parser.add_argument("--rescore", action="store_true", help="recompute scores (keeps fitted models)")
+    parser.add_argument("--rescore", nargs="?", const="all", default="",
+                        help="recompute scores, keeping fitted models: all methods, or those named (a,b)")
     parser.add_argument("--json", help="also write every score to this file")
     args = parser.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]

@@ -120,7 +120,7 @@ workflow PERTCONTRAST {
     ch_effects = ch_responders
     ch_calibration = ch_responders
     if (!params.skip_analysis) {
-        RESPONDERS(ch_cells.map { id, meta, prepared, latents -> [ meta, prepared, latents ] })
+        RESPONDERS(ch_cells.join(byId(ch_model)).map { id, meta, prepared, latents, meta2, model -> [ meta, prepared, latents, model ] })
         ch_responders = RESPONDERS.out.h5ad.map { meta, responders -> [ meta.id, responders ] }
         DE(byId(ch_prepared).join(ch_responders).join(byId(ch_model))
             .map { id, meta, prepared, responders, meta2, model -> [ meta, prepared, responders, model ] })

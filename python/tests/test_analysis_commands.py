@@ -34,7 +34,8 @@ def tiny_files(tiny_model, tiny_prepared, tmp_path_factory):
     prepared, latents, responders = (str(folder / f"{name}.h5ad") for name in ("prepared", "latents", "responders"))
     commands = [
         ["export", prepared, "--model", str(folder / "model"), "-o", latents],
-        ["responders", prepared, "--latents", latents, "-o", responders],
+        ["responders", prepared, "--latents", latents, "--model", str(folder / "model"), "-o", responders,
+         "--device", "cpu"],
         ["de", prepared, "--model", str(folder / "model"), "--responders", responders, "-o", str(folder / "de"),
          "--samples", "3", "--max-cells-per-perturbation", "60", "--device", "cpu", "--no-progress"],
         ["effects", prepared, "--latents", latents, "--responders", responders, "--de", str(folder / "de"),
@@ -72,11 +73,28 @@ def test_responders_output(tiny_files, tiny_prepared):
     assert ((probability > 0.5) == (call[~is_control] == "responder")).all()
     assert out.obs["responder_score"][~is_control].notna().all()
     table = pd.read_csv(tiny_files / "responders.csv")
-    assert list(table.columns[:9]) == ["perturbation", "n_cells", "n_responders", "responder_fraction",
-                                       "energy_distance", "energy_pvalue", "energy_padj", "effect_detected",
-                                       "null_threshold"]
+    assert list(table.columns[:13]) == ["perturbation", "n_cells", "n_responders", "responder_fraction",
+                                        "energy_distance", "energy_pvalue", "energy_padj", "score_space",
+                                        "detection_pvalue", "detection_padj", "n_direction_genes", "effect_detected",
+                                        "null_threshold"]
     assert table["n_cells"].sum() == (~is_control).sum()
+    # with --model the scores are taken over the genes, and detection is their rank test
+    assert (table["score_space"] == "expression").all() and table["n_direction_genes"].ge(0).all()
+    assert table["effect_detected"].equals(table["detection_padj"] < 0.05)
     assert out.uns["pertcontrast_responders"]["threshold"] == 0.5
+    assert out.uns["pertcontrast_responders"]["score_space"] == "expression"
+
+
+def test_responders_without_a_model_score_the_salient_latents(tiny_files, tmp_path):
+    output = tmp_path / "r.h5ad"
+    result = CliRunner().invoke(main, ["responders", str(tiny_files / "prepared.h5ad"), "--latents",
+                                       str(tiny_files / "latents.h5ad"), "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "responders.csv")
+    assert (table["score_space"] == "salient").all() and table["n_direction_genes"].isna().all()
+    # without residuals the detection test is the energy test
+    np.testing.assert_allclose(table["detection_pvalue"], table["energy_pvalue"])
+    assert ad.read_h5ad(output).uns["pertcontrast_responders"]["score_space"] == "salient"
 
 
 def test_de_output(tiny_files, tiny_model):

@@ -45,14 +45,18 @@ def screens():
 
 
 def calls(model, cells):
-    """Latents, responders and the effect test of a set of cells, with the model's null."""
+    """Latents, responders (scored over the genes on the model's residuals, as the steps
+    do) and the effect tests of a set of cells, with the model's null."""
     from pertcontrast.analysis.cells import NULL_SPLITS
+    from pertcontrast.analysis.decode import ExpressionResiduals
     from pertcontrast.analysis.responders import call_responders
 
     latents = model.latents(cells, device="cpu")
     labels = cells.obs["perturbation"].astype(str).to_numpy()
     null = (labels == "control") & np.isin(model.split_of(cells.obs_names), NULL_SPLITS)
-    return latents, null, call_responders(latents["salient"], labels, "control", null_controls=null)
+    residuals = ExpressionResiduals(model, cells, "cpu", source="adata")
+    return latents, null, call_responders(latents["salient"], labels, "control", null_controls=null,
+                                          residuals=residuals)
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +85,13 @@ def test_responder_calls_separate_responders_from_escapers_and_no_effect_cells(n
     new, _, _, responders = new_cells
     truth = perturbation_truth(new)
     rates = responder_rates(np.asarray(responders.call) == "responder", new.obs, truth)
-    auroc = escaper_auroc(np.nan_to_num(responders.probability), new.obs)
-    print("\nresponders on new cells:", {k: round(v, 3) for k, v in rates.items()}, "escaper AUROC", round(auroc, 3))
-    assert auroc >= 0.85
-    assert rates["responder_tpr"] >= 0.75 and rates["responder_fpr_escapers"] <= 0.15
+    auroc = escaper_auroc(responders.score, new.obs)
+    auroc_probability = escaper_auroc(np.nan_to_num(responders.probability), new.obs)
+    print("\nresponders on new cells:", {k: round(v, 3) for k, v in rates.items()}, "escaper AUROC", round(auroc, 3),
+          "of the probability", round(auroc_probability, 3))
+    # measured 0.97 / 0.98 on two seeds (the salient latents alone: 0.93 / 0.80)
+    assert auroc >= 0.93 and auroc_probability >= 0.9
+    assert rates["responder_tpr"] >= 0.85 and rates["responder_fpr_escapers"] <= 0.15
     assert rates["responder_fpr_no_effect"] <= 0.05
 
 
@@ -92,15 +99,17 @@ def test_effects_are_called_for_programs_only_on_new_and_on_training_cells(scree
     model, _, train, _ = screens
     new, _, _, responders = new_cells
     truth = perturbation_truth(new)
-    on_new = effect_rates(responders.table.set_index("perturbation")["energy_pvalue"], truth)
     _, _, on_train = calls(model, train)
-    on_train = effect_rates(on_train.table.set_index("perturbation")["energy_pvalue"], truth)
-    print("\neffect calls: new cells", on_new, "training cells (decoy null)", on_train)
+    rates = {}
+    for test in ("energy_pvalue", "detection_pvalue"):  # the effects step's; the responders' own
+        rates[test, "new"] = effect_rates(responders.table.set_index("perturbation")[test], truth)
+        rates[test, "train"] = effect_rates(on_train.table.set_index("perturbation")[test], truth)
+    print("\neffect calls (new cells; training cells with the decoy null):", rates)
     # Benjamini-Hochberg at 0.05 with 20 real effects among 24 lets a null p-value below
     # ~0.044 through: an odd false call (1 of the 4 no-effect perturbations) is what the
     # nominal FDR allows (seen in 3 of 8 trainings on the training cells, once on new cells)
-    for rates in (on_new, on_train):
-        assert rates["effect_fpr"] <= 0.25 and rates["effect_tpr"] >= 0.9
+    for rate in rates.values():
+        assert rate["effect_fpr"] <= 0.25 and rate["effect_tpr"] >= 0.9
 
 
 def test_de_over_every_gene_is_precise_and_ranks_like_the_naive_difference(screens, new_cells):

@@ -161,7 +161,9 @@ def test_responders_are_the_responders_step(api_model, layered, exported):
     before = snapshot(layered)
     calls = api_model.call_responders(device="cpu")
     assert_unchanged(layered, before)
-    step = responders_file(exported / "prepared.h5ad", exported / "latents.h5ad", exported / "responders.h5ad")
+    step = responders_file(exported / "prepared.h5ad", exported / "latents.h5ad", exported / "responders.h5ad",
+                           model=api_model, device="cpu")
+    assert (step.table["score_space"] == "expression").all()
     np.testing.assert_allclose(calls.cells["responder_score"], step.score, rtol=1e-5, equal_nan=True)
     assert list(calls.cells["responder_call"]) == list(step.call)
     pd.testing.assert_frame_equal(calls.perturbations[["perturbation", "n_cells", "effect_detected"]],

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def held_out(papalexi):
+    from pertcontrast.analysis.decode import ExpressionResiduals
     from pertcontrast.analysis.responders import call_responders
     from pertcontrast import ContrastiveModel
 
@@ -32,7 +33,8 @@ def held_out(papalexi):
     assert (model.split_of(cells.obs_names) == "new").all()
     latents = model.latents(cells, device="cpu")
     labels = cells.obs["perturbation"].to_numpy()
-    responders = call_responders(latents["salient"], labels, CONTROL)
+    responders = call_responders(latents["salient"], labels, CONTROL,
+                                 residuals=ExpressionResiduals(model, cells, "cpu", source="adata"))
     return cells, latents, labels, responders.table.set_index("perturbation")
 
 
@@ -56,7 +58,8 @@ def test_the_ifn_gamma_knockouts_separate_from_the_controls_and_cluster_together
     from pertcontrast.analysis.clustering import cluster_perturbations, salient_profiles
 
     _, latents, labels, table = held_out
-    print("\n", table[["n_cells", "n_responders", "energy_padj", "effect_detected"]].round(4).to_string())
+    print("\n", table[["n_cells", "n_responders", "energy_padj", "detection_padj", "n_direction_genes",
+                        "effect_detected"]].round(4).to_string())
     assert table.loc[IFN_GAMMA_PATHWAY, "effect_detected"].all()
     assert (table.loc[IFN_GAMMA_PATHWAY, "responder_fraction"] >= 0.4).all()
     profiles = salient_profiles(latents["salient"], labels, CONTROL)

@@ -52,6 +52,7 @@ def run_check(salient: np.ndarray, labels: np.ndarray, control_label: str, null:
     """One row per pseudo-perturbation: n_cells, energy_pvalue, energy_padj,
     effect_called, responder_fraction and, with ``model`` and ``adata`` (and
     ``settings.de``), n_genes, model_called, wilcoxon_called (their fractions of genes)."""
+    from pertcontrast.analysis.decode import ExpressionResiduals
     from pertcontrast.analysis.multiple_testing import benjamini_hochberg
     from pertcontrast.analysis.responders import call_responders
 
@@ -62,8 +63,13 @@ def run_check(salient: np.ndarray, labels: np.ndarray, control_label: str, null:
         rest = np.setdiff1d(null_rows, group)
         subset = np.concatenate([group, rest])
         sub_labels = np.array([PSEUDO_LABEL] * len(group) + [control_label] * len(rest), dtype=object)
+        # a fresh view of the counts per group: the DE below may reopen a backed file
+        residuals = ExpressionResiduals(model, adata, device) if model is not None and adata is not None else None
         result = call_responders(salient[subset], sub_labels, control_label, fdr=settings.fdr,
-                                 seed=settings.seed + index)
+                                 seed=settings.seed + index,
+                                 residuals=None if residuals is None else residuals.subset(subset))
+        if residuals is not None:
+            residuals.release()
         row = {"group": index + 1, "n_cells": len(group), "energy_pvalue": float(result.table["energy_pvalue"][0]),
                "responder_fraction": float(result.table["responder_fraction"][0])}
         if settings.de and model is not None and adata is not None:

@@ -3,6 +3,7 @@ expression for chosen latents. Every array is one block of cells at most."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -63,3 +64,47 @@ def per_10k(log_proportions: torch.Tensor) -> torch.Tensor:
 def sample_normal(loc: torch.Tensor, scale: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     noise = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
     return loc + noise * scale
+
+
+class ExpressionResiduals:
+    """Each cell's observed log expression minus the model's fit of the same cell
+    unperturbed: ``log1p(counts per 10k) - log1p(counterfactual per 10k)`` over the
+    model's genes, the counterfactual decoded from the cell's background mean with the
+    salient latent at 0. What the background (cycle, clone, batch, depth) explains is gone
+    from it; a perturbation's effect stays. Called with rows, it yields ``(rows of a
+    block, residuals float64 block x genes)``: never more than one block in memory."""
+
+    def __init__(self, model, adata, device: str = "auto", source: str = "input", batch_size: int = 1024):
+        self.cells = ModelCells(model, adata, device, source)
+        self.batch_size = batch_size
+        self.positions = None  # rows of the AnnData that the caller's rows 0, 1, ... stand for
+
+    def subset(self, rows: np.ndarray) -> "ExpressionResiduals":
+        """The same residuals, where row ``i`` is the AnnData's row ``rows[i]``."""
+        view = copy.copy(self)
+        view.positions = np.asarray(rows) if self.positions is None else self.positions[rows]
+        return view
+
+    @property
+    def n_genes(self) -> int:
+        return self.cells.n_genes
+
+    def __call__(self, rows: np.ndarray):
+        rows = np.asarray(rows)
+        for start in range(0, len(rows), self.batch_size):
+            block = rows[start : start + self.batch_size]
+            yield block, self.block(block if self.positions is None else self.positions[block])
+
+    @torch.inference_mode()
+    def block(self, rows: np.ndarray) -> np.ndarray:
+        cells = self.cells
+        counts = torch.from_numpy(cells.counts(rows)).to(cells.device, torch.float32)
+        observed = torch.log1p(counts * (NORMALISED_TOTAL / counts.sum(-1, keepdim=True).clamp_min(1.0)))
+        encoded = cells.encode(rows)
+        background = encoded["background_loc"]
+        salient = torch.zeros_like(encoded["salient_loc"])
+        fitted = torch.log1p(per_10k(cells.log_proportions(background, salient, cells.covariate_tensor(rows))))
+        return (observed - fitted).double().cpu().numpy()
+
+    def release(self) -> None:
+        self.cells.release()

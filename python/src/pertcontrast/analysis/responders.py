@@ -20,6 +20,16 @@ controls' median norm (escapers sit near 0 and barely move it). It is cross-fitt
 cells are split in two halves and each half is scored on the direction of the other, so
 a cell's own noise does not pull the direction towards it (otherwise perturbations with
 no effect would show a spurious shift away from the null).
+
+With the model's ``residuals`` (``analysis.decode.ExpressionResiduals``: each cell's log
+expression minus the model's fit of it unperturbed) the score is taken in gene space
+instead (``expression_scores``, the default of the steps): the salient latent is a
+compressed, partly shrunk summary, while the residual keeps every gene of the effect with
+the background removed. On new cells of the simulated screens this lifted the escaper
+AUROC from 0.80-0.93 to 0.97-0.98 (standard) and from 0.50 to 0.84 (hard; see
+benchmarks/README.md). The perturbation is then detected by the cross-fitted scores
+themselves (a one-sided rank test against the null controls' scores), not by the energy
+test, which stays in the table.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from scipy.stats import mannwhitneyu
 
 from pertcontrast.analysis.energy import energy_test
 from pertcontrast.analysis.mixture import fit_null_mixture
@@ -77,6 +89,99 @@ def responder_scores(
     return scores, np.concatenate(null), bar
 
 
+@dataclass
+class ExpressionScores:
+    """Cross-fitted gene-space scores (see ``expression_scores``)."""
+
+    score: np.ndarray  # per cell: z-score against the null controls' scores on its direction; NaN elsewhere
+    null: dict[str, np.ndarray]  # per perturbation: the null controls' z-scores on its two directions
+    bar: np.ndarray  # per cell: the ``null_quantile`` of the null z-scores on its own direction
+    pvalue: dict[str, float]  # per perturbation: one-sided rank test of its scores against the null's
+    n_genes: dict[str, float]  # per perturbation: genes in its directions (mean of the two halves)
+
+
+def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, null_mask: np.ndarray,
+                      rng: np.random.Generator, null_quantile: float = 0.875, min_t: float = 3.0) -> ExpressionScores:
+    """Each perturbed cell's residual projected on its perturbation's direction in gene
+    space, cross-fitted twice over.
+
+    The perturbed cells of a perturbation and the null controls are each split in two at
+    random. A perturbation's direction for one half of its cells is fitted on the other
+    half against the first fold of the null controls: per gene, the mean residual
+    difference ``d`` and its t statistic, weights ``d / variance`` on the genes with
+    ``|t| > min_t`` (all genes when none pass). The second fold of the null controls,
+    projected on the same direction, is the null: scores are z-scores against it. So
+    neither a cell nor a null control ever helped fit the direction it is scored on, and
+    under no effect the perturbation's scores and the null's are exchangeable (the rank
+    test is valid; the calibration check measures it). Two passes over ``residuals``."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    perturbations = sorted(set(labels[~is_control]))
+    index = {p: i for i, p in enumerate(perturbations)}
+    half = rng.random(n) < 0.5
+    # group of a perturbed cell: 2 * perturbation + half; its direction is fitted on group ^ 1
+    group = np.full(n, -1)
+    perturbed = np.flatnonzero(~is_control)
+    group[perturbed] = 2 * np.array([index[p] for p in labels[perturbed]], dtype=int) + half[perturbed]
+    null_rows = np.flatnonzero(null_mask & is_control)
+    null_fit, null_test = null_rows[half[null_rows]], null_rows[~half[null_rows]]
+    n_groups, n_genes = 2 * len(perturbations), residuals.n_genes
+    sums, counts = np.zeros((n_groups, n_genes)), np.bincount(group[perturbed], minlength=n_groups)
+    null_sum, null_square = np.zeros(n_genes), np.zeros(n_genes)
+    fit_mask = np.zeros(n, dtype=bool)
+    fit_mask[null_fit] = True
+    for rows, block in residuals(np.union1d(perturbed, null_fit)):
+        in_group = group[rows] >= 0
+        np.add.at(sums, group[rows][in_group], block[in_group])
+        null_block = block[fit_mask[rows]]
+        null_sum += null_block.sum(0)
+        null_square += np.square(null_block).sum(0)
+    n_fit = max(len(null_fit), 1)
+    null_mean = null_sum / n_fit
+    variance = np.maximum(null_square / n_fit - null_mean**2, 0.0) + 1e-3  # floor: genes (almost) never seen
+    weights = np.zeros((n_genes, n_groups))
+    n_selected = np.zeros(n_groups)
+    for g in range(n_groups):
+        fit = g ^ 1
+        if counts[fit] == 0:
+            continue
+        difference = sums[fit] / counts[fit] - null_mean
+        t = difference / np.sqrt(variance / counts[fit] + variance / n_fit)
+        selected = np.abs(t) > min_t
+        n_selected[g] = selected.sum()
+        weights[:, g] = np.where(selected, difference / variance, 0.0) if selected.any() else difference / variance
+    raw = np.full(n, np.nan)
+    null_scores = np.zeros((len(null_test), n_groups))
+    test_position = np.full(n, -1)
+    test_position[null_test] = np.arange(len(null_test))
+    for rows, block in residuals(np.union1d(perturbed, null_test)):
+        projected = block @ weights
+        in_group = group[rows] >= 0
+        raw[rows[in_group]] = projected[in_group, group[rows][in_group]]
+        in_null = test_position[rows] >= 0
+        null_scores[test_position[rows][in_null]] = projected[in_null]
+    centre = null_scores.mean(0) if len(null_test) else np.zeros(n_groups)
+    spread = null_scores.std(0) if len(null_test) > 1 else np.ones(n_groups)
+    spread = np.where(spread > 0, spread, 1.0)
+    null_z = (null_scores - centre) / spread
+    score, bar = np.full(n, np.nan), np.full(n, np.inf)
+    score[perturbed] = (raw[perturbed] - centre[group[perturbed]]) / spread[group[perturbed]]
+    quantiles = np.quantile(null_z, null_quantile, axis=0) if len(null_test) else np.full(n_groups, np.inf)
+    bar[perturbed] = quantiles[group[perturbed]]
+    null, pvalue, genes = {}, {}, {}
+    for p, i in index.items():
+        null[p] = null_z[:, [2 * i, 2 * i + 1]].ravel()
+        halves = []
+        for g in (2 * i, 2 * i + 1):
+            cells = score[group == g]
+            if len(cells) and len(null_test):
+                halves.append(mannwhitneyu(cells, null_z[:, g], alternative="greater").pvalue)
+        # the two halves share the null fold: Bonferroni over them is valid whatever their dependence
+        pvalue[p] = min(1.0, 2 * min(halves)) if halves else float("nan")
+        genes[p] = float(n_selected[[2 * i, 2 * i + 1]].mean())
+    return ExpressionScores(score, null, bar, pvalue, genes)
+
+
 def call_responders(
     salient: np.ndarray,
     labels,
@@ -87,11 +192,13 @@ def call_responders(
     n_permutations: int = 1000,
     seed: int = 0,
     null_quantile: float = 0.875,
+    residuals=None,
 ) -> ResponderResult:
     """Scores, responder probabilities and calls for every cell (see module docstring).
 
     ``null_controls``: boolean per cell, the controls the model did not train on (default:
-    every control, for latents of data the model never saw)."""
+    every control, for latents of data the model never saw). ``residuals``: an
+    ``ExpressionResiduals`` of the same cells (in this order) for gene-space scores."""
     salient = np.asarray(salient, dtype=np.float64)
     labels = pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy()
     is_control = labels == control_label
@@ -106,13 +213,22 @@ def call_responders(
     tests = [energy_test(salient[labels == p], controls, n_permutations, seed=[seed, i])
              for i, p in enumerate(perturbations)]
     padj = benjamini_hochberg([pvalue for _, pvalue in tests])
+    expression = None
+    if residuals is not None:
+        expression = expression_scores(residuals, labels, is_control, null_mask, rng, null_quantile)
+        detection = benjamini_hochberg([expression.pvalue[p] for p in perturbations])
     rows = []
-    for perturbation, (distance, pvalue), adjusted in zip(perturbations, tests, padj):
+    for i, (perturbation, (distance, pvalue), adjusted) in enumerate(zip(perturbations, tests, padj)):
         cells = np.flatnonzero(labels == perturbation)
-        scores, null, bar = responder_scores(salient[cells], controls, rng, null_quantile)
+        if expression is None:
+            scores, null, bar = responder_scores(salient[cells], controls, rng, null_quantile)
+            detection_pvalue, detection_padj = pvalue, adjusted
+        else:
+            scores, null, bar = expression.score[cells], expression.null[perturbation], expression.bar[cells]
+            detection_pvalue, detection_padj = expression.pvalue[perturbation], detection[i]
         score[cells] = scores
         fit = fit_null_mixture(scores, float(null.mean()), float(null.std()))
-        detected = bool(adjusted < fdr)
+        detected = bool(detection_padj < fdr)
         probability[cells] = fit.posterior(scores) if detected else 0.0
         responding[cells] = (probability[cells] > threshold) & (scores > bar)
         n_responders = int(responding[cells].sum())
@@ -124,6 +240,10 @@ def call_responders(
             "energy_distance": distance,
             "energy_pvalue": pvalue,
             "energy_padj": float(adjusted),
+            "score_space": "salient" if expression is None else "expression",
+            "detection_pvalue": float(detection_pvalue),
+            "detection_padj": float(detection_padj),
+            "n_direction_genes": float("nan") if expression is None else expression.n_genes[perturbation],
             "effect_detected": detected,
             "null_threshold": float(np.quantile(null, null_quantile)),
             "mixture_weight": fit.weight,
@@ -135,7 +255,8 @@ def call_responders(
     call = np.where(is_control, CONTROL, np.where(responding, RESPONDER, NON_RESPONDER))
     table = pd.DataFrame(rows, columns=[
         "perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance", "energy_pvalue",
-        "energy_padj", "effect_detected", "null_threshold", "mixture_weight", "mixture_separated",
+        "energy_padj", "score_space", "detection_pvalue", "detection_padj", "n_direction_genes", "effect_detected",
+        "null_threshold", "mixture_weight", "mixture_separated",
         "responder_mean", "null_mean", "null_sd",
     ])
     table.attrs["n_null_controls"] = int(null_mask.sum())

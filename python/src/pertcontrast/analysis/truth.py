@@ -74,13 +74,16 @@ def responder_rates(called: np.ndarray, obs: pd.DataFrame, truth: pd.DataFrame, 
 
 def effect_rates(pvalues: pd.Series, truth: pd.DataFrame, fdr: float = 0.05) -> dict:
     """Perturbations called at BH ``fdr`` from per-perturbation p-values: the fraction of
-    those with a program (TPR) and of those without one (FPR), and the fraction of the
-    calls that are false (FDP: what BH bounds in expectation, so it is the number to hold
-    against ``fdr``; with many true effects BH may call a null one and still be within it)."""
+    those with a program (TPR) and of those without one (FPR; ``effect_fpr_no_effect``
+    leaves out the knockdown-only ones, whose target gene does change), and the fraction
+    of the calls that are false (FDP: what BH bounds in expectation, so it is the number to
+    hold against ``fdr``; with many true effects BH may call a null one and still be within it)."""
     called = pd.Series(benjamini_hochberg(pvalues.to_numpy()) < fdr, index=pvalues.index.astype(str))
     has_program = truth.loc[called.index, "has_effect"].to_numpy()
-    return {"effect_tpr": float(called[has_program].mean()) if has_program.any() else float("nan"),
-            "effect_fpr": float(called[~has_program].mean()) if (~has_program).any() else float("nan"),
+    no_effect = ~has_program & ~truth.loc[called.index, "knockdown"].to_numpy(bool)
+    rate = lambda mask: float(called[mask].mean()) if mask.any() else float("nan")  # noqa: E731
+    return {"effect_tpr": rate(has_program), "effect_fpr": rate(~has_program),
+            "effect_fpr_no_effect": rate(no_effect),
             "effect_fdp": float((called & ~has_program).sum() / called.sum()) if called.any() else 0.0}
 
 

@@ -150,15 +150,21 @@ class AnalysisMixin:
     def call_responders(self, adata=None, threshold: float = 0.5, seed: int = 0, store: bool = False,
                         device: str = "auto") -> ResponderCalls:
         """Which perturbed cells respond (``pertcontrast responders``): per cell a score, a
-        posterior probability and a call; per perturbation the energy test against the
-        null and the responder fraction. ``store=True`` also writes the three per-cell
-        columns into ``adata.obs``."""
+        posterior probability and a call, scored over the genes on the model's residuals;
+        per perturbation the detection test against the null and the responder fraction.
+        ``store=True`` also writes the three per-cell columns into ``adata.obs``."""
+        from pertcontrast.analysis.decode import ExpressionResiduals
         from pertcontrast.analysis.responders import call_responders
 
         adata, cells = self._cells(adata)
         labels, null = self._labels_and_null(cells)
         salient = self.latents(cells, device=device)["salient"]
-        result = call_responders(salient, labels, self.encoding.control_label, null, threshold, seed=seed)
+        residuals = ExpressionResiduals(self, cells, device, source="adata")
+        try:
+            result = call_responders(salient, labels, self.encoding.control_label, null, threshold, seed=seed,
+                                     residuals=residuals)
+        finally:
+            residuals.release()
         per_cell = pd.DataFrame({"responder_score": result.score, "responder_probability": result.probability,
                                  "responder_call": result.call}, index=cells.obs_names)
         if store:

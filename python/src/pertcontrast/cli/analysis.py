@@ -29,10 +29,14 @@ def responders_option(help_text: str):
                         help=f"The .h5ad written by 'pertcontrast responders' for PREPARED: {help_text}")
 
 
-def model_source_options(function):
-    function = click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", default=None,
-                            help="Tracking server for models:/ URIs (default: MLFLOW_TRACKING_URI).")(function)
-    return click.option("--model", "model_spec", required=True, help=MODEL_HELP)(function)
+def model_source_options(function=None, *, required: bool = True, extra_help: str = ""):
+    def decorate(function):
+        function = click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", default=None,
+                                help="Tracking server for models:/ URIs (default: MLFLOW_TRACKING_URI).")(function)
+        return click.option("--model", "model_spec", required=required, default=None,
+                            help=MODEL_HELP + extra_help)(function)
+
+    return decorate(function) if function is not None else decorate
 
 
 def label_options(function):
@@ -84,6 +88,9 @@ def generate_command(prepared, model_spec, mlflow_uri, output, modes, background
 @click.command("responders")
 @PREPARED
 @latents_option
+@model_source_options(required=False, extra_help=(
+    " Recommended: the scores are then taken over the genes, on each cell's expression minus the model's fit "
+    "of it unperturbed (far fewer escapers called); without it, on the salient latents."))
 @click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help=".h5ad to write.")
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), default=None,
               help="Per-perturbation table (default: responders.csv beside --output).")
@@ -91,20 +98,32 @@ def generate_command(prepared, model_spec, mlflow_uri, output, modes, background
               show_default=True, help="Posterior probability above which a cell is a responder.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the cross-fitting split.")
 @label_options
-def responders_command(prepared, latents, output, table_path, threshold, seed, perturbation_key, control_label):
+@device_option
+def responders_command(prepared, latents, model_spec, mlflow_uri, output, table_path, threshold, seed,
+                       perturbation_key, control_label, device):
     """Call responders and non-responders (escapers) among perturbed cells.
 
-    PREPARED is the .h5ad from 'pertcontrast preprocess' (perturbation labels), --latents
-    the export of it. Each perturbed cell's salient mean is projected on its perturbation's
-    mean direction; a two-component mixture against the controls' projections gives obs
-    columns responder_score, responder_probability and responder_call (control /
-    responder / non-responder). The output holds those columns and the cell names.
+    PREPARED is the .h5ad from 'pertcontrast preprocess' (counts and perturbation labels),
+    --latents the export of it. With --model, each perturbed cell's residual (its log
+    expression minus the model's fit of it with the salient latent at 0) is projected on
+    its perturbation's direction over the genes; without it, its salient mean on the
+    perturbation's mean salient direction. Directions are cross-fitted (a cell never helps
+    fit the direction it is scored on); the null is the controls the model did not train
+    on. A two-component mixture against the null's scores gives obs columns
+    responder_score, responder_probability and responder_call (control / responder /
+    non-responder); responders.csv has one row per perturbation (detection test, sizes).
     """
     from pertcontrast.steps.analysis import responders_file
 
     setup_logging()
     echo_command_line()
-    result = responders_file(prepared, latents, output, table_path, threshold, seed, perturbation_key, control_label)
+    model, info = (None, None)
+    if model_spec is not None:
+        from pertcontrast.model_source import load_model
+
+        model, info = load_model(model_spec, mlflow_uri)
+    result = responders_file(prepared, latents, output, table_path, threshold, seed, perturbation_key, control_label,
+                             model, device, info)
     n = int((result.call == "responder").sum())
     click.echo(f"wrote {output}: {n} responders in {len(result.table)} perturbations", err=True)
 

@@ -104,20 +104,41 @@ def responder_calls(files: ScreenFiles, required: bool) -> np.ndarray | None:
 
 
 def responders_file(prepared, latents, output, table_path=None, threshold: float = 0.5, seed: int = 0,
-                    perturbation_key: str | None = None, control_label: str | None = None):
+                    perturbation_key: str | None = None, control_label: str | None = None, model=None,
+                    device: str = "auto", model_info: dict | None = None):
     """Write ``output`` (the cells with their responder columns in ``.obs``) and the
-    per-perturbation table (default: ``responders.csv`` beside ``output``)."""
+    per-perturbation table (default: ``responders.csv`` beside ``output``). With the
+    ``model`` the scores are taken in gene space on the model's residuals (see
+    ``analysis.responders``); without it, on the salient latents alone."""
+    from pertcontrast.analysis.decode import ExpressionResiduals
     from pertcontrast.analysis.responders import call_responders
+    from pertcontrast.data.reading import read_anndata
 
     with ScreenFiles(prepared, export=latents) as files:
         labels, control = labels_and_control(files, perturbation_key, control_label)
-        null = null_of(files, labels == control)
-        result = call_responders(salient_means(files), labels, control, null, threshold, seed=seed)
+        null = null_of(files, labels == control, model)
+        salient = salient_means(files)
         obs_names = files.obs_names
+    residuals = None
+    # opened after ScreenFiles closed its handles on the same file (closing those would close it)
+    adata = read_anndata(prepared, backed=Path(prepared).suffix == ".h5ad") if model is not None else None
+    try:
+        if model is not None:
+            residuals = ExpressionResiduals(model, adata, device, str(prepared))
+            log.info("responders: scores on the model's residuals over %d genes", residuals.n_genes)
+        else:
+            log.info("responders: no model given, scores on the salient latents only")
+        result = call_responders(salient, labels, control, null, threshold, seed=seed, residuals=residuals)
+    finally:
+        if residuals is not None:
+            residuals.release()
+        if adata is not None:
+            _close(adata)
     obs = {"responder_score": result.score, "responder_probability": result.probability,
            "responder_call": result.call}
     info = {"pertcontrast_version": __version__, "threshold": threshold, "seed": seed, "control_label": control,
-            "n_null_controls": int(null.sum())}
+            "n_null_controls": int(null.sum()), "score_space": "salient" if model is None else "expression",
+            **(model_info or {})}
     write_step_output(output, obs_names, obs=obs, uns={RESPONDERS_KEY: info})
     table_path = Path(table_path) if table_path else Path(output).parent / "responders.csv"
     write_table_atomic(result.table, table_path)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from pertcontrast.versions import __version__
+from pertcontrast.data.reading import read_anndata
 from pertcontrast.data.screen_files import ScreenFiles
 from pertcontrast.io import atomic_dir
 
@@ -28,10 +30,15 @@ def calibration_file(prepared, latents, model, output, settings, de_settings=Non
         labels, control = labels_and_control(files, perturbation_key, control_label)
         null = null_of(files, labels == control, model)
         salient = salient_means(files)
-        adata = files.anndata() if settings.de else None
     log.info("calibration: %d groups of null controls (%d null controls of %d controls)", settings.n_groups,
              int(null.sum()), int((labels == control).sum()))
-    table = run_check(salient, labels, control, null, settings, model, adata, de_settings, device)
+    # opened after ScreenFiles closed its handles on the same file (closing those would close it)
+    adata = read_anndata(prepared, backed=Path(prepared).suffix == ".h5ad") if settings.de or model is not None else None
+    try:
+        table = run_check(salient, labels, control, null, settings, model, adata, de_settings, device)
+    finally:
+        if getattr(adata, "isbacked", False):
+            adata.file.close()
     result = summary(table)
     result.update(targets=TARGETS, settings=settings.to_dict(),
                   n_null_controls=int(null.sum()), pertcontrast_version=__version__, **(model_info or {}))

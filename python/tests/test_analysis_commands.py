@@ -20,7 +20,7 @@ from pertcontrast.steps.merge import read_merged
 DE_COLUMNS = ["perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
               "is_de", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
 EFFECT_COLUMNS = ["perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance",
-                  "energy_pvalue", "energy_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down",
+                  "energy_pvalue", "energy_padj", "detection_pvalue", "detection_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down",
                   "lfc_agreement", "cluster", "effect_detected"]
 
 
@@ -125,6 +125,11 @@ def test_effects_output(tiny_files):
     assert effects["energy_pvalue"].between(1 / 21 - 1e-12, 1).all()
     assert (effects["energy_distance"] > -1e-9).all()
     assert (effects["n_de_genes"] == effects["n_de_up"] + effects["n_de_down"]).all()
+    # the effect calls are the responders' detection test (read from their output)
+    responders = pd.read_csv(tiny_files / "responders.csv").set_index("perturbation")
+    by_name = effects.set_index("perturbation")
+    np.testing.assert_allclose(by_name["detection_padj"], responders.loc[by_name.index, "detection_padj"])
+    assert by_name["effect_detected"].equals(by_name["detection_padj"] < 0.05)
     clusters = pd.read_csv(tiny_files / "effects" / "perturbation_clusters.csv")
     assert list(clusters.columns) == ["perturbation", "cluster", "leaf_order", "effect_detected"]
     assert sorted(clusters["leaf_order"]) == list(range(len(clusters)))

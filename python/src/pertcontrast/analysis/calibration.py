@@ -3,8 +3,9 @@
 Random groups of null controls (controls the model did not train on), as large as the
 screen's real perturbations (at most half of the null controls), are labelled as fake
 perturbations and go through the same calls as the real ones, each against the null
-controls outside its group: the energy test (effects, Benjamini-Hochberg over the
-groups), the responder calls, and DE (model and Wilcoxon). None of them has an effect,
+controls outside its group: the responders' detection test (the effect calls;
+Benjamini-Hochberg over the groups; the energy test is kept beside it), the responder
+calls, and DE (model and Wilcoxon). None of them has an effect,
 so at FDR 0.05 the check should call about no effect, at most ~5% responders and at most
 ~5% of genes.
 """
@@ -71,13 +72,16 @@ def run_check(salient: np.ndarray, labels: np.ndarray, control_label: str, null:
         if residuals is not None:
             residuals.release()
         row = {"group": index + 1, "n_cells": len(group), "energy_pvalue": float(result.table["energy_pvalue"][0]),
+               "detection_pvalue": float(result.table["detection_pvalue"][0]),
                "responder_fraction": float(result.table["responder_fraction"][0])}
         if settings.de and model is not None and adata is not None:
             row.update(_group_de(model, adata, subset, sub_labels, de_settings, device))
         rows.append(row)
     table = pd.DataFrame(rows)
     table["energy_padj"] = benjamini_hochberg(table["energy_pvalue"].to_numpy())
-    table["effect_called"] = table["energy_padj"] < settings.fdr
+    # the effect calls of the steps: the responders' detection test (the energy test without a model)
+    table["detection_padj"] = benjamini_hochberg(table["detection_pvalue"].to_numpy())
+    table["effect_called"] = table["detection_padj"] < settings.fdr
     return table
 
 

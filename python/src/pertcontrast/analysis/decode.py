@@ -89,6 +89,10 @@ class ExpressionResiduals:
     def n_genes(self) -> int:
         return self.cells.n_genes
 
+    @property
+    def gene_names(self) -> list[str]:
+        return self.cells.gene_names
+
     def __call__(self, rows: np.ndarray):
         rows = np.asarray(rows)
         for start in range(0, len(rows), self.batch_size):

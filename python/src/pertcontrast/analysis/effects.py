@@ -17,7 +17,7 @@ from pertcontrast.errors import ParameterError
 PROFILES = ("salient", "lfc")
 COLUMNS = [
     "perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance", "energy_pvalue",
-    "energy_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "lfc_agreement", "cluster",
+    "energy_padj", "detection_pvalue", "detection_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "lfc_agreement", "cluster",
     "effect_detected",
 ]
 
@@ -29,7 +29,7 @@ class EffectSettings:
     responders_only: bool = False
     top_n: int = 10
     profile: str = "salient"  # what perturbations are clustered on: "salient" or "lfc"
-    fdr: float = 0.05  # energy test vs the null controls, Benjamini-Hochberg: a detected effect
+    fdr: float = 0.05  # detection test (the responders'; else the energy test) vs the null controls, BH
     seed: int = 0
 
     def __post_init__(self):

@@ -97,7 +97,15 @@ class ExpressionScores:
     null: dict[str, np.ndarray]  # per perturbation: the null controls' z-scores on its two directions
     bar: np.ndarray  # per cell: the ``null_quantile`` of the null z-scores on its own direction
     pvalue: dict[str, float]  # per perturbation: one-sided rank test of its scores against the null's
-    n_genes: dict[str, float]  # per perturbation: genes in its directions (mean of the two halves)
+    n_genes: dict[str, float]  # per perturbation: genes in its detection directions (mean of the two halves)
+
+
+def _direction(difference: np.ndarray, variance: np.ndarray, t: np.ndarray, min_t: float):
+    """Weights ``difference / variance`` on the genes with ``|t| > min_t`` (every gene when
+    none passes) and the number of genes that passed."""
+    selected = np.abs(t) > min_t
+    weights = difference / variance
+    return (np.where(selected, weights, 0.0) if selected.any() else weights), int(selected.sum())
 
 
 def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, null_mask: np.ndarray,
@@ -113,7 +121,13 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
     projected on the same direction, is the null: scores are z-scores against it. So
     neither a cell nor a null control ever helped fit the direction it is scored on, and
     under no effect the perturbation's scores and the null's are exchangeable (the rank
-    test is valid; the calibration check measures it). Two passes over ``residuals``."""
+    test is valid; the calibration check measures it).
+
+    The perturbation is detected on a second direction without the gene named like it (its
+    target): the target's own drop is the knockdown, not its effect, so a knockdown without
+    downstream changes is not detected. Cells are scored with the target in: whether a
+    cell's target dropped is the best single sign that its knockdown worked, and escapers
+    are the cells where it did not. Two passes over ``residuals``."""
     labels = np.asarray(labels)
     n = len(labels)
     perturbations = sorted(set(labels[~is_control]))
@@ -139,43 +153,52 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
     n_fit = max(len(null_fit), 1)
     null_mean = null_sum / n_fit
     variance = np.maximum(null_square / n_fit - null_mean**2, 0.0) + 1e-3  # floor: genes (almost) never seen
-    weights = np.zeros((n_genes, n_groups))
+    # columns: the scoring direction of each group, then its detection direction (no target)
+    weights = np.zeros((n_genes, 2 * n_groups))
     n_selected = np.zeros(n_groups)
+    gene_position = {str(name): i for i, name in enumerate(getattr(residuals, "gene_names", None) or [])}
     for g in range(n_groups):
         fit = g ^ 1
         if counts[fit] == 0:
             continue
         difference = sums[fit] / counts[fit] - null_mean
         t = difference / np.sqrt(variance / counts[fit] + variance / n_fit)
-        selected = np.abs(t) > min_t
-        n_selected[g] = selected.sum()
-        weights[:, g] = np.where(selected, difference / variance, 0.0) if selected.any() else difference / variance
-    raw = np.full(n, np.nan)
-    null_scores = np.zeros((len(null_test), n_groups))
+        weights[:, g], _ = _direction(difference, variance, t, min_t)
+        target = gene_position.get(str(perturbations[g // 2]))
+        if target is not None:
+            difference, t = difference.copy(), t.copy()
+            difference[target] = t[target] = 0.0
+        weights[:, n_groups + g], n_selected[g] = _direction(difference, variance, t, min_t)
+    raw = np.full((n, 2), np.nan)
+    null_scores = np.zeros((len(null_test), 2 * n_groups))
     test_position = np.full(n, -1)
     test_position[null_test] = np.arange(len(null_test))
     for rows, block in residuals(np.union1d(perturbed, null_test)):
         projected = block @ weights
         in_group = group[rows] >= 0
-        raw[rows[in_group]] = projected[in_group, group[rows][in_group]]
+        columns = group[rows][in_group]
+        raw[rows[in_group]] = np.stack([projected[in_group, columns], projected[in_group, n_groups + columns]], 1)
         in_null = test_position[rows] >= 0
         null_scores[test_position[rows][in_null]] = projected[in_null]
-    centre = null_scores.mean(0) if len(null_test) else np.zeros(n_groups)
-    spread = null_scores.std(0) if len(null_test) > 1 else np.ones(n_groups)
+    centre = null_scores.mean(0) if len(null_test) else np.zeros(2 * n_groups)
+    spread = null_scores.std(0) if len(null_test) > 1 else np.ones(2 * n_groups)
     spread = np.where(spread > 0, spread, 1.0)
     null_z = (null_scores - centre) / spread
-    score, bar = np.full(n, np.nan), np.full(n, np.inf)
-    score[perturbed] = (raw[perturbed] - centre[group[perturbed]]) / spread[group[perturbed]]
-    quantiles = np.quantile(null_z, null_quantile, axis=0) if len(null_test) else np.full(n_groups, np.inf)
+    z = np.full((n, 2), np.nan)
+    for k in (0, 1):  # scoring, detection
+        column = k * n_groups + group[perturbed]
+        z[perturbed, k] = (raw[perturbed, k] - centre[column]) / spread[column]
+    score, bar = z[:, 0].copy(), np.full(n, np.inf)
+    quantiles = np.quantile(null_z, null_quantile, axis=0) if len(null_test) else np.full(2 * n_groups, np.inf)
     bar[perturbed] = quantiles[group[perturbed]]
     null, pvalue, genes = {}, {}, {}
     for p, i in index.items():
         null[p] = null_z[:, [2 * i, 2 * i + 1]].ravel()
         halves = []
         for g in (2 * i, 2 * i + 1):
-            cells = score[group == g]
+            cells = z[group == g, 1]
             if len(cells) and len(null_test):
-                halves.append(mannwhitneyu(cells, null_z[:, g], alternative="greater").pvalue)
+                halves.append(mannwhitneyu(cells, null_z[:, n_groups + g], alternative="greater").pvalue)
         # the two halves share the null fold: Bonferroni over them is valid whatever their dependence
         pvalue[p] = min(1.0, 2 * min(halves)) if halves else float("nan")
         genes[p] = float(n_selected[[2 * i, 2 * i + 1]].mean())

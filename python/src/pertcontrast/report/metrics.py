@@ -14,7 +14,7 @@ EFFECT_FDR = 0.05
 # Columns of the perturbation table, in order; only those available are shown.
 TABLE_COLUMNS = (
     "perturbation", "n_cells", "median_salient_norm", "n_responders", "responder_fraction",
-    "energy_distance", "energy_pvalue", "energy_padj", "n_de_genes", "n_de_up", "n_de_down",
+    "energy_distance", "energy_pvalue", "energy_padj", "detection_padj", "n_de_genes", "n_de_up", "n_de_down",
     "top_up", "top_down", "cluster", "simulated_effect", "simulated_program",
 )
 
@@ -68,6 +68,11 @@ def perturbation_table(latents, analysis) -> pd.DataFrame:
     return table.sort_values(order, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
+def effect_column(table: pd.DataFrame) -> str | None:
+    """What calls an effect: the responders' detection test, else the energy test."""
+    return next((c for c in ("detection_padj", "energy_padj") if c in table), None)
+
+
 def strength_column(table: pd.DataFrame) -> str:
     return "energy_distance" if "energy_distance" in table else "median_salient_norm"
 
@@ -118,8 +123,8 @@ def headline(title: str, latents, removal: dict, table: pd.DataFrame, analysis, 
     for label in ("phase", "batch"):
         for which in ("salient", "background"):
             values[f"{label}_predictability_{which}"] = removal.get(label, {}).get(which)
-    if "energy_padj" in table:
-        values["n_perturbations_with_effect"] = int((table["energy_padj"] <= EFFECT_FDR).sum())
+    if effect_column(table):
+        values["n_perturbations_with_effect"] = int((table[effect_column(table)] <= EFFECT_FDR).sum())
     if "n_de_genes" in table:
         values["n_perturbations_with_de"] = int((table["n_de_genes"].fillna(0) > 0).sum())
     values.update(_truth_numbers(table))
@@ -139,8 +144,8 @@ def _truth_numbers(table: pd.DataFrame) -> dict:
     true = (table["simulated_effect"] == "yes").to_numpy()
     false = (table["simulated_effect"] == "no").to_numpy()
     values = {"n_simulated_effects": int(true.sum())}
-    if "energy_padj" in table:
-        called = (table["energy_padj"] <= EFFECT_FDR).to_numpy()
+    if effect_column(table):
+        called = (table[effect_column(table)] <= EFFECT_FDR).to_numpy()
         values["n_simulated_effects_found"] = int((called & true).sum())
         values["n_effects_called_without_one"] = int((called & false).sum())
     return values

@@ -138,6 +138,10 @@ def responders_file(prepared, latents, output, table_path=None, threshold: float
            "responder_call": result.call}
     info = {"pertcontrast_version": __version__, "threshold": threshold, "seed": seed, "control_label": control,
             "n_null_controls": int(null.sum()), "score_space": "salient" if model is None else "expression",
+            # what 'pertcontrast effects' calls an effect, so both steps call the same perturbations
+            "detection": {"perturbation": result.table["perturbation"].astype(str).to_numpy(),
+                          "pvalue": result.table["detection_pvalue"].to_numpy(float),
+                          "padj": result.table["detection_padj"].to_numpy(float)},
             **(model_info or {})}
     write_step_output(output, obs_names, obs=obs, uns={RESPONDERS_KEY: info})
     table_path = Path(table_path) if table_path else Path(output).parent / "responders.csv"
@@ -185,6 +189,20 @@ def read_de_table(folder) -> pd.DataFrame:
 
 
 # -- effects --------------------------------------------------------------------------
+def with_detection(energy: pd.DataFrame, detection: dict | None) -> pd.DataFrame:
+    """The energy table with the detection test of 'pertcontrast responders' (its
+    ``uns`` record) as ``detection_pvalue``/``detection_padj``; the energy test's own where
+    the responders were not given or predate the record."""
+    energy = energy.copy()
+    if detection:
+        found = pd.DataFrame({"perturbation": np.asarray(detection["perturbation"]).astype(str),
+                              "detection_pvalue": np.asarray(detection["pvalue"], dtype=float),
+                              "detection_padj": np.asarray(detection["padj"], dtype=float)})
+        return energy.merge(found, on="perturbation", how="left")
+    energy["detection_pvalue"], energy["detection_padj"] = energy["energy_pvalue"], energy["energy_padj"]
+    return energy
+
+
 def effects_file(prepared, latents, de_folder, output, settings, responders=None,
                  perturbation_key: str | None = None, control_label: str | None = None):
     """Write the ``effects/`` folder: effects.csv, perturbation_clusters.csv,
@@ -203,12 +221,13 @@ def effects_file(prepared, latents, de_folder, output, settings, responders=None
         salient = salient_means(files)
         responder = responder_calls(files, required=settings.responders_only)
         null = null_of(files, labels == control)
+        detection = files.uns(RESPONDERS_KEY, "responders").get("detection") if responders is not None else None
     de_table = read_de_table(de_folder)
-    energy = energy_table(salient, labels, control, responder, settings, null)
+    energy = with_detection(energy_table(salient, labels, control, responder, settings, null), detection)
     if settings.profile == "salient":
         keep = responder if settings.responders_only else None
         profiles = salient_profiles(salient, labels, control, keep, null)
-        has_effect = pd.Series(energy["energy_padj"].to_numpy() < settings.fdr, index=energy["perturbation"])
+        has_effect = pd.Series(energy["detection_padj"].to_numpy() < settings.fdr, index=energy["perturbation"])
     else:
         profiles, has_effect = lfc_profiles(de_table)
     clusters, similarity = cluster_perturbations(profiles, has_effect)

@@ -322,3 +322,4 @@ def test_gene_space_scores_are_not_fooled_by_their_own_noise(rng):
                              residuals=ArrayResiduals(values[keep]), n_permutations=20)
     scores = result.score[labels[keep] != "control"]
     assert abs(np.mean(scores)) < 0.1 and 0.8 < np.std(scores) < 1.25
+

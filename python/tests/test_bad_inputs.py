@@ -253,6 +253,10 @@ CASES = [
                               "--threshold", "1.5"], r"--threshold"),
     ("responders-control-label", ["responders", "{prepared}", "--latents", "{latents}", "--output", out("r.h5ad"),
                                   "--control-label", "nope"], r"'nope'"),
+    ("responders-model-format", ["responders", "{prepared}", "--latents", "{latents}", "--model",
+                                 "{model_format_99}", "--output", out("r.h5ad")], r"model folder format 99"),
+    ("responders-model-genes", ["responders", "{prepared}", "--latents", "{latents}", "--model",
+                                "{model_genes_short}", "--output", out("r.h5ad")], r"lists \d+ genes but"),
     # de
     ("de-model-format", ["de", "{prepared}", "--model", "{model_format_99}", "--output", out("de")],
      r"model folder format 99"),

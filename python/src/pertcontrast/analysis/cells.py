@@ -51,6 +51,19 @@ def null_controls(obs: pd.DataFrame, is_control: np.ndarray, source: str = "inpu
     return null
 
 
+def unmatched_cells(split, is_control: np.ndarray) -> np.ndarray | None:
+    """Perturbed cells whose training differs from their null's: on a training screen the
+    validation cells (held out for early stopping) were not trained on, while the null,
+    the decoy controls, was. Their residuals are larger than a trained cell's, so where
+    they sit beside trained cells against a trained null, a test finds a difference that is
+    no effect. None when there are none (or no split is known)."""
+    if split is None:
+        return None
+    unmatched = (np.asarray(split).astype(str) == "validation") & ~np.asarray(is_control, bool)
+    has_decoys = (np.asarray(split).astype(str) == "decoy").any()
+    return unmatched if unmatched.any() and has_decoys else None
+
+
 def subsample(rows: np.ndarray, max_cells: int | None, rng: np.random.Generator) -> np.ndarray:
     """At most ``max_cells`` of ``rows`` (uniformly, without replacement), sorted."""
     rows = np.asarray(rows)

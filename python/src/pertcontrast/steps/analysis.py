@@ -72,17 +72,23 @@ def salient_means(files: ScreenFiles) -> np.ndarray:
     return np.asarray(files.read("obsm", SALIENT_KEY))
 
 
+def cell_split(files: ScreenFiles, model=None) -> np.ndarray | None:
+    """Each cell's role in training (train, validation, decoy, new): as 'pertcontrast
+    export' wrote it, else from the model's own record of its cells (None without either)."""
+    from pertcontrast.analysis.cells import SPLIT_COLUMN
+
+    if files.has("obs", SPLIT_COLUMN):
+        return np.asarray(pd.Series(files.read("obs", SPLIT_COLUMN)).astype(str))
+    return model.split_of(files.obs_names) if model is not None else None
+
+
 def null_of(files: ScreenFiles, is_control: np.ndarray, model=None) -> np.ndarray:
     """The null controls (decoys and controls the model never saw), from the split that
     'pertcontrast export' wrote, else from the model's own record of its cells."""
     from pertcontrast.analysis.cells import SPLIT_COLUMN, null_controls
 
-    if files.has("obs", SPLIT_COLUMN):
-        split = {SPLIT_COLUMN: np.asarray(pd.Series(files.read("obs", SPLIT_COLUMN)).astype(str))}
-    elif model is not None:
-        split = {SPLIT_COLUMN: model.split_of(files.obs_names)}
-    else:
-        split = {}
+    split = cell_split(files, model)
+    split = {} if split is None else {SPLIT_COLUMN: split}
     source = str(files.path("export") or files.prepared)
     return null_controls(pd.DataFrame(split, index=files.obs_names), is_control, source)
 
@@ -110,6 +116,7 @@ def responders_file(prepared, latents, output, table_path=None, threshold: float
     per-perturbation table (default: ``responders.csv`` beside ``output``). With the
     ``model`` the scores are taken in gene space on the model's residuals (see
     ``analysis.responders``); without it, on the salient latents alone."""
+    from pertcontrast.analysis.cells import unmatched_cells
     from pertcontrast.analysis.decode import ExpressionResiduals
     from pertcontrast.analysis.responders import call_responders
     from pertcontrast.data.reading import read_anndata
@@ -117,6 +124,7 @@ def responders_file(prepared, latents, output, table_path=None, threshold: float
     with ScreenFiles(prepared, export=latents) as files:
         labels, control = labels_and_control(files, perturbation_key, control_label)
         null = null_of(files, labels == control, model)
+        split = cell_split(files, model)
         salient = salient_means(files)
         obs_names = files.obs_names
     residuals = None
@@ -128,7 +136,8 @@ def responders_file(prepared, latents, output, table_path=None, threshold: float
             log.info("responders: scores on the model's residuals over %d genes", residuals.n_genes)
         else:
             log.info("responders: no model given, scores on the salient latents only")
-        result = call_responders(salient, labels, control, null, threshold, seed=seed, residuals=residuals)
+        result = call_responders(salient, labels, control, null, threshold, seed=seed, residuals=residuals,
+                                 unmatched=unmatched_cells(split, labels == control))
     finally:
         if residuals is not None:
             residuals.release()

@@ -20,8 +20,8 @@ from pertcontrast.steps.merge import read_merged
 DE_COLUMNS = ["perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
               "is_de", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
 EFFECT_COLUMNS = ["perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance",
-                  "energy_pvalue", "energy_padj", "detection_pvalue", "detection_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down",
-                  "lfc_agreement", "cluster", "effect_detected"]
+                  "energy_pvalue", "energy_padj", "detection_pvalue", "detection_padj", "n_de_genes", "n_de_up",
+                  "n_de_down", "top_up", "top_down", "lfc_agreement", "cluster", "effect_detected"]
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from pertcontrast.errors import ParameterError
 PROFILES = ("salient", "lfc")
 COLUMNS = [
     "perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance", "energy_pvalue",
-    "energy_padj", "detection_pvalue", "detection_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down", "lfc_agreement", "cluster",
-    "effect_detected",
+    "energy_padj", "detection_pvalue", "detection_padj", "n_de_genes", "n_de_up", "n_de_down", "top_up", "top_down",
+    "lfc_agreement", "cluster", "effect_detected",
 ]
 
 

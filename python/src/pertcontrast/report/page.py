@@ -78,7 +78,7 @@ def _header(content: ReportContent) -> Html:
         ("batch predictability: salient / background", _pair(h, "batch_predictability")),
         ("median salient norm: control / perturbed",
          f"{_fixed(h['median_salient_norm_control'])} / {_fixed(h['median_salient_norm_perturbed'])}"),
-        ("perturbations with an effect (energy, BH ≤ 0.05)", _effects_found(h)),
+        ("perturbations with an effect (detection test, BH ≤ 0.05)", _effects_found(h)),
         ("responder fraction", _fixed(h["responder_fraction"], "not run")),
         ("calibration check (pseudo-perturbations)",
          {None: "not run", True: "within targets", False: "OUTSIDE targets"}[h.get("calibration_passed")]),
@@ -280,7 +280,9 @@ def _settings(c: ReportContent) -> Html:
         ("Data registry", registry),
         ("Preprocessing", {"settings": preprocess.get("settings", {}), "report": preprocess.get("report", {})}),
         ("Export", c.latents.uns.get("pertcontrast_export", {})),
-        ("Responders", c.latents.uns.get("pertcontrast_responders", {})),
+        # the per-perturbation detection record is in the tables, not a setting
+        ("Responders", {k: v for k, v in c.latents.uns.get("pertcontrast_responders", {}).items()
+                        if k != "detection"}),
         ("Differential expression", de_settings),
         ("This report", c.options),
     ]

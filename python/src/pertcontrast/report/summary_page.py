@@ -82,7 +82,8 @@ def render_summary(headlines: list[dict], title: str) -> str:
         tag("header", tag("h1", title),
             tag("p", f"{len(headlines)} screen{'s' if len(headlines) != 1 else ''}; click a screen for its report. "
                      "Predictability: k-NN balanced accuracy minus chance (low in the salient latent means the "
-                     "background was removed). With effect: energy-distance test, BH ≤ 0.05."),
+                     "background was removed). With effect: the responders' detection test (without a "
+                     "model: the energy-distance test), BH ≤ 0.05."),
             class_="page"),
         tag("main", tag("section", sortable_table(summary_table(headlines), "summary-table", links,
                                                   search_label="Filter screens", placeholder="screen id…"),

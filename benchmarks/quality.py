@@ -99,6 +99,7 @@ def fit_pertcontrast(prepared, folder: Path, args):
 
 
 def score_pertcontrast(model, adata, args) -> dict:
+    from pertcontrast.analysis.cells import unmatched_cells
     from pertcontrast.analysis.decode import ExpressionResiduals
     from pertcontrast.analysis.de import DESettings
     from pertcontrast.analysis.differential import differential_expression
@@ -119,7 +120,9 @@ def score_pertcontrast(model, adata, args) -> dict:
     null = (labels == "control") & np.isin(model.split_of(adata.obs_names), ["decoy", "new"])
     scores = salient_summary(salient, latents["background"], obs)
     residuals = ExpressionResiduals(model, adata, args.device, source="adata")
-    responders = call_responders(salient, labels, "control", null_controls=null, residuals=residuals)
+    split = model.split_of(adata.obs_names)
+    responders = call_responders(salient, labels, "control", null_controls=null, residuals=residuals,
+                                 unmatched=unmatched_cells(split, labels == "control"))
     residuals.release()
     scores["escaper_auroc"] = escaper_auroc(responders.score, obs)
     scores["escaper_auroc_probability"] = escaper_auroc(np.nan_to_num(responders.probability), obs)

@@ -47,16 +47,17 @@ def screens():
 def calls(model, cells):
     """Latents, responders (scored over the genes on the model's residuals, as the steps
     do) and the effect tests of a set of cells, with the model's null."""
-    from pertcontrast.analysis.cells import NULL_SPLITS
+    from pertcontrast.analysis.cells import NULL_SPLITS, unmatched_cells
     from pertcontrast.analysis.decode import ExpressionResiduals
     from pertcontrast.analysis.responders import call_responders
 
     latents = model.latents(cells, device="cpu")
     labels = cells.obs["perturbation"].astype(str).to_numpy()
-    null = (labels == "control") & np.isin(model.split_of(cells.obs_names), NULL_SPLITS)
+    split = model.split_of(cells.obs_names)
+    null = (labels == "control") & np.isin(split, NULL_SPLITS)
     residuals = ExpressionResiduals(model, cells, "cpu", source="adata")
     return latents, null, call_responders(latents["salient"], labels, "control", null_controls=null,
-                                          residuals=residuals)
+                                          residuals=residuals, unmatched=unmatched_cells(split, labels == "control"))
 
 
 @pytest.fixture(scope="module")

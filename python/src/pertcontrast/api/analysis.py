@@ -65,6 +65,14 @@ class AnalysisMixin:
                                      "ContrastiveModel.load(folder, adata=adata).")
         return adata, counts_view(adata, self.layer, source)
 
+    def _split(self, cells) -> np.ndarray:
+        """Each cell's role in training: the export's column, else the model's record."""
+        from pertcontrast.analysis.cells import SPLIT_COLUMN
+
+        if SPLIT_COLUMN in cells.obs:
+            return cells.obs[SPLIT_COLUMN].astype(str).to_numpy()
+        return self.split_of(cells.obs_names)
+
     def _labels_and_null(self, cells, source: str = "adata") -> tuple[np.ndarray, np.ndarray]:
         """Perturbation labels and the null controls (see the module docstring)."""
         from pertcontrast.analysis.cells import SPLIT_COLUMN, null_controls, perturbation_labels
@@ -74,9 +82,7 @@ class AnalysisMixin:
         if not is_control.any():
             raise InputDataError(f"{source}: no control cells ('{self.encoding.control_label}' in "
                                  f"obs['{self.encoding.perturbation_key}']); they are the null.")
-        obs = cells.obs
-        if SPLIT_COLUMN not in obs:
-            obs = pd.DataFrame({SPLIT_COLUMN: self.split_of(cells.obs_names)}, index=cells.obs_names)
+        obs = pd.DataFrame({SPLIT_COLUMN: self._split(cells)}, index=cells.obs_names)
         return labels, null_controls(obs, is_control, source)
 
     # -- latents ------------------------------------------------------------------------
@@ -153,16 +159,18 @@ class AnalysisMixin:
         posterior probability and a call, scored over the genes on the model's residuals;
         per perturbation the detection test against the null and the responder fraction.
         ``store=True`` also writes the three per-cell columns into ``adata.obs``."""
+        from pertcontrast.analysis.cells import unmatched_cells
         from pertcontrast.analysis.decode import ExpressionResiduals
         from pertcontrast.analysis.responders import call_responders
 
         adata, cells = self._cells(adata)
         labels, null = self._labels_and_null(cells)
+        unmatched = unmatched_cells(self._split(cells), labels == self.encoding.control_label)
         salient = self.latents(cells, device=device)["salient"]
         residuals = ExpressionResiduals(self, cells, device, source="adata")
         try:
             result = call_responders(salient, labels, self.encoding.control_label, null, threshold, seed=seed,
-                                     residuals=residuals)
+                                     residuals=residuals, unmatched=unmatched)
         finally:
             residuals.release()
         per_cell = pd.DataFrame({"responder_score": result.score, "responder_probability": result.probability,

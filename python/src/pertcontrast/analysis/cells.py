@@ -51,6 +51,15 @@ def null_controls(obs: pd.DataFrame, is_control: np.ndarray, source: str = "inpu
     return null
 
 
+def training_split(recorded, model, obs_names) -> np.ndarray | None:
+    """Each cell's role in training (train, validation, decoy, new): ``recorded`` (the
+    ``pertcontrast_split`` column 'pertcontrast export' wrote), else the model's own record
+    of its cells; None without either."""
+    if recorded is not None:
+        return np.asarray(pd.Series(np.asarray(recorded)).astype(str))
+    return model.split_of(obs_names) if model is not None else None
+
+
 def unmatched_cells(split, is_control: np.ndarray) -> np.ndarray | None:
     """Perturbed cells whose training differs from their null's: on a training screen the
     validation cells (held out for early stopping) were not trained on, while the null,

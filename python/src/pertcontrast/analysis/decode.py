@@ -41,9 +41,10 @@ class ModelCells:
     def covariate_tensor(self, rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.covariates[rows]).to(self.device)
 
-    def encode(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        """Posterior locs and scales of the given cells (one block; on ``device``)."""
-        counts = csr_tensor(self.rows.csr_rows(rows)).to(self.device)
+    def encode(self, rows: np.ndarray, block=None) -> dict[str, torch.Tensor]:
+        """Posterior locs and scales of the given cells (one block; on ``device``);
+        ``block``: their counts when already read (``rows.csr_rows(rows)``)."""
+        counts = csr_tensor(self.rows.csr_rows(rows) if block is None else block).to(self.device)
         return self.module.posterior(counts, self.covariate_tensor(rows))
 
     @torch.inference_mode()
@@ -102,9 +103,10 @@ class ExpressionResiduals:
     @torch.inference_mode()
     def block(self, rows: np.ndarray) -> np.ndarray:
         cells = self.cells
-        counts = torch.from_numpy(cells.counts(rows)).to(cells.device, torch.float32)
+        block = cells.rows.csr_rows(rows)  # read once: for the observed expression and the encoder
+        counts = torch.from_numpy(block.toarray()).to(cells.device, torch.float32)
         observed = torch.log1p(counts * (NORMALISED_TOTAL / counts.sum(-1, keepdim=True).clamp_min(1.0)))
-        encoded = cells.encode(rows)
+        encoded = cells.encode(rows, block)
         background = encoded["background_loc"]
         salient = torch.zeros_like(encoded["salient_loc"])
         fitted = torch.log1p(per_10k(cells.log_proportions(background, salient, cells.covariate_tensor(rows))))

@@ -67,11 +67,9 @@ class AnalysisMixin:
 
     def _split(self, cells) -> np.ndarray:
         """Each cell's role in training: the export's column, else the model's record."""
-        from pertcontrast.analysis.cells import SPLIT_COLUMN
+        from pertcontrast.analysis.cells import SPLIT_COLUMN, training_split
 
-        if SPLIT_COLUMN in cells.obs:
-            return cells.obs[SPLIT_COLUMN].astype(str).to_numpy()
-        return self.split_of(cells.obs_names)
+        return training_split(cells.obs.get(SPLIT_COLUMN), self, cells.obs_names)
 
     def _labels_and_null(self, cells, source: str = "adata") -> tuple[np.ndarray, np.ndarray]:
         """Perturbation labels and the null controls (see the module docstring)."""

@@ -75,19 +75,19 @@ def salient_means(files: ScreenFiles) -> np.ndarray:
 def cell_split(files: ScreenFiles, model=None) -> np.ndarray | None:
     """Each cell's role in training (train, validation, decoy, new): as 'pertcontrast
     export' wrote it, else from the model's own record of its cells (None without either)."""
-    from pertcontrast.analysis.cells import SPLIT_COLUMN
+    from pertcontrast.analysis.cells import SPLIT_COLUMN, training_split
 
-    if files.has("obs", SPLIT_COLUMN):
-        return np.asarray(pd.Series(files.read("obs", SPLIT_COLUMN)).astype(str))
-    return model.split_of(files.obs_names) if model is not None else None
+    recorded = files.read("obs", SPLIT_COLUMN) if files.has("obs", SPLIT_COLUMN) else None
+    return training_split(recorded, model, files.obs_names)
 
 
-def null_of(files: ScreenFiles, is_control: np.ndarray, model=None) -> np.ndarray:
+def null_of(files: ScreenFiles, is_control: np.ndarray, model=None, split=None) -> np.ndarray:
     """The null controls (decoys and controls the model never saw), from the split that
-    'pertcontrast export' wrote, else from the model's own record of its cells."""
+    'pertcontrast export' wrote, else from the model's own record of its cells (or the
+    ``split`` of :func:`cell_split`, when the caller has read it already)."""
     from pertcontrast.analysis.cells import SPLIT_COLUMN, null_controls
 
-    split = cell_split(files, model)
+    split = cell_split(files, model) if split is None else split
     split = {} if split is None else {SPLIT_COLUMN: split}
     source = str(files.path("export") or files.prepared)
     return null_controls(pd.DataFrame(split, index=files.obs_names), is_control, source)
@@ -123,8 +123,8 @@ def responders_file(prepared, latents, output, table_path=None, threshold: float
 
     with ScreenFiles(prepared, export=latents) as files:
         labels, control = labels_and_control(files, perturbation_key, control_label)
-        null = null_of(files, labels == control, model)
         split = cell_split(files, model)
+        null = null_of(files, labels == control, model, split)
         salient = salient_means(files)
         obs_names = files.obs_names
     residuals = None

@@ -145,17 +145,35 @@ def score_pertcontrast(model, adata, args) -> dict:
 # -- PCA + Wilcoxon ------------------------------------------------------------------------
 class LogNormalised:
     """Blocks of log-normalised expression, in the shape ``call_responders`` takes its
-    residuals (the null's mean is removed there)."""
+    residuals (the null's mean is removed there), with the counts and a model-free fit
+    beside them: every cell expected at the controls' mean proportions and its own depth,
+    inverse dispersions by moments of the controls. What the model's residuals add over
+    this is the background they remove."""
 
-    def __init__(self, counts, batch_size: int = 2048):
-        self.counts, self.batch_size, self.n_genes = counts.tocsr(), batch_size, counts.shape[1]
+    def __init__(self, adata, controls: np.ndarray, batch_size: int = 2048):
+        self.counts, self.batch_size, self.n_genes = adata.X.tocsr(), batch_size, adata.n_vars
+        self.gene_names = list(adata.var_names)  # the detection leaves each perturbation's target out
+        control_counts = self.counts[np.flatnonzero(controls)]
+        depth = np.asarray(control_counts.sum(axis=1)).ravel()
+        self.log_proportion = np.log((np.asarray(control_counts.sum(axis=0)).ravel() + 0.5) / depth.sum())
+        proportion = np.exp(self.log_proportion)
+        # 1 / theta = sum((x - mu)^2 - mu) / sum(mu^2) over the controls, mu = depth x proportion
+        squares = proportion**2 * (depth**2).sum()
+        excess = (np.asarray(control_counts.power(2).sum(axis=0)).ravel()
+                  - 2 * proportion * (control_counts.T @ depth) + squares - proportion * depth.sum())
+        self.dispersion = np.clip(squares / np.maximum(excess, 1e-9), 0.01, 1e4)
 
     def __call__(self, rows):
+        from pertcontrast.analysis.decode import ExpressionBlock
         from pertcontrast.analysis.wilcoxon import log_normalise
 
         for start in range(0, len(rows), self.batch_size):
             block = rows[start : start + self.batch_size]
-            yield block, log_normalise(self.counts[block]).toarray().astype(np.float64)
+            counts = self.counts[block]
+            depth = np.maximum(np.asarray(counts.sum(axis=1)).ravel(), 1.0)
+            yield block, ExpressionBlock(log_normalise(counts).toarray().astype(np.float64),
+                                         counts.toarray().astype(np.float64),
+                                         np.log(depth)[:, None] + self.log_proportion[None, :])
 
 
 def score_pca(train, prepared, adata, args, cache: dict) -> dict:
@@ -184,7 +202,7 @@ def score_pca(train, prepared, adata, args, cache: dict) -> dict:
     # without a model: pertcontrast's cross-fitted gene-space responder scores on plain
     # log-normalised expression (mixscape-like), to show what the model's residuals add
     responders = call_responders(pcs, labels, "control", null_controls=controls,
-                                 residuals=LogNormalised(adata[:, genes].X))
+                                 residuals=LogNormalised(adata[:, genes], controls))
     scores["escaper_auroc_genes"] = escaper_auroc(responders.score, obs)
     scores.update({f"{k}_genes": v for k, v in responder_rates(responders.call == "responder", obs, truth).items()})
     detection = responders.table.set_index("perturbation")["detection_pvalue"]
@@ -283,6 +301,9 @@ def run_one(preset: str, seed: int, args) -> dict:
             fitted = time.time()
             out = {name: score_contrastivevi(model, prepared, cells, args) for name, cells in zip(CELL_SETS, (train, new))}
         out["seconds"] = {"fit": round(fitted - started, 1), "score": round(time.time() - fitted, 1)}
+        if scores_file.exists():  # a rescore keeps the cached scores it did not recompute (DE with --no-de)
+            cached = json.loads(scores_file.read_text())
+            out = {key: {**cached.get(key, {}), **value} if key in CELL_SETS else value for key, value in out.items()}
         scores_file.write_text(json.dumps(out, indent=1, default=float))
         results[method] = out
         print(f"{preset} seed {seed} {method}: done ({out['seconds']})", file=sys.stderr, flush=True)
@@ -315,7 +336,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", default="quality-work")
     parser.add_argument("--rescore", nargs="?", const="all", default="",
-                        help="recompute scores, keeping fitted models: all methods, or those named (a,b)")
+                        help="recompute scores, keeping fitted models: all methods, or those named (a,b); "
+                             "cached scores not recomputed (DE with --no-de) are kept")
     parser.add_argument("--json", help="also write every score to this file")
     args = parser.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]

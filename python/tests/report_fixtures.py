@@ -58,7 +58,7 @@ def report_inputs(tiny_prepared, tiny_model, tmp_path_factory) -> ReportInputs:
     calls = np.where(is_control, "control", np.where(rng.random(prepared.n_obs) < 0.6, "responder", "non-responder"))
     write_step_output(folder / "screen1.responders.h5ad", prepared.obs_names, obs={
         "responder_call": pd.Categorical(calls, categories=["control", "responder", "non-responder"])},
-        uns={"pertcontrast_responders": {"threshold": 0.5}})
+        uns={"pertcontrast_responders": {"null_quantile": 0.875}})
     genes = [IMG_GENE if i == 0 else str(g) for i, g in enumerate(prepared.var_names)]
     inputs = ReportInputs(folder, folder / "screen1.prepared.h5ad", folder / "screen1.latents.h5ad", folder / "model",
                           folder / "screen1.responders.h5ad", folder / "de", folder / "effects", perturbations, genes)

@@ -140,6 +140,6 @@ def test_pseudo_perturbations_of_null_controls_call_nothing(screens, new_cells):
     table = run_check(latents["salient"], labels, "control", null, CalibrationSettings(n_groups=4), model, new,
                       device="cpu")
     result = summary(table)
-    print("\npseudo-perturbation check:", result)
+    print("\npseudo-perturbation check:", result, "\n", table.round(3).to_string())
     assert result["effects_called"] == 0 and result["responder_fraction"] <= 0.05
     assert result["model_called_fraction"] <= 0.05 and result["wilcoxon_called_fraction"] <= 0.05

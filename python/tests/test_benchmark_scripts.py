@@ -42,3 +42,20 @@ def test_guide_assignment_prints_every_scenario_for_both_methods():
         for values in methods.values():
             assert all(0 <= values[c] <= 1 for c in ("single_accuracy", "multiplet_precision", "multiplet_f1"))
         assert methods["mixture"]["single_accuracy"] > methods["fixed 5 UMIs"]["single_accuracy"]
+
+
+def test_responder_ceiling_prints_the_bayes_classifier_per_screen():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "responder_ceiling.py"), "--presets", "tiny,hard",
+                           "--seeds", "0", "--n-cells", "3000", "--json"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    numbers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(numbers) == {"tiny/0", "hard/0"}
+    for scores in numbers.values():
+        assert set(scores) == {f"{name}{part}" for name in ("escaper_auroc", "tpr_at_bar")
+                               for part in ("", "_target_gene", "_other_genes")}
+        assert all(0.5 < value <= 1.0 for name, value in scores.items() if name.startswith("escaper_auroc"))
+        assert all(0.0 < value <= 1.0 for name, value in scores.items() if name.startswith("tpr_at_bar"))
+        # every gene knows more than the knockdown alone or the program alone
+        assert scores["escaper_auroc"] >= max(scores["escaper_auroc_target_gene"], scores["escaper_auroc_other_genes"])
+    # the hard screen's effects are weaker: even the truth separates its escapers less well
+    assert numbers["hard/0"]["escaper_auroc"] < numbers["tiny/0"]["escaper_auroc"]

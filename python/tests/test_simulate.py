@@ -3,6 +3,7 @@ equals the in-memory result."""
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -101,3 +102,32 @@ def test_harder_designs_have_what_they_promise(preset, tmp_path):
         assert len(program_genes & low) >= 0.1 * len(program_genes)
     else:
         assert len(table) >= 100 and obs.perturbation.value_counts().drop("control").median() < 200
+
+
+def test_expected_counts_are_what_the_cells_were_drawn_from():
+    """``expected_counts`` (the truth behind the responder ceiling benchmark) reproduces the
+    simulator: summed over many cells, the counts match their expectation, with the effect
+    for responders and without it for escapers and controls."""
+    from pertcontrast.data.simulate import expected_counts, screen_design
+
+    adata = simulate("hard", seed=2, cell_seed=4, n_cells=6000)
+    design = screen_design("hard", 2, n_cells=6000)
+    obs = adata.obs
+    counts = adata.X.toarray()
+    responders = obs["truth_responder"].to_numpy(bool)
+    unaffected = ~obs["truth_knockdown"].to_numpy(bool)
+    with_effect, without = expected_counts(obs, design, True), expected_counts(obs, design, False)
+    assert np.allclose(with_effect[obs["perturbation"] == "control"], without[obs["perturbation"] == "control"])
+    for cells, expected in ((responders, with_effect), (unaffected, without)):
+        observed, mean = counts[cells].sum(0), expected[cells].sum(0)
+        high = mean > 500  # Poisson-gamma noise about 5% there
+        assert high.sum() > 100 and np.median(np.abs(observed[high] / mean[high] - 1)) < 0.03
+    # the effect is real: the responders of the largest perturbation follow it, not the unperturbed means
+    labels = obs["perturbation"].astype(str).to_numpy()
+    largest = pd.Series(labels[responders]).value_counts().index[0]
+    cells = responders & (labels == largest)
+    changed = np.abs(np.log(with_effect[cells].sum(0) / without[cells].sum(0))) > 0.3
+    observed = counts[cells].sum(0)[changed]
+    assert changed.sum() >= 10
+    assert (np.abs(np.log(observed / with_effect[cells].sum(0)[changed]))
+            < np.abs(np.log(observed / without[cells].sum(0)[changed]))).mean() > 0.9

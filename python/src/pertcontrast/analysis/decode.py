@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -67,13 +68,24 @@ def sample_normal(loc: torch.Tensor, scale: torch.Tensor, generator: torch.Gener
     return loc + noise * scale
 
 
+@dataclass
+class ExpressionBlock:
+    """One block of cells over the model's genes (cells x genes, float64)."""
+
+    residual: np.ndarray  # log1p(counts per 10k) - log1p(the fit per 10k)
+    counts: np.ndarray | None = None  # the observed counts (None: a source of residuals alone)
+    log_mean: np.ndarray | None = None  # log of the fit's expected counts at the cell's observed depth
+
+
 class ExpressionResiduals:
     """Each cell's observed log expression minus the model's fit of the same cell
     unperturbed: ``log1p(counts per 10k) - log1p(counterfactual per 10k)`` over the
     model's genes, the counterfactual decoded from the cell's background mean with the
     salient latent at 0. What the background (cycle, clone, batch, depth) explains is gone
     from it; a perturbation's effect stays. Called with rows, it yields ``(rows of a
-    block, residuals float64 block x genes)``: never more than one block in memory."""
+    block, ExpressionBlock)``: the residuals with the counts and the fit's expected counts
+    beside them (the responders' count likelihood), never more than one block in memory.
+    ``dispersion`` is the model's inverse dispersion per gene (its negative binomial)."""
 
     def __init__(self, model, adata, device: str = "auto", source: str = "input", batch_size: int = 1024):
         self.cells = ModelCells(model, adata, device, source)
@@ -94,6 +106,11 @@ class ExpressionResiduals:
     def gene_names(self) -> list[str]:
         return self.cells.gene_names
 
+    @property
+    def dispersion(self) -> np.ndarray:
+        with torch.inference_mode():
+            return self.cells.module.generative.decoder.dispersion().double().cpu().numpy()
+
     def __call__(self, rows: np.ndarray):
         rows = np.asarray(rows)
         for start in range(0, len(rows), self.batch_size):
@@ -101,16 +118,19 @@ class ExpressionResiduals:
             yield block, self.block(block if self.positions is None else self.positions[block])
 
     @torch.inference_mode()
-    def block(self, rows: np.ndarray) -> np.ndarray:
+    def block(self, rows: np.ndarray) -> ExpressionBlock:
         cells = self.cells
         block = cells.rows.csr_rows(rows)  # read once: for the observed expression and the encoder
         counts = torch.from_numpy(block.toarray()).to(cells.device, torch.float32)
-        observed = torch.log1p(counts * (NORMALISED_TOTAL / counts.sum(-1, keepdim=True).clamp_min(1.0)))
+        depth = counts.sum(-1, keepdim=True).clamp_min(1.0)
+        observed = torch.log1p(counts * (NORMALISED_TOTAL / depth))
         encoded = cells.encode(rows, block)
         background = encoded["background_loc"]
         salient = torch.zeros_like(encoded["salient_loc"])
-        fitted = torch.log1p(per_10k(cells.log_proportions(background, salient, cells.covariate_tensor(rows))))
-        return (observed - fitted).double().cpu().numpy()
+        log_proportions = cells.log_proportions(background, salient, cells.covariate_tensor(rows))
+        fitted = torch.log1p(torch.exp(log_proportions) * NORMALISED_TOTAL)
+        as_numpy = lambda values: values.double().cpu().numpy()  # noqa: E731
+        return ExpressionBlock(as_numpy(observed - fitted), as_numpy(counts), as_numpy(log_proportions + depth.log()))
 
     def release(self) -> None:
         self.cells.release()

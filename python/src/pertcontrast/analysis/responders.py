@@ -10,10 +10,11 @@ energy test of its salient latents against the null controls, Benjamini-Hochberg
 perturbations at ``fdr``. Within those, a cell's score is the projection of its salient
 mean onto the perturbation's mean salient direction, the null controls projected onto the
 same direction are the null, and a two-component mixture (null fixed to the controls'
-scores, responders free) gives each cell a posterior probability of responding. A
-responder has a posterior above ``threshold`` and a score above the ``null_quantile``
-of the null's: at most 1 - ``null_quantile`` of the cells that do not respond (escapers)
-are called, even where the two components overlap.
+scores, responders free) gives each cell a posterior probability of responding (reported,
+for ranking). A responder is a cell of a detected perturbation whose score is above the
+``null_quantile`` of the null's on its own direction: about 1 - ``null_quantile`` of the
+cells that do not respond (escapers, whose scores are the null's) are called, however
+much responders and escapers overlap.
 
 The direction is the mean of the perturbation's cells whose salient norm exceeds the
 controls' median norm (escapers sit near 0 and barely move it). It is cross-fitted: the
@@ -25,9 +26,8 @@ With the model's ``residuals`` (``analysis.decode.ExpressionResiduals``: each ce
 expression minus the model's fit of it unperturbed) the score is taken in gene space
 instead (``expression_scores``, the default of the steps): the salient latent is a
 compressed, partly shrunk summary, while the residual keeps every gene of the effect with
-the background removed. On new cells of the simulated screens this lifted the escaper
-AUROC from 0.80-0.93 to 0.97-0.98 (standard) and from 0.50 to 0.84 (hard; see
-benchmarks/README.md). The perturbation is then detected by the cross-fitted scores
+the background removed (benchmarks/README.md, "Responder scores", has what each choice
+measured on new cells). The perturbation is then detected by the cross-fitted scores
 themselves (a one-sided rank test against the null controls' scores, without the target
 gene) or by the energy test, Bonferroni over the two (``either``).
 """
@@ -94,7 +94,7 @@ class ExpressionScores:
     """Cross-fitted gene-space scores (see ``expression_scores``)."""
 
     score: np.ndarray  # per cell: z-score against the null controls' scores on its direction; NaN elsewhere
-    null: dict[str, np.ndarray]  # per perturbation: the null controls' z-scores on its two directions
+    null: dict[str, np.ndarray]  # per perturbation: the null controls' z-scores on its scoring directions
     bar: np.ndarray  # per cell: the ``null_quantile`` of the null z-scores on its own direction
     pvalue: dict[str, float]  # per perturbation: one-sided rank test of its scores against the null's
     n_genes: dict[str, float]  # per perturbation: genes in its detection directions (mean of the two halves)
@@ -108,117 +108,241 @@ def _direction(difference: np.ndarray, variance: np.ndarray, t: np.ndarray, min_
     return (np.where(selected, weights, 0.0) if selected.any() else weights), int(selected.sum())
 
 
+def _balanced_folds(codes: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """A fold in ``0 .. n_folds - 1`` for each entry, at random but as even as possible
+    within each code (a perturbation's folds differ in size by one cell at most)."""
+    order = rng.permutation(len(codes))
+    order = order[np.argsort(codes[order], kind="stable")]
+    ranked = codes[order]
+    rank = np.arange(len(order)) - np.searchsorted(ranked, ranked, side="left")
+    folds = np.empty(len(codes), dtype=int)
+    folds[order] = rank % n_folds
+    return folds
+
+
+def _count_log_ratio(block, delta: np.ndarray, dispersion: np.ndarray, unshifted: np.ndarray) -> np.ndarray:
+    """Per cell: log p(counts | fit x exp(delta)) - log p(counts | fit), negative binomial
+    with the fit's expected counts and ``dispersion`` (inverse dispersion) per gene;
+    ``unshifted``: ``logaddexp(log dispersion, log fit)`` of the block (shared by every delta)."""
+    shifted = np.logaddexp(np.log(dispersion), block.log_mean + delta)
+    return (block.counts * delta - (block.counts + dispersion) * (shifted - unshifted)).sum(-1)
+
+
+def _share_effects(effects: np.ndarray, whole: np.ndarray, size: np.ndarray, targets: np.ndarray,
+                   n_folds: int, min_similarity: float) -> np.ndarray:
+    """Each group's effect averaged with the whole effects of the other perturbations that
+    look alike (cosine over the genes above ``min_similarity``, weighted by its square and
+    their cells), each perturbation's own target gene left out of the likeness and kept
+    from its own estimate. Perturbations of one program estimate it together; no group's
+    cells or the null's second half enter its effect, so the cross-fitting holds."""
+    n_perturbations = len(whole)
+    others = whole.copy()
+    own = effects.copy()
+    has_target = targets >= 0
+    others[np.flatnonzero(has_target), targets[has_target]] = 0.0
+    group_target = np.repeat(targets, n_folds)
+    rows = np.flatnonzero(group_target >= 0)
+    own[rows, group_target[rows]] = 0.0
+    norms = np.linalg.norm(own, axis=1)[:, None] * np.linalg.norm(others, axis=1)[None, :]
+    similarity = np.divide(own @ others.T, norms, out=np.zeros_like(norms), where=norms > 0)
+    similarity[np.arange(len(effects)), np.repeat(np.arange(n_perturbations), n_folds)] = 0.0  # not itself
+    weight = np.where(similarity > min_similarity, similarity**2, 0.0)
+    n_whole = size.reshape(n_perturbations, n_folds).sum(1)
+    n_own = np.repeat(n_whole, n_folds) - size
+    shared = (n_own[:, None] * effects + (weight * n_whole) @ others) / np.maximum(n_own + weight @ n_whole, 1.0)[:, None]
+    shared[rows, group_target[rows]] = effects[rows, group_target[rows]]
+    return shared
+
+
 def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, null_mask: np.ndarray,
                       rng: np.random.Generator, null_quantile: float = 0.875, min_t: float = 3.0,
-                      unmatched: np.ndarray | None = None) -> ExpressionScores:
-    """Each perturbed cell's residual projected on its perturbation's direction in gene
-    space, cross-fitted twice over.
+                      unmatched: np.ndarray | None = None, n_folds: int = 6,
+                      shrinkage: float = 36.0, min_similarity: float = 0.3) -> ExpressionScores:
+    """Each perturbed cell's log-likelihood ratio of responding, on an effect estimated
+    from its perturbation's other cells: cross-fitted, so a cell never helps estimate the
+    effect it is scored on.
 
-    The perturbed cells of a perturbation and the null controls are each split in two at
-    random. A perturbation's direction for one half of its cells is fitted on the other
-    half against the first fold of the null controls: per gene, the mean residual
-    difference ``d`` and its t statistic, weights ``d / variance`` on the genes with
-    ``|t| > min_t`` (all genes when none pass). The second fold of the null controls,
-    projected on the same direction, is the null: scores are z-scores against it. So
-    neither a cell nor a null control ever helped fit the direction it is scored on, and
-    under no effect the perturbation's scores and the null's are exchangeable (the rank
-    test is valid; the calibration check measures it). (Fitting against the controls
-    trained as controls instead, to keep every null control for the null, called
-    perturbations without an effect on the training cells of the standard screen.)
-    ``unmatched`` cells (see ``analysis.cells.unmatched_cells``) are scored and called but
-    fit no direction and stay out of the detection test.
+    The null controls are split in two at random, a perturbation's cells into ``n_folds``
+    folds (even). For the cells of one fold the effect is estimated on the other folds
+    against the first null half: per gene, the log ratio of observed to fitted counts of
+    those cells minus the same of the null controls (the effect's log fold change, diluted
+    by their escapers), shrunk by ``t^2 / (t^2 + shrinkage)`` with ``t`` the Welch t of the
+    residuals (genes with no evidence count for little), then averaged with the effects of
+    the other perturbations that look alike (``_share_effects``: a program's perturbations
+    estimate it together). A cell's score is the negative
+    binomial log-likelihood ratio of its counts under the fit times that fold change
+    against the fit alone (with a source of residuals alone, without counts: the residual
+    projected on the shrunk ``difference / variance``, the Gaussian ratio). The second null
+    half, scored on the same effect, is the null: scores are z-scores against it, and under
+    no effect a fold's scores and the null's are exchangeable. Five of six cells estimate
+    each effect (two halves left half of them out and lost power where effects are weak),
+    and the likelihood ratio weighs a gene by what its counts can tell (the log residuals
+    flatten low counts): see benchmarks/README.md. (Fitting against the controls trained
+    as controls instead, to keep every null control for the null, called perturbations
+    without an effect on the training cells of the standard screen.) ``unmatched`` cells
+    (see ``analysis.cells.unmatched_cells``) are scored and called but fit no effect and
+    stay out of the detection test.
 
-    The perturbation is detected on a second direction without the gene named like it (its
-    target): the target's own drop is the knockdown, not its effect, so a knockdown without
-    downstream changes is not detected. Cells are scored with the target in: whether a
-    cell's target dropped is the best single sign that its knockdown worked, and escapers
-    are the cells where it did not. Two passes over ``residuals``."""
+    Detection is a one-sided rank test per half of the cells (the even and the odd folds),
+    each scored on a direction fitted on the other half against the first null half,
+    ``difference / variance`` on the genes with ``|t| > min_t``, without the gene named like
+    the perturbation (its target): the target's own drop is the knockdown, not its effect,
+    so a knockdown without downstream changes is not detected. Cells are scored with the
+    target in: whether a cell's target dropped is the best single sign that its knockdown
+    worked, and escapers are the cells where it did not. Two passes over ``residuals``."""
+    if n_folds < 2 or n_folds % 2:
+        raise ValueError(f"n_folds must be even and at least 2, got {n_folds}")
     labels = np.asarray(labels)
     n = len(labels)
     perturbations = sorted(set(labels[~is_control]))
     index = {p: i for i, p in enumerate(perturbations)}
-    half = rng.random(n) < 0.5
-    # group of a perturbed cell: 2 * perturbation + half; its direction is fitted on group ^ 1
-    group = np.full(n, -1)
+    n_perturbations, n_genes = len(perturbations), residuals.n_genes
     perturbed = np.flatnonzero(~is_control)
-    group[perturbed] = 2 * np.array([index[p] for p in labels[perturbed]], dtype=int) + half[perturbed]
-    null_rows = np.flatnonzero(null_mask & is_control)
-    null_fit, null_test = null_rows[half[null_rows]], null_rows[~half[null_rows]]
-    n_groups, n_genes = 2 * len(perturbations), residuals.n_genes
-    sums = np.zeros((n_groups, n_genes))
-    null_sum, null_square = np.zeros(n_genes), np.zeros(n_genes)
-    fit_mask = np.zeros(n, dtype=bool)
-    fit_mask[null_fit] = True
+    code = np.full(n, -1)
+    code[perturbed] = np.array([index[p] for p in labels[perturbed]], dtype=int)
+    # group of a perturbed cell: its perturbation and fold; its half (detection) is the fold's parity
+    group = np.full(n, -1)
+    group[perturbed] = n_folds * code[perturbed] + _balanced_folds(code[perturbed], n_folds, rng)
+    half = np.where(group >= 0, 2 * code + group % 2, -1)
+    null_rows = rng.permutation(np.flatnonzero(null_mask & is_control))
+    null_fit, null_test = np.sort(null_rows[: len(null_rows) // 2]), np.sort(null_rows[len(null_rows) // 2 :])
     fits = group.copy()
     if unmatched is not None:
         fits[np.asarray(unmatched, bool)] = -1
-    counts = np.bincount(fits[fits >= 0], minlength=n_groups)
-    squares = np.zeros((n_groups, n_genes))
+    n_groups = n_folds * n_perturbations
+    size = np.bincount(fits[fits >= 0], minlength=n_groups).astype(float)
+    sums, squares = np.zeros((n_groups, n_genes)), np.zeros((n_groups, n_genes))
+    count_sums, fit_sums = np.zeros((n_groups, n_genes)), np.zeros((n_groups, n_genes))
+    null_sums = np.zeros((4, n_genes))  # residual, its square, counts, fitted counts
+    in_null_fit = np.zeros(n, dtype=bool)
+    in_null_fit[null_fit] = True
+    has_counts = None  # the source's kind, from its first block
     for rows, block in residuals(np.union1d(np.flatnonzero(fits >= 0), null_fit)):
-        in_group = fits[rows] >= 0
-        np.add.at(sums, fits[rows][in_group], block[in_group])
-        np.add.at(squares, fits[rows][in_group], np.square(block[in_group]))
-        null_block = block[fit_mask[rows]]
-        null_sum += null_block.sum(0)
-        null_square += np.square(null_block).sum(0)
+        has_counts = block.counts is not None if has_counts is None else has_counts
+        groups, fitting = fits[rows], fits[rows] >= 0
+        np.add.at(sums, groups[fitting], block.residual[fitting])
+        np.add.at(squares, groups[fitting], np.square(block.residual[fitting]))
+        null = in_null_fit[rows]
+        null_sums[0] += block.residual[null].sum(0)
+        null_sums[1] += np.square(block.residual[null]).sum(0)
+        if has_counts:
+            fitted = np.exp(block.log_mean)
+            np.add.at(count_sums, groups[fitting], block.counts[fitting])
+            np.add.at(fit_sums, groups[fitting], fitted[fitting])
+            null_sums[2] += block.counts[null].sum(0)
+            null_sums[3] += fitted[null].sum(0)
+    has_counts = bool(has_counts)
     n_fit = max(len(null_fit), 1)
-    null_mean = null_sum / n_fit
-    variance = np.maximum(null_square / n_fit - null_mean**2, 0.0) + 1e-3  # floor: genes (almost) never seen
-    # columns: the scoring direction of each group, then its detection direction (no target)
-    weights = np.zeros((n_genes, 2 * n_groups))
-    n_selected = np.zeros(n_groups)
-    gene_position = {str(name): i for i, name in enumerate(getattr(residuals, "gene_names", None) or [])}
-    for g in range(n_groups):
-        fit = g ^ 1
-        if counts[fit] == 0:
-            continue
-        mean = sums[fit] / counts[fit]
+    null_mean = null_sums[0] / n_fit
+    variance = np.maximum(null_sums[1] / n_fit - null_mean**2, 0.0) + 1e-3  # floor: genes (almost) never seen
+    null_log_ratio = np.log((null_sums[2] + 0.5) / (null_sums[3] + 0.5))
+
+    def statistics(rows_sum, rows_square, n_rows):
+        """Mean difference from the null half, its Welch t and the pooled variance."""
+        mean = rows_sum / n_rows
         difference = mean - null_mean
         # t with each side's own variance (Welch): the perturbation's cells vary more where it acts
-        own = np.maximum(squares[fit] / counts[fit] - mean**2, 0.0) + 1e-3
-        t = difference / np.sqrt(own / counts[fit] + variance / n_fit)
+        own = np.maximum(rows_square / n_rows - mean**2, 0.0) + 1e-3
+        t = difference / np.sqrt(own / n_rows + variance / n_fit)
         # weights on the pooled variance: the null's alone is noisy where the null is small
-        pooled = (n_fit * variance + counts[fit] * own) / (n_fit + counts[fit])
-        weights[:, g], _ = _direction(difference, pooled, t, min_t)
-        target = gene_position.get(str(perturbations[g // 2]))
-        if target is not None:
-            difference, t = difference.copy(), t.copy()
-            difference[target] = t[target] = 0.0
-        weights[:, n_groups + g], n_selected[g] = _direction(difference, pooled, t, min_t)
-    raw = np.full((n, 2), np.nan)
-    null_scores = np.zeros((len(null_test), 2 * n_groups))
+        return difference, t, (n_fit * variance + n_rows * own) / (n_fit + n_rows)
+
+    def effect(rows_sum, rows_square, count_sum, fit_sum, n_rows):
+        """The effect estimated on some cells: log fold change (counts) or weights
+        (residuals alone), each gene shrunk by its evidence."""
+        difference, t, pooled = statistics(rows_sum, rows_square, n_rows)
+        evidence = t**2 / (t**2 + shrinkage)
+        if has_counts:
+            return (np.log((count_sum + 0.5) / (fit_sum + 0.5)) - null_log_ratio) * evidence
+        return difference / pooled * evidence
+
+    effects = np.zeros((n_groups, n_genes))  # per group: estimated on the perturbation's other folds
+    whole = np.zeros((n_perturbations, n_genes))  # per perturbation: on all its cells
+    detection = np.zeros((n_genes, 2 * n_perturbations))
+    n_selected = np.zeros(2 * n_perturbations)
+    gene_position = {str(name): i for i, name in enumerate(getattr(residuals, "gene_names", None) or [])}
+    targets = np.array([gene_position.get(str(p), -1) for p in perturbations], dtype=int)
+    for i in range(n_perturbations):
+        folds = slice(n_folds * i, n_folds * (i + 1))
+        total = [values[folds].sum(0) for values in (sums, squares, count_sums, fit_sums)]
+        n_total = size[folds].sum()
+        if n_total:
+            whole[i] = effect(*total, n_total)
+        for g in range(n_folds * i, n_folds * (i + 1)):
+            if n_total - size[g]:
+                effects[g] = effect(*(a - b[g] for a, b in zip(total, (sums, squares, count_sums, fit_sums))),
+                                    n_total - size[g])
+        for h in (0, 1):
+            other = slice(n_folds * i + 1 - h, n_folds * (i + 1), 2)  # the folds of the other parity
+            n_rows = size[other].sum()
+            if n_rows == 0:
+                continue
+            difference, t, pooled = statistics(sums[other].sum(0), squares[other].sum(0), n_rows)
+            if targets[i] >= 0:
+                difference[targets[i]] = t[targets[i]] = 0.0
+            detection[:, 2 * i + h], n_selected[2 * i + h] = _direction(difference, pooled, t, min_t)
+    effects = _share_effects(effects, whole, size, targets, n_folds, min_similarity)
+    dispersion = np.asarray(residuals.dispersion, dtype=np.float64) if has_counts else None
+
+    def score(block, delta):
+        """Scores of a block's cells on ``delta`` (one effect per cell, or one for all)."""
+        if not has_counts:
+            return (block.residual * delta).sum(-1)
+        return _count_log_ratio(block, delta, dispersion, np.logaddexp(np.log(dispersion), block.log_mean))
+
+    raw = np.full(n, np.nan)
+    raw_detection = np.full(n, np.nan)
+    null_scores = np.zeros((len(null_test), n_groups))
+    null_detection = np.zeros((len(null_test), 2 * n_perturbations))
     test_position = np.full(n, -1)
     test_position[null_test] = np.arange(len(null_test))
     for rows, block in residuals(np.union1d(perturbed, null_test)):
-        projected = block @ weights
-        in_group = group[rows] >= 0
-        columns = group[rows][in_group]
-        raw[rows[in_group]] = np.stack([projected[in_group, columns], projected[in_group, n_groups + columns]], 1)
-        in_null = test_position[rows] >= 0
-        null_scores[test_position[rows][in_null]] = projected[in_null]
-    centre = null_scores.mean(0) if len(null_test) else np.zeros(2 * n_groups)
-    spread = null_scores.std(0) if len(null_test) > 1 else np.ones(2 * n_groups)
-    spread = np.where(spread > 0, spread, 1.0)
-    null_z = (null_scores - centre) / spread
-    z = np.full((n, 2), np.nan)
-    for k in (0, 1):  # scoring, detection
-        column = k * n_groups + group[perturbed]
-        z[perturbed, k] = (raw[perturbed, k] - centre[column]) / spread[column]
-    score, bar = z[:, 0].copy(), np.full(n, np.inf)
-    quantiles = np.quantile(null_z, null_quantile, axis=0) if len(null_test) else np.full(2 * n_groups, np.inf)
+        projected = block.residual @ detection
+        in_group = np.flatnonzero(group[rows] >= 0)
+        raw_detection[rows[in_group]] = projected[in_group, half[rows[in_group]]]
+        raw[rows[in_group]] = score(_rows_of(block, in_group), effects[group[rows[in_group]]])
+        in_null = np.flatnonzero(test_position[rows] >= 0)
+        positions = test_position[rows[in_null]]
+        null_detection[positions] = projected[in_null]
+        if len(in_null) and has_counts:
+            null_block = _rows_of(block, in_null)
+            unshifted = np.logaddexp(np.log(dispersion), null_block.log_mean)
+            for g in range(n_groups):  # every null control on every effect: one effect at a time
+                null_scores[positions, g] = _count_log_ratio(null_block, effects[g], dispersion, unshifted)
+        elif len(in_null):
+            null_scores[positions] = block.residual[in_null] @ effects.T
+
+    def standardise(values, null_values, columns):
+        centre = null_values.mean(0) if len(null_test) else np.zeros(null_values.shape[1])
+        spread = null_values.std(0) if len(null_test) > 1 else np.ones(null_values.shape[1])
+        spread = np.where(spread > 0, spread, 1.0)
+        return (values - centre[columns]) / spread[columns], (null_values - centre) / spread
+
+    z = np.full(n, np.nan)
+    z_detection = np.full(n, np.nan)
+    z[perturbed], null_z = standardise(raw[perturbed], null_scores, group[perturbed])
+    z_detection[perturbed], null_z_detection = standardise(raw_detection[perturbed], null_detection, half[perturbed])
+    bar = np.full(n, np.inf)
+    quantiles = np.quantile(null_z, null_quantile, axis=0) if len(null_test) else np.full(n_groups, np.inf)
     bar[perturbed] = quantiles[group[perturbed]]
     null, pvalue, genes = {}, {}, {}
     for p, i in index.items():
-        null[p] = null_z[:, [2 * i, 2 * i + 1]].ravel()
+        null[p] = null_z[:, n_folds * i : n_folds * (i + 1)].ravel()
         halves = []
-        for g in (2 * i, 2 * i + 1):
-            cells = z[fits == g, 1]
+        for h in (2 * i, 2 * i + 1):
+            cells = z_detection[(fits >= 0) & (half == h)]
             if len(cells) and len(null_test):
-                halves.append(mannwhitneyu(cells, null_z[:, n_groups + g], alternative="greater").pvalue)
-        # the two halves share the null fold: Bonferroni over them is valid whatever their dependence
+                halves.append(mannwhitneyu(cells, null_z_detection[:, h], alternative="greater").pvalue)
+        # the two halves share the null half: Bonferroni over them is valid whatever their dependence
         pvalue[p] = min(1.0, 2 * min(halves)) if halves else float("nan")
         genes[p] = float(n_selected[[2 * i, 2 * i + 1]].mean())
-    return ExpressionScores(score, null, bar, pvalue, genes)
+    return ExpressionScores(z, null, bar, pvalue, genes)
+
+
+def _rows_of(block, rows: np.ndarray):
+    """The block's ``rows`` alone (the same kind of block)."""
+    return type(block)(block.residual[rows], None if block.counts is None else block.counts[rows],
+                       None if block.log_mean is None else block.log_mean[rows])
 
 
 def either(*pvalues: float) -> float:
@@ -232,7 +356,6 @@ def call_responders(
     labels,
     control_label: str,
     null_controls: np.ndarray | None = None,
-    threshold: float = 0.5,
     fdr: float = 0.05,
     n_permutations: int = 1000,
     seed: int = 0,
@@ -283,7 +406,10 @@ def call_responders(
         fit = fit_null_mixture(scores, float(null.mean()), float(null.std()))
         detected = bool(detection_padj < fdr)
         probability[cells] = fit.posterior(scores) if detected else 0.0
-        responding[cells] = (probability[cells] > threshold) & (scores > bar)
+        # a responder scores above the null's bar: about 1 - null_quantile of the cells that do
+        # not respond are called, however much the two overlap (a posterior above 1/2 called
+        # too few where they overlap: a third of the responders of the hard screen)
+        responding[cells] = detected & (scores > bar)
         n_responders = int(responding[cells].sum())
         rows.append({
             "perturbation": perturbation,

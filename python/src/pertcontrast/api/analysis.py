@@ -151,7 +151,7 @@ class AnalysisMixin:
         return table
 
     # -- responders ---------------------------------------------------------------------
-    def call_responders(self, adata=None, threshold: float = 0.5, seed: int = 0, store: bool = False,
+    def call_responders(self, adata=None, null_quantile: float = 0.875, seed: int = 0, store: bool = False,
                         device: str = "auto") -> ResponderCalls:
         """Which perturbed cells respond (``pertcontrast responders``): per cell a score, a
         posterior probability and a call, scored over the genes on the model's residuals;
@@ -167,8 +167,8 @@ class AnalysisMixin:
         salient = self.latents(cells, device=device)["salient"]
         residuals = ExpressionResiduals(self, cells, device, source="adata")
         try:
-            result = call_responders(salient, labels, self.encoding.control_label, null, threshold, seed=seed,
-                                     residuals=residuals, unmatched=unmatched)
+            result = call_responders(salient, labels, self.encoding.control_label, null, seed=seed,
+                                     null_quantile=null_quantile, residuals=residuals, unmatched=unmatched)
         finally:
             residuals.release()
         per_cell = pd.DataFrame({"responder_score": result.score, "responder_probability": result.probability,

@@ -94,23 +94,27 @@ def generate_command(prepared, model_spec, mlflow_uri, output, modes, background
 @click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help=".h5ad to write.")
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), default=None,
               help="Per-perturbation table (default: responders.csv beside --output).")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
-              show_default=True, help="Posterior probability above which a cell is a responder.")
+@click.option("--null-quantile", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.875,
+              show_default=True,
+              help="A responder scores above this quantile of the null controls' scores (on its own direction): "
+                   "about 1 minus it of the cells that do not respond (escapers) are called.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the cross-fitting split.")
 @label_options
 @device_option
-def responders_command(prepared, latents, model_spec, mlflow_uri, output, table_path, threshold, seed,
+def responders_command(prepared, latents, model_spec, mlflow_uri, output, table_path, null_quantile, seed,
                        perturbation_key, control_label, device):
     """Call responders and non-responders (escapers) among perturbed cells.
 
     PREPARED is the .h5ad from 'pertcontrast preprocess' (counts and perturbation labels),
-    --latents the export of it. With --model, each perturbed cell's residual (its log
-    expression minus the model's fit of it with the salient latent at 0) is projected on
-    its perturbation's direction over the genes; without it, its salient mean on the
-    perturbation's mean salient direction. Directions are cross-fitted (a cell never helps
-    fit the direction it is scored on); the null is the controls the model did not train
-    on. A two-component mixture against the null's scores gives obs columns
-    responder_score, responder_probability and responder_call (control / responder /
+    --latents the export of it. With --model, each perturbed cell's score is the likelihood
+    ratio of its counts under the model's fit of it unperturbed times its perturbation's
+    effect (estimated over the genes from the perturbation's other cells) against the fit
+    alone; without it, its salient mean projected on the perturbation's mean salient
+    direction. Effects are cross-fitted (a cell never helps estimate the effect it is
+    scored on); the null is the controls the model did not train on. A cell of a detected
+    perturbation is a responder when its score is above --null-quantile of the null's.
+    Writes obs columns responder_score, responder_probability (a two-component mixture
+    against the null, for ranking) and responder_call (control / responder /
     non-responder); responders.csv has one row per perturbation (detection test, sizes).
     """
     from pertcontrast.steps.analysis import responders_file
@@ -122,7 +126,7 @@ def responders_command(prepared, latents, model_spec, mlflow_uri, output, table_
         from pertcontrast.model_source import load_model
 
         model, info = load_model(model_spec, mlflow_uri)
-    result = responders_file(prepared, latents, output, table_path, threshold, seed, perturbation_key, control_label,
+    result = responders_file(prepared, latents, output, table_path, null_quantile, seed, perturbation_key, control_label,
                              model, device, info)
     n = int((result.call == "responder").sum())
     click.echo(f"wrote {output}: {n} responders in {len(result.table)} perturbations", err=True)

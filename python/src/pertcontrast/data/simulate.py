@@ -339,11 +339,10 @@ def _cell_table(config: SimulationConfig, design: _ScreenDesign, rng: np.random.
     )
 
 
-def _counts_chunk(
-    cells: pd.DataFrame, config: SimulationConfig, design: _ScreenDesign, rng: np.random.Generator
-) -> sp.csr_matrix:
-    clone = cells["_clone"].to_numpy()
-    batch = cells["_batch"].to_numpy()
+def _expected_counts(cells: pd.DataFrame, clone: np.ndarray, batch: np.ndarray, design: _ScreenDesign,
+                     responders: np.ndarray) -> np.ndarray:
+    """Each cell's expected counts (cells x genes): its background, depth and, for the
+    ``responders`` (perturbed cells), its perturbation's effect."""
     logits = (
         design.base_log_proportion[None, :]
         + cells.truth_s_activity.to_numpy()[:, None] * design.s_loading[None, :]
@@ -354,8 +353,6 @@ def _counts_chunk(
         @ design.state_loadings
     )
     pert = cells.truth_perturbation_index.to_numpy()
-    # cells whose target was knocked down: responders, and those of knockdown-only perturbations
-    responders = cells.truth_knockdown.to_numpy()
     effect = design.perturbation_lfc[pert[responders]]
     gated = design.phase_dependent[pert[responders]]
     if gated.any():  # these effects need G1: none in S or G2/M cells
@@ -365,10 +362,35 @@ def _counts_chunk(
     logits -= logits.max(axis=1, keepdims=True)
     proportions = np.exp(logits)
     proportions /= proportions.sum(axis=1, keepdims=True)
-    mean = proportions * cells.truth_library_size.to_numpy()[:, None]
+    return proportions * cells.truth_library_size.to_numpy()[:, None]
+
+
+def _counts_chunk(
+    cells: pd.DataFrame, config: SimulationConfig, design: _ScreenDesign, rng: np.random.Generator
+) -> sp.csr_matrix:
+    # cells whose target was knocked down: responders, and those of knockdown-only perturbations
+    knocked_down = cells.truth_knockdown.to_numpy()
+    mean = _expected_counts(cells, cells["_clone"].to_numpy(), cells["_batch"].to_numpy(), design, knocked_down)
     theta = design.dispersion[None, :]
     counts = rng.poisson(rng.gamma(theta, mean / theta)).astype(np.float32)
     return sp.csr_matrix(counts)
+
+
+def screen_design(preset: str = "standard", seed: int = 0, **overrides) -> _ScreenDesign:
+    """The design a preset and seed draw (genes, programs, effects, background loadings,
+    dispersions): the truth behind ``simulate(preset, seed, cell_seed=...)``'s cells."""
+    config = preset_config(preset, **overrides)
+    return _design(config, np.random.default_rng(seed), np.random.default_rng([seed, 1]))
+
+
+def expected_counts(obs: pd.DataFrame, design: _ScreenDesign, responding: bool) -> np.ndarray:
+    """The expected counts (cells x genes, dense: pass a block of cells) of simulated cells
+    from their ``obs`` (the truth columns): had every perturbed cell responded
+    (``responding``: its perturbation's effect, knockdown included), or had none."""
+    clone = obs["truth_clone"].astype(str).str.removeprefix("clone").astype(int).to_numpy() - 1
+    batch = obs["batch"].astype(str).str.removeprefix("batch").astype(int).to_numpy() - 1
+    perturbed = obs["truth_perturbation_index"].to_numpy() >= 0
+    return _expected_counts(obs, clone, batch, design, perturbed & responding)
 
 
 def iter_simulated_chunks(preset: str = "standard", seed: int = 0, cell_seed: int | None = None, **overrides):
@@ -380,7 +402,7 @@ def iter_simulated_chunks(preset: str = "standard", seed: int = 0, cell_seed: in
     """
     config = preset_config(preset, **overrides)
     rng = np.random.default_rng(seed)
-    design = _design(config, rng, np.random.default_rng([seed, 1]))
+    design = _design(config, rng, np.random.default_rng([seed, 1]))  # as screen_design; rng then draws the cells
     if cell_seed is not None:
         rng = np.random.default_rng([seed, cell_seed + 1])
     cells = _cell_table(config, design, rng)

@@ -109,7 +109,7 @@ def responder_calls(files: ScreenFiles, required: bool) -> np.ndarray | None:
     return None
 
 
-def responders_file(prepared, latents, output, table_path=None, threshold: float = 0.5, seed: int = 0,
+def responders_file(prepared, latents, output, table_path=None, null_quantile: float = 0.875, seed: int = 0,
                     perturbation_key: str | None = None, control_label: str | None = None, model=None,
                     device: str = "auto", model_info: dict | None = None):
     """Write ``output`` (the cells with their responder columns in ``.obs``) and the
@@ -136,7 +136,8 @@ def responders_file(prepared, latents, output, table_path=None, threshold: float
             log.info("responders: scores on the model's residuals over %d genes", residuals.n_genes)
         else:
             log.info("responders: no model given, scores on the salient latents only")
-        result = call_responders(salient, labels, control, null, threshold, seed=seed, residuals=residuals,
+        result = call_responders(salient, labels, control, null, seed=seed, null_quantile=null_quantile,
+                                 residuals=residuals,
                                  unmatched=unmatched_cells(split, labels == control))
     finally:
         if residuals is not None:
@@ -145,7 +146,7 @@ def responders_file(prepared, latents, output, table_path=None, threshold: float
             _close(adata)
     obs = {"responder_score": result.score, "responder_probability": result.probability,
            "responder_call": result.call}
-    info = {"pertcontrast_version": __version__, "threshold": threshold, "seed": seed, "control_label": control,
+    info = {"pertcontrast_version": __version__, "null_quantile": null_quantile, "seed": seed, "control_label": control,
             "n_null_controls": int(null.sum()), "score_space": "salient" if model is None else "expression",
             # what 'pertcontrast effects' calls an effect, so both steps call the same perturbations
             "detection": {"perturbation": result.table["perturbation"].astype(str).to_numpy(),

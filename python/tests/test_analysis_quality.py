@@ -90,9 +90,10 @@ def test_responder_calls_separate_responders_from_escapers_and_no_effect_cells(n
     auroc_probability = escaper_auroc(np.nan_to_num(responders.probability), new.obs)
     print("\nresponders on new cells:", {k: round(v, 3) for k, v in rates.items()}, "escaper AUROC", round(auroc, 3),
           "of the probability", round(auroc_probability, 3))
-    # measured 0.97 / 0.98 on two seeds (the salient latents alone: 0.93 / 0.80)
-    assert auroc >= 0.93 and auroc_probability >= 0.9
-    assert rates["responder_tpr"] >= 0.85 and rates["responder_fpr_escapers"] <= 0.15
+    # measured 0.989, TPR 0.979 / FPR 0.12 (the log residuals on two halves: 0.971, 0.927 / 0.11;
+    # the salient latents alone: 0.93 / 0.80); the bar calls about 1 - 0.875 of the escapers
+    assert auroc >= 0.975 and auroc_probability >= 0.9
+    assert rates["responder_tpr"] >= 0.95 and rates["responder_fpr_escapers"] <= 0.15
     assert rates["responder_fpr_no_effect"] <= 0.05
 
 

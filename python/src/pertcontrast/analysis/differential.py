@@ -4,14 +4,19 @@ plus top lists.
 
 Every gene of the data is in the table, not only the model's: genes the model was not
 trained on (outside the HVGs) get the Wilcoxon statistics, marked ``de_source =
-"wilcoxon"``, so DE recall is not capped by the HVG choice. ``is_de`` is the model's call
-(posterior expected FDR) for model genes and the Wilcoxon call (BH) for the others;
-``de_score`` ranks all genes on one scale, from the strongest evidence the table holds
-for each: the larger of ``prob_de`` and 1 - the BH-adjusted Wilcoxon p-value for model
-genes, the latter for the others, scaled into [0, 0.99] with the last 0.01 given by
-tanh(|LFC|), so genes tied on the first (many are exactly 0 or 1) are ranked by the size
-of their change. (``prob_de`` alone is a poor ranking: the model's LFCs are shrunk
-posterior means, so a real but small change has ``prob_de`` 0 at the default delta.)
+"wilcoxon"``, so DE recall is not capped by the HVG choice.
+
+The calls (``is_de``) of model genes come from the model's residuals: each cell's log
+expression minus the model's fit of the same cell unperturbed (its background: cycle,
+clone, batch, depth), a Welch t-test of the perturbation's cells against the null
+controls, gene by gene. The background that makes raw expression vary from cell to cell
+is gone from the residuals, so the same change is seen with less noise than by a test on
+raw expression, and, unlike the decoded counterfactual (``prob_de``, a shrunk posterior
+mean: a real but small change has ``prob_de`` 0), its p-values are calibrated against
+cells without an effect. Genes outside the model are called by Wilcoxon. One
+Benjamini-Hochberg over all genes of a perturbation gives ``de_padj``; ``de_score`` ranks
+all genes on one scale, 1 - ``de_padj`` scaled into [0, 0.99] with the last 0.01 given by
+tanh(|LFC|), so genes tied on the first are ranked by the size of their change.
 """
 
 from __future__ import annotations
@@ -25,18 +30,57 @@ import torch
 
 from pertcontrast.analysis import cells as cell_sets
 from pertcontrast.analysis.de import DESettings, counterfactual_lfc
-from pertcontrast.analysis.decode import ModelCells
-from pertcontrast.analysis.multiple_testing import log10_bayes_factor, posterior_fdr_calls
+from pertcontrast.analysis.decode import LOG2, ExpressionResiduals
+from pertcontrast.analysis.multiple_testing import benjamini_hochberg, log10_bayes_factor, posterior_fdr_calls
 from pertcontrast.analysis.wilcoxon import log_normalise, normalise_rows, wilcoxon_against_controls
 from pertcontrast.errors import InputDataError
 
 log = logging.getLogger("pertcontrast")
 
 COLUMNS = [
-    "perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "is_de",
-    "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression",
+    "perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
+    "posterior_is_de", "residual_lfc", "residual_pvalue", "de_padj", "is_de", "de_score", "wilcoxon_lfc",
+    "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression",
 ]
-MODEL_COLUMNS = ("lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor")
+MODEL_COLUMNS = ("lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "residual_lfc", "residual_pvalue")
+FLOAT_COLUMNS = (*MODEL_COLUMNS, "de_padj", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj",
+                 "mean_expression")
+
+
+@dataclass(frozen=True)
+class ResidualMoments:
+    """Per-gene mean and variance (ddof 1) of the residuals of ``n`` cells."""
+
+    n: int
+    mean: np.ndarray
+    variance: np.ndarray
+
+
+def residual_moments(residuals: ExpressionResiduals, rows: np.ndarray) -> ResidualMoments:
+    """The residuals' moments over ``rows``, block by block (no cells x genes array)."""
+    total = np.zeros(residuals.n_genes)
+    total_sq = np.zeros(residuals.n_genes)
+    for _, block in residuals(rows):
+        total += block.residual.sum(axis=0)
+        total_sq += np.square(block.residual).sum(axis=0)
+    n = len(rows)
+    mean = total / max(n, 1)
+    variance = np.maximum(total_sq - n * mean**2, 0.0) / max(n - 1, 1)
+    return ResidualMoments(n, mean, variance)
+
+
+def welch_test(cells: ResidualMoments, null: ResidualMoments) -> tuple[np.ndarray, np.ndarray]:
+    """(mean difference, two-sided Welch p-value) per gene; p = 1 where neither side varies."""
+    from scipy.stats import t as t_distribution
+
+    own, other = cells.variance / cells.n, null.variance / null.n
+    se2 = own + other
+    difference = cells.mean - null.mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = difference / np.sqrt(se2)
+        df = se2**2 / (own**2 / max(cells.n - 1, 1) + other**2 / max(null.n - 1, 1))
+        pvalue = np.where(se2 > 0, 2.0 * t_distribution.sf(np.abs(t), np.maximum(df, 1.0)), 1.0)
+    return difference, np.clip(np.nan_to_num(pvalue, nan=1.0), 0.0, 1.0)
 
 
 @dataclass
@@ -81,7 +125,8 @@ def differential_expression(
     if not groups:
         raise InputDataError(f"{source}: no perturbed cells.")
     rng = np.random.default_rng(settings.seed)
-    cells = ModelCells(model, adata, device, source)
+    residuals = ExpressionResiduals(model, adata, device, source, settings.batch_size)
+    cells = residuals.cells
     generator = torch.Generator(device=cells.device).manual_seed(settings.seed)
     control_rows = cell_sets.subsample(np.flatnonzero(null), settings.max_control_cells, rng)
     control_counts = cell_sets.sparse_rows(adata.X, control_rows)
@@ -94,9 +139,12 @@ def differential_expression(
         cells, cell_sets.subsample(np.flatnonzero(null), settings.max_cells_per_perturbation, rng),
         settings.n_samples, settings.delta, generator, settings.batch_size, settings.median_pool,
         settings.pseudocount)
+    # the residual test is one decoding per cell: every null control and every cell of a
+    # perturbation, not the subsamples the posterior sampling and Wilcoxon need
+    null_moments = residual_moments(residuals, np.flatnonzero(null))
     parts, used = [], {}
-    for perturbation, rows in track(groups.items(), "de", "perturbation", enabled=progress, total=len(groups)):
-        rows = cell_sets.subsample(rows, settings.max_cells_per_perturbation, rng)
+    for perturbation, all_rows in track(groups.items(), "de", "perturbation", enabled=progress, total=len(groups)):
+        rows = cell_sets.subsample(all_rows, settings.max_cells_per_perturbation, rng)
         used[perturbation] = int(len(rows))
         part = {"perturbation": np.full(len(genes), perturbation, dtype=object), "gene": genes,
                 "de_source": np.where(in_model, "model", "wilcoxon"), "mean_expression": control_mean}
@@ -106,36 +154,39 @@ def differential_expression(
             continue
         summary = counterfactual_lfc(cells, rows, settings.n_samples, settings.delta, generator,
                                      settings.batch_size, settings.median_pool, settings.pseudocount, null_summary)
+        difference, residual_pvalue = welch_test(residual_moments(residuals, all_rows), null_moments)
         model_values = {"lfc_mean": summary.mean, "lfc_median": summary.median, "lfc_sd": summary.sd,
-                        "prob_de": summary.prob_de, "bayes_factor": log10_bayes_factor(summary.prob_de)}
+                        "prob_de": summary.prob_de, "bayes_factor": log10_bayes_factor(summary.prob_de),
+                        "residual_lfc": difference / LOG2, "residual_pvalue": residual_pvalue}
         for column, values in model_values.items():
             part[column] = np.full(len(genes), np.nan)
             part[column][model_columns] = values
         counts = cell_sets.sparse_rows(adata.X, rows)
         lfc, pvalue, padj = wilcoxon_against_controls(counts, control_lognorm, control_mean, settings.pseudocount)
         part.update(wilcoxon_lfc=lfc, wilcoxon_pvalue=pvalue, wilcoxon_padj=padj, wilcoxon_is_de=padj < settings.fdr)
-        model_calls = np.zeros(len(genes), dtype=bool)
-        model_calls[model_columns] = posterior_fdr_calls(summary.prob_de, settings.fdr)
-        part["is_de"] = np.where(in_model, model_calls, part["wilcoxon_is_de"])
-        size = np.tanh(np.abs(np.where(in_model, part["lfc_mean"], lfc)))
-        evidence = np.where(in_model, np.fmax(part["prob_de"], 1.0 - padj), 1.0 - padj)
-        part["de_score"] = 0.99 * evidence + 0.01 * np.nan_to_num(size)
+        posterior_calls = np.zeros(len(genes), dtype=bool)
+        posterior_calls[model_columns] = posterior_fdr_calls(summary.prob_de, settings.fdr)
+        part["posterior_is_de"] = posterior_calls
+        part["de_padj"] = benjamini_hochberg(np.where(in_model, part["residual_pvalue"], pvalue))
+        part["is_de"] = part["de_padj"] < settings.fdr
+        size = np.tanh(np.abs(np.where(in_model, part["residual_lfc"], lfc)))
+        part["de_score"] = 0.99 * (1.0 - part["de_padj"]) + 0.01 * np.nan_to_num(size)
         parts.append(part)
-    cells.release()
+    residuals.release()
     table = pd.DataFrame({column: np.concatenate([part[column] for part in parts]) for column in COLUMNS})
     table["perturbation"] = pd.Categorical(table["perturbation"], categories=list(groups))
     table["de_source"] = pd.Categorical(table["de_source"], categories=["model", "wilcoxon"])
-    for column in (*MODEL_COLUMNS, "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj", "mean_expression"):
+    for column in FLOAT_COLUMNS:
         table[column] = table[column].astype(np.float64)
     return DEResult(table, top_genes(table, settings.top_n), used, int(len(control_rows)))
 
 
 def _empty_statistics(part: dict) -> dict:
     n = len(part["gene"])
-    for column in (*MODEL_COLUMNS, "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj"):
+    for column in (*MODEL_COLUMNS, "de_padj", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj"):
         part[column] = np.full(n, np.nan)
-    part["is_de"] = np.zeros(n, dtype=bool)
-    part["wilcoxon_is_de"] = np.zeros(n, dtype=bool)
+    for column in ("posterior_is_de", "is_de", "wilcoxon_is_de"):
+        part[column] = np.zeros(n, dtype=bool)
     return part
 
 

@@ -374,10 +374,10 @@ def test_gene_space_scores_are_not_fooled_by_their_own_noise(rng, screen):
 
 
 
-def test_residual_welch_test_matches_scipy_over_blocks(rng):
+def test_residual_t_test_matches_scipy_over_blocks(rng):
     from scipy.stats import ttest_ind
 
-    from pertcontrast.analysis.differential import residual_moments, welch_test
+    from pertcontrast.analysis.differential import residual_moments, pooled_t_test
 
     values = rng.normal(0, rng.uniform(0.2, 2.0, 40), (500, 40))
     values[:200, :5] += 0.5
@@ -387,8 +387,8 @@ def test_residual_welch_test_matches_scipy_over_blocks(rng):
     assert cells.n == 200 and null.n == 300
     np.testing.assert_allclose(cells.mean, values[:200].mean(0))
     np.testing.assert_allclose(cells.variance, values[:200].var(0, ddof=1), atol=1e-12)
-    difference, pvalue = welch_test(cells, null)
-    expected = ttest_ind(values[:200, :39], values[200:, :39], equal_var=False)
+    difference, pvalue = pooled_t_test(cells, null)
+    expected = ttest_ind(values[:200, :39], values[200:, :39])
     np.testing.assert_allclose(difference[:39], values[:200, :39].mean(0) - values[200:, :39].mean(0))
     np.testing.assert_allclose(pvalue[:39], expected.pvalue, rtol=1e-6)
     assert pvalue[39] == 1.0
@@ -400,7 +400,7 @@ def test_residual_test_sees_through_the_background_that_raw_expression_carries(r
     test on raw log expression, and its p-values are uniform for 30 perturbations without
     an effect (they share one null, so a null gene that is extreme there is extreme in
     several: a few perturbations with a false call at BH 0.05 is the nominal rate)."""
-    from pertcontrast.analysis.differential import ResidualMoments, residual_moments, welch_test
+    from pertcontrast.analysis.differential import ResidualMoments, residual_moments, pooled_t_test
 
     source, labels, _ = _count_screen(rng)
     depth = np.maximum(source.counts.sum(1, keepdims=True), 1.0)
@@ -408,7 +408,7 @@ def test_residual_test_sees_through_the_background_that_raw_expression_carries(r
     null_rows = np.flatnonzero(labels == "control")
     on_residuals = lambda rows: residual_moments(source, rows)  # noqa: E731
     on_raw = lambda rows: ResidualMoments(len(rows), raw[rows].mean(0), raw[rows].var(0, ddof=1))  # noqa: E731
-    pvalues = lambda rows, moments: welch_test(moments(rows), moments(null_rows))[1]  # noqa: E731
+    pvalues = lambda rows, moments: pooled_t_test(moments(rows), moments(null_rows))[1]  # noqa: E731
     a = np.flatnonzero(labels == "A")
     evidence = np.median(-np.log10(pvalues(a, on_residuals)[:15]))
     assert evidence > np.median(-np.log10(pvalues(a, on_raw)[:15])) and evidence > 10

@@ -8,7 +8,7 @@ trained on (outside the HVGs) get the Wilcoxon statistics, marked ``de_source =
 
 The calls (``is_de``) of model genes come from the model's residuals: each cell's log
 expression minus the model's fit of the same cell unperturbed (its background: cycle,
-clone, batch, depth), a Welch t-test of the perturbation's cells against the null
+clone, batch, depth), a t-test (pooled variance) of the perturbation's cells against the null
 controls, gene by gene. The background that makes raw expression vary from cell to cell
 is gone from the residuals, so the same change is seen with less noise than by a test on
 raw expression, and, unlike the decoded counterfactual (``prob_de``, a shrunk posterior
@@ -69,26 +69,25 @@ def residual_moments(residuals: ExpressionResiduals, rows: np.ndarray) -> Residu
     return ResidualMoments(n, mean, variance)
 
 
-def welch_test(cells: ResidualMoments, null: ResidualMoments) -> tuple[np.ndarray, np.ndarray]:
-    """(mean difference, two-sided Welch p-value) per gene; p = 1 where neither side varies."""
+def pooled_t_test(cells: ResidualMoments, null: ResidualMoments) -> tuple[np.ndarray, np.ndarray]:
+    """(mean difference, two-sided p-value of the pooled-variance t-test) per gene; p = 1
+    where neither side varies.
+
+    Pooled, not Welch: without an effect a perturbation's cells and the null controls are
+    draws of the same residuals, so one variance, which the (many) null controls pin down,
+    is what the test needs. Welch's variance of a small group of skewed residuals (barely
+    expressed genes: mostly zeros, a few counts) is small exactly when its mean is, so its
+    t overshoots downwards and calls genes that did not change."""
     from scipy.stats import t as t_distribution
 
-    own, other = cells.variance / cells.n, null.variance / null.n
-    se2 = own + other
+    df = cells.n + null.n - 2
+    pooled = ((cells.n - 1) * cells.variance + (null.n - 1) * null.variance) / max(df, 1)
+    se2 = pooled * (1.0 / max(cells.n, 1) + 1.0 / max(null.n, 1))
     difference = cells.mean - null.mean
     with np.errstate(divide="ignore", invalid="ignore"):
         t = difference / np.sqrt(se2)
-        df = se2**2 / (own**2 / max(cells.n - 1, 1) + other**2 / max(null.n - 1, 1))
-        pvalue = np.where(se2 > 0, 2.0 * t_distribution.sf(np.abs(t), np.maximum(df, 1.0)), 1.0)
+        pvalue = np.where(se2 > 0, 2.0 * t_distribution.sf(np.abs(t), max(df, 1)), 1.0)
     return difference, np.clip(np.nan_to_num(pvalue, nan=1.0), 0.0, 1.0)
-
-
-@dataclass
-class DEResult:
-    table: pd.DataFrame  # one row per (perturbation, gene), COLUMNS
-    top: pd.DataFrame  # top genes per perturbation and direction
-    cells_used: dict[str, int] = field(default_factory=dict)
-    n_controls: int = 0
 
 
 def differential_expression(
@@ -154,7 +153,7 @@ def differential_expression(
             continue
         summary = counterfactual_lfc(cells, rows, settings.n_samples, settings.delta, generator,
                                      settings.batch_size, settings.median_pool, settings.pseudocount, null_summary)
-        difference, residual_pvalue = welch_test(residual_moments(residuals, all_rows), null_moments)
+        difference, residual_pvalue = pooled_t_test(residual_moments(residuals, all_rows), null_moments)
         model_values = {"lfc_mean": summary.mean, "lfc_median": summary.median, "lfc_sd": summary.sd,
                         "prob_de": summary.prob_de, "bayes_factor": log10_bayes_factor(summary.prob_de),
                         "residual_lfc": difference / LOG2, "residual_pvalue": residual_pvalue}

@@ -90,6 +90,14 @@ def pooled_t_test(cells: ResidualMoments, null: ResidualMoments) -> tuple[np.nda
     return difference, np.clip(np.nan_to_num(pvalue, nan=1.0), 0.0, 1.0)
 
 
+@dataclass
+class DEResult:
+    table: pd.DataFrame  # one row per (perturbation, gene), COLUMNS
+    top: pd.DataFrame  # top genes per perturbation and direction
+    cells_used: dict[str, int] = field(default_factory=dict)
+    n_controls: int = 0
+
+
 def differential_expression(
     model,
     adata,

@@ -118,6 +118,7 @@ def write_analysis_outputs(inputs: ReportInputs, labels: np.ndarray, calls: np.n
         de_rows.append(pd.DataFrame({
             "perturbation": p, "gene": inputs.genes, "lfc_mean": lfc, "lfc_median": lfc, "lfc_sd": 0.1,
             "prob_de": prob, "bayes_factor": np.log10(np.clip(prob, 1e-6, 1 - 1e-6) / np.clip(1 - prob, 1e-6, 1)),
+            "residual_lfc": lfc, "residual_pvalue": 1 - prob, "de_padj": 1 - prob,
             "is_de": is_de, "wilcoxon_lfc": lfc, "wilcoxon_pvalue": 1 - prob, "wilcoxon_padj": 1 - prob,
             "wilcoxon_is_de": is_de, "mean_expression": 1.0,
         }))

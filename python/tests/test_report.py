@@ -443,6 +443,26 @@ def test_volcano_evidence_orders_genes_the_sampled_bayes_factor_ties():
     np.testing.assert_array_equal(evidence(rows.drop(columns="lfc_sd"), 0.15), rows["bayes_factor"])
 
 
+def test_volcano_draws_the_evidence_the_calls_were_made_on():
+    from pertcontrast.report.figures import figure_style
+    from pertcontrast.report.plots_effects import ADJUSTED_CAP, ADJUSTED_LABEL, EVIDENCE_LABEL, adjusted_evidence, \
+        observed_lfc, volcano_figure
+
+    de = pd.DataFrame({"perturbation": "A", "gene": ["g1", "g2", "g3", "g4"], "lfc_mean": [0.01, 0.0, -0.3, np.nan],
+                       "lfc_sd": 0.1, "prob_de": [0.0, 0.0, 1.0, np.nan], "residual_lfc": [0.4, 0.0, -0.5, np.nan],
+                       "wilcoxon_lfc": [0.5, 0.1, -0.6, 0.9], "de_padj": [1e-8, 0.9, 1e-300, 1e-3],
+                       "is_de": [True, False, True, True]})
+    # a small but real change the posterior shrank to 0 (g1) is drawn where the test saw it
+    np.testing.assert_allclose(observed_lfc(de), [0.4, 0.0, -0.5, 0.9])  # Wilcoxon's outside the model
+    np.testing.assert_allclose(adjusted_evidence(de), [8.0, -np.log10(0.9), ADJUSTED_CAP, 3.0])
+    with figure_style():
+        axis = volcano_figure(de, ["A"], 0.15).axes[0]
+        old = volcano_figure(de.drop(columns=["de_padj", "residual_lfc"]), ["A"], 0.15).axes[0]
+    np.testing.assert_allclose(axis.collections[0].get_offsets()[:, 0], [0.4, 0.0, -0.5, 0.9])
+    assert axis.get_ylabel() == ADJUSTED_LABEL and old.get_ylabel() == EVIDENCE_LABEL
+    assert axis.get_title() == "A (3 called)"
+
+
 def test_figures_are_decoded_with_the_page(full_report):
     html = full_report.html.read_text()
     assert html.count("<img ") == len(full_report.figures) // 2 and "decoding=" not in html

@@ -140,14 +140,15 @@ def responders_command(prepared, latents, model_spec, mlflow_uri, output, table_
 @click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=0.15, show_default=True,
               help="|log2 fold change| that counts as an effect (prob_de = P(|LFC| > delta)).")
 @click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
-              help="Target posterior expected FDR (and the Benjamini-Hochberg level of the Wilcoxon test).")
+              help="False discovery rate of the calls (Benjamini-Hochberg; the posterior expected FDR of posterior_is_de).")
 @click.option("--pseudocount", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Added to expression per 10k before log fold changes (model and Wilcoxon); "
                    "damps changes of barely expressed genes.")
 @click.option("--samples", "n_samples", type=click.IntRange(min=1), default=25, show_default=True,
               help="Posterior samples per cell.")
 @click.option("--max-cells-per-perturbation", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Random subsample of each perturbation's cells.")
+              help="Random subsample of each perturbation's cells for the posterior samples and Wilcoxon "
+                   "(the residual test uses every cell).")
 @click.option("--max-control-cells", type=click.IntRange(min=2), default=2000, show_default=True,
               help="Random subsample of control cells for the Wilcoxon test.")
 @click.option("--responders-only/--all-cells", default=False, show_default=True,
@@ -164,12 +165,16 @@ def de_command(prepared, model_spec, mlflow_uri, responders, output, delta, fdr,
                device, progress):
     """Differential expression of every perturbation vs controls.
 
-    PREPARED is the .h5ad from 'pertcontrast preprocess' (the counts). Model-based:
-    paired posterior samples of each perturbed cell decoded with and without its salient
-    latent give a log2 fold change distribution per gene (mean, median, sd,
-    P(|LFC| > delta), Bayes factor, calls at the posterior expected FDR). Beside it a
-    Wilcoxon rank-sum test on log-normalised counts against controls (BH). Writes
-    de.parquet, de.csv.gz, de_top.csv and de_settings.json into --output.
+    PREPARED is the .h5ad from 'pertcontrast preprocess' (the counts). The calls
+    (is_de): a t-test on the model's residuals (each cell's log expression minus the
+    model's fit of it unperturbed, so cycle, clone, batch and depth are gone) of every
+    cell of the perturbation against every null control, Benjamini-Hochberg at --fdr over
+    the perturbation's genes; genes outside the model by Wilcoxon. Beside them the decoded
+    counterfactual: paired posterior samples of each perturbed cell decoded with and
+    without its salient latent (LFC mean, median, sd, P(|LFC| > delta), Bayes factor,
+    posterior_is_de), and a Wilcoxon rank-sum test on log-normalised counts against the
+    null controls (BH). Writes de.parquet, de.csv.gz, de_top.csv and de_settings.json into
+    --output.
     """
     from pertcontrast.analysis.de import DESettings
     from pertcontrast.model_source import load_model

@@ -73,29 +73,52 @@ def _cluster_legend(figure, colours: dict[str, str]) -> None:
 
 
 def volcano_figure(de: pd.DataFrame, perturbations: list[str], delta: float | None):
-    """Posterior log2 fold change against the evidence for a DE effect, one panel per
-    perturbation; called genes coloured, the strongest named (labels pushed apart)."""
+    """Log2 fold change against the evidence for a DE effect, one panel per perturbation;
+    called genes coloured, the strongest named (labels pushed apart). With the residual
+    test's columns (``de_padj``), the evidence the calls were made on: the residual LFC
+    (Wilcoxon's for genes outside the model) against -log10 ``de_padj``; otherwise the
+    posterior LFC against its Bayes factor."""
+    residual = "de_padj" in de
     n_rows = max(1, math.ceil(len(perturbations) / PANELS_PER_ROW))
     figure = new_figure(3.8 * PANELS_PER_ROW, 3.2 * n_rows)
     axes = figure.subplots(n_rows, PANELS_PER_ROW, squeeze=False).ravel()
     for axis, perturbation in zip(axes, perturbations):
         rows = de[de["perturbation"] == perturbation]
-        x = rows["lfc_mean"].to_numpy(dtype=float)
-        y = evidence(rows, delta)
+        x = observed_lfc(rows) if residual else rows["lfc_mean"].to_numpy(dtype=float)
+        y = adjusted_evidence(rows) if residual else evidence(rows, delta)
+        x = np.nan_to_num(x)
         called = rows["is_de"].fillna(False).astype(bool).to_numpy()
         colour = np.where(~called, NOT_CALLED, np.where(x > 0, UP, DOWN))
         axis.scatter(x, y, c=colour, s=6, linewidths=0, rasterized=True)
-        if delta:
+        if delta and not residual:
             for edge in (-delta, delta):
                 axis.axvline(edge, color="#999999", linewidth=0.7, linestyle="--")
         named = np.argsort(-np.where(called, y * np.abs(x), -np.inf))[: min(GENE_LABELS, int(called.sum()))]
         _name_points(axis, x[named], y[named], [short_label(g) for g in rows["gene"].iloc[named]])
         axis.set_title(f"{short_label(perturbation)} ({int(called.sum())} called)")
-        axis.set_xlabel("log2 fold change (posterior mean)", fontsize=8)
-        axis.set_ylabel(EVIDENCE_LABEL, fontsize=8)
+        axis.set_xlabel("log2 fold change (residuals vs null)" if residual else "log2 fold change (posterior mean)",
+                        fontsize=8)
+        axis.set_ylabel(ADJUSTED_LABEL if residual else EVIDENCE_LABEL, fontsize=8)
     for axis in axes[len(perturbations):]:
         axis.set_visible(False)
     return figure
+
+
+def observed_lfc(rows: pd.DataFrame) -> np.ndarray:
+    """The change the calls were made on: the residual LFC of model genes, Wilcoxon's
+    pseudobulk LFC for the others; the posterior LFC for tables without them."""
+    if "residual_lfc" not in rows:
+        return rows["lfc_mean"].to_numpy(dtype=float)
+    return rows["residual_lfc"].fillna(rows["wilcoxon_lfc"]).to_numpy(dtype=float)
+
+
+ADJUSTED_LABEL = "-log10 adjusted p (BH)"
+ADJUSTED_CAP = 30.0  # drawn at the edge beyond this
+
+
+def adjusted_evidence(rows: pd.DataFrame) -> np.ndarray:
+    padj = np.clip(rows["de_padj"].to_numpy(dtype=float), 1e-300, 1.0)
+    return np.minimum(np.nan_to_num(-np.log10(padj), nan=0.0), ADJUSTED_CAP)
 
 
 EVIDENCE_LABEL = "log10 Bayes factor, |LFC| > delta"
@@ -191,14 +214,15 @@ def called_genes(de: pd.DataFrame, perturbations: list[str]) -> list[str]:
 
 
 def de_heatmap_figure(de: pd.DataFrame, perturbations: list[str]):
-    """Genes called DE (rows) x perturbations (columns, in the order given): the posterior
-    mean log2 fold change, a dot where the gene is called for that perturbation. None when
-    no gene is called."""
+    """Genes called DE (rows) x perturbations (columns, in the order given): the log2 fold
+    change the calls were made on (``observed_lfc``), a dot where the gene is called for
+    that perturbation. None when no gene is called."""
     genes = called_genes(de, perturbations)
     if not genes:
         return None
     rows = de[de["gene"].isin(genes) & de["perturbation"].isin(perturbations)]
-    lfc = rows.pivot_table(index="gene", columns="perturbation", values="lfc_mean", aggfunc="first")
+    lfc = rows.assign(_lfc=observed_lfc(rows)).pivot_table(index="gene", columns="perturbation", values="_lfc",
+                                                          aggfunc="first")
     lfc = lfc.reindex(index=genes, columns=perturbations).fillna(0.0)
     calls = rows.assign(is_de=rows["is_de"].fillna(False).astype(bool)).pivot_table(
         index="gene", columns="perturbation", values="is_de", aggfunc="first")
@@ -214,7 +238,8 @@ def de_heatmap_figure(de: pd.DataFrame, perturbations: list[str]):
     axis.set_xticks(range(len(perturbations)), [short_label(p) for p in perturbations], rotation=90, fontsize=8)
     axis.set_yticks(range(len(lfc)), [short_label(g) for g in lfc.index], fontsize=7)
     axis.set_xlabel("perturbation")
-    figure.colorbar(image, ax=axis, shrink=0.4, label="log2 fold change (posterior mean)")
+    label = "log2 fold change (residuals vs null)" if "residual_lfc" in de else "log2 fold change (posterior mean)"
+    figure.colorbar(image, ax=axis, shrink=0.4, label=label)
     return figure
 
 

@@ -84,9 +84,8 @@ def volcano_figure(de: pd.DataFrame, perturbations: list[str], delta: float | No
     axes = figure.subplots(n_rows, PANELS_PER_ROW, squeeze=False).ravel()
     for axis, perturbation in zip(axes, perturbations):
         rows = de[de["perturbation"] == perturbation]
-        x = observed_lfc(rows) if residual else rows["lfc_mean"].to_numpy(dtype=float)
+        x = np.nan_to_num(observed_lfc(rows))
         y = adjusted_evidence(rows) if residual else evidence(rows, delta)
-        x = np.nan_to_num(x)
         called = rows["is_de"].fillna(False).astype(bool).to_numpy()
         colour = np.where(~called, NOT_CALLED, np.where(x > 0, UP, DOWN))
         axis.scatter(x, y, c=colour, s=6, linewidths=0, rasterized=True)
@@ -96,8 +95,7 @@ def volcano_figure(de: pd.DataFrame, perturbations: list[str], delta: float | No
         named = np.argsort(-np.where(called, y * np.abs(x), -np.inf))[: min(GENE_LABELS, int(called.sum()))]
         _name_points(axis, x[named], y[named], [short_label(g) for g in rows["gene"].iloc[named]])
         axis.set_title(f"{short_label(perturbation)} ({int(called.sum())} called)")
-        axis.set_xlabel("log2 fold change (residuals vs null)" if residual else "log2 fold change (posterior mean)",
-                        fontsize=8)
+        axis.set_xlabel(lfc_label(de), fontsize=8)
         axis.set_ylabel(ADJUSTED_LABEL if residual else EVIDENCE_LABEL, fontsize=8)
     for axis in axes[len(perturbations):]:
         axis.set_visible(False)
@@ -110,6 +108,10 @@ def observed_lfc(rows: pd.DataFrame) -> np.ndarray:
     if "residual_lfc" not in rows:
         return rows["lfc_mean"].to_numpy(dtype=float)
     return rows["residual_lfc"].fillna(rows["wilcoxon_lfc"]).to_numpy(dtype=float)
+
+
+def lfc_label(de: pd.DataFrame) -> str:
+    return "log2 fold change (residuals vs null)" if "residual_lfc" in de else "log2 fold change (posterior mean)"
 
 
 ADJUSTED_LABEL = "-log10 adjusted p (BH)"
@@ -238,8 +240,7 @@ def de_heatmap_figure(de: pd.DataFrame, perturbations: list[str]):
     axis.set_xticks(range(len(perturbations)), [short_label(p) for p in perturbations], rotation=90, fontsize=8)
     axis.set_yticks(range(len(lfc)), [short_label(g) for g in lfc.index], fontsize=7)
     axis.set_xlabel("perturbation")
-    label = "log2 fold change (residuals vs null)" if "residual_lfc" in de else "log2 fold change (posterior mean)"
-    figure.colorbar(image, ax=axis, shrink=0.4, label=label)
+    figure.colorbar(image, ax=axis, shrink=0.4, label=lfc_label(de))
     return figure
 
 

@@ -19,7 +19,7 @@ from pertcontrast.steps.merge import read_merged
 
 DE_COLUMNS = ["perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
               "posterior_is_de", "residual_lfc", "residual_pvalue", "de_padj", "is_de", "de_score", "wilcoxon_lfc",
-              "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression"]
+              "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "de_weight", "mean_expression"]
 EFFECT_COLUMNS = ["perturbation", "n_cells", "n_responders", "responder_fraction", "energy_distance",
                   "energy_pvalue", "energy_padj", "detection_pvalue", "detection_padj", "n_de_genes", "n_de_up",
                   "n_de_down", "top_up", "top_down", "lfc_agreement", "cluster", "effect_detected"]
@@ -115,9 +115,12 @@ def test_de_output(tiny_files, tiny_model):
     assert (table["lfc_sd"] >= 0).all() and (table["mean_expression"] >= 0).all()
     assert table["is_de"].dtype == bool and table["wilcoxon_is_de"].dtype == bool
     assert table["residual_pvalue"].between(0, 1).all()  # every gene of the tiny screen is a model gene
-    # the calls: one BH over the perturbation's genes of the residual test
+    # the calls: one weighted BH over the perturbation's genes of the residual test, the
+    # weights of mean 1 per perturbation
     np.testing.assert_array_equal(table["is_de"], table["de_padj"] < 0.05)
-    assert (table["de_padj"] >= table["residual_pvalue"] - 1e-12).all()
+    assert (table["de_weight"] > 0).all()
+    np.testing.assert_allclose(table.groupby("perturbation", observed=True)["de_weight"].mean(), 1.0)
+    assert (table["de_padj"] >= np.minimum(table["residual_pvalue"] / table["de_weight"], 1) - 1e-12).all()
     csv = pd.read_csv(tiny_files / "de" / "de.csv.gz")
     np.testing.assert_allclose(csv["lfc_mean"], table["lfc_mean"], rtol=1e-6)
     top = pd.read_csv(tiny_files / "de" / "de_top.csv")

@@ -45,8 +45,11 @@ class DESettings:
     pseudocount: float = 0.5  # added to expression per 10k before the log ratio (model and Wilcoxon)
     fdr: float = 0.05  # target posterior expected FDR (and BH level for Wilcoxon)
     n_samples: int = 25  # posterior samples per cell
-    max_cells_per_perturbation: int = 500
-    max_control_cells: int = 2000  # controls for the Wilcoxon test
+    max_cells_per_perturbation: int = 500  # for the posterior samples (the tests use every cell)
+    max_control_cells: int = 10000  # null controls for the Wilcoxon test
+    # weighted BH: the weight of a gene an alike perturbation changed, before scaling to
+    # mean 1 (0: plain BH per perturbation; analysis.differential.program_weights)
+    share_gain: float = 19.0
     responders_only: bool = False
     min_cells: int = 3  # perturbations with fewer cells get no statistics
     batch_size: int = 512
@@ -63,6 +66,7 @@ class DESettings:
             (self.max_cells_per_perturbation >= 1, "max_cells_per_perturbation",
              f"must be at least 1 (got {self.max_cells_per_perturbation})"),
             (self.max_control_cells >= 2, "max_control_cells", f"must be at least 2 (got {self.max_control_cells})"),
+            (self.share_gain >= 0, "share_gain", f"must be 0 or more (got {self.share_gain})"),
             (self.batch_size >= 1, "batch_size", f"must be at least 1 (got {self.batch_size})"),
             (self.top_n >= 1, "top_n", f"must be at least 1 (got {self.top_n})"),
         ]

@@ -13,9 +13,16 @@ controls, gene by gene. The background that makes raw expression vary from cell 
 is gone from the residuals, so the same change is seen with less noise than by a test on
 raw expression, and, unlike the decoded counterfactual (``prob_de``, a shrunk posterior
 mean: a real but small change has ``prob_de`` 0), its p-values are calibrated against
-cells without an effect. Genes outside the model are called by Wilcoxon. One
-Benjamini-Hochberg over all genes of a perturbation gives ``de_padj``; ``de_score`` ranks
-all genes on one scale, 1 - ``de_padj`` scaled into [0, 0.99] with the last 0.01 given by
+cells without an effect. Genes outside the model are called by Wilcoxon, on every cell of
+the perturbation and up to ``max_control_cells`` null controls.
+
+Perturbations that share a program lend each other strength: one weighted
+Benjamini-Hochberg over all genes of a perturbation gives ``de_padj``, with a gene's weight
+(``de_weight``, mean 1 over the perturbation's genes) raised where perturbations that look
+alike (``program_weights``) changed it too. The weights come from the other perturbations'
+cells, so they do not depend on the p-values they weigh and the FDR holds as for plain BH;
+a perturbation like no other gets weight 1 everywhere (plain BH). ``de_score`` ranks all
+genes on one scale, 1 - ``de_padj`` scaled into [0, 0.99] with the last 0.01 given by
 tanh(|LFC|), so genes tied on the first are ranked by the size of their change.
 """
 
@@ -31,7 +38,11 @@ import torch
 from pertcontrast.analysis import cells as cell_sets
 from pertcontrast.analysis.de import DESettings, counterfactual_lfc
 from pertcontrast.analysis.decode import LOG2, ExpressionResiduals
-from pertcontrast.analysis.multiple_testing import benjamini_hochberg, log10_bayes_factor, posterior_fdr_calls
+from pertcontrast.analysis.multiple_testing import (
+    log10_bayes_factor,
+    posterior_fdr_calls,
+    weighted_benjamini_hochberg,
+)
 from pertcontrast.analysis.wilcoxon import log_normalise, normalise_rows, wilcoxon_against_controls
 from pertcontrast.errors import InputDataError
 
@@ -40,11 +51,11 @@ log = logging.getLogger("pertcontrast")
 COLUMNS = [
     "perturbation", "gene", "de_source", "lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor",
     "posterior_is_de", "residual_lfc", "residual_pvalue", "de_padj", "is_de", "de_score", "wilcoxon_lfc",
-    "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "mean_expression",
+    "wilcoxon_pvalue", "wilcoxon_padj", "wilcoxon_is_de", "de_weight", "mean_expression",
 ]
 MODEL_COLUMNS = ("lfc_mean", "lfc_median", "lfc_sd", "prob_de", "bayes_factor", "residual_lfc", "residual_pvalue")
 FLOAT_COLUMNS = (*MODEL_COLUMNS, "de_padj", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj",
-                 "mean_expression")
+                 "de_weight", "mean_expression")
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,70 @@ def pooled_t_test(cells: ResidualMoments, null: ResidualMoments) -> tuple[np.nda
         t = difference / np.sqrt(se2)
         pvalue = np.where(se2 > 0, 2.0 * t_distribution.sf(np.abs(t), max(df, 1)), 1.0)
     return difference, np.clip(np.nan_to_num(pvalue, nan=1.0), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SharingSettings:
+    """How perturbations of one program lend each other strength (``program_weights``)."""
+
+    min_z: float = 3.0  # genes with |z| above this make up a perturbation's profile
+    min_similarity: float = 0.3  # cosine of two profiles below which they share nothing
+    level: float = 0.05  # a gene counts as changed by a perturbation at this unadjusted p-value
+    gain: float = 19.0  # weight of a gene a perfectly alike perturbation changed, before scaling to mean 1
+
+
+def program_weights(pvalues: np.ndarray, lfc: np.ndarray, targets: np.ndarray,
+                    settings: SharingSettings = SharingSettings()) -> np.ndarray:
+    """Per perturbation (row) and gene (column), the weight of its test in a weighted BH.
+
+    A perturbation's profile is its signed z-scores (from ``pvalues`` and the sign of
+    ``lfc``) on the genes with |z| > ``min_z``, its own target (``targets``: the target's
+    column, -1 for none) left out: the knockdown is its own, not a program's. Two
+    perturbations are alike by the cosine of their profiles, mapped to a closeness
+    ``(cosine - min_similarity) / (1 - min_similarity)`` in [0, 1]. A gene's raw weight is
+    ``1 + gain x`` the largest closeness of another perturbation whose p-value of that gene
+    is below ``level``, scaled to mean 1 over the genes. The cosine that weighs gene g of
+    perturbation A leaves A's value at g out, so A's own noise at g cannot raise g's weight;
+    the rest comes from other perturbations' cells (they share the null controls only).
+    benchmarks/README.md has what the settings measured."""
+    from scipy.stats import norm
+
+    p = np.nan_to_num(np.asarray(pvalues, dtype=float), nan=1.0)
+    n_perturbations, n_genes = p.shape
+    z = np.sign(np.nan_to_num(np.asarray(lfc, dtype=float))) * norm.isf(np.clip(p, 1e-300, 1.0) / 2)
+    profile = np.where(np.abs(z) > settings.min_z, z, 0.0)
+    changed = p < settings.level
+    has_target = np.flatnonzero(np.asarray(targets) >= 0)
+    profile[has_target, targets[has_target]] = 0.0
+    changed[has_target, targets[has_target]] = False
+    norms = np.linalg.norm(profile, axis=1)
+
+    def closeness(dots, norm_a, norm_b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cosine = np.where((norm_a > 0) & (norm_b > 0), dots / (norm_a * norm_b), 0.0)
+        return np.clip((cosine - settings.min_similarity) / (1.0 - settings.min_similarity), 0.0, 1.0)
+
+    weights = np.ones((n_perturbations, n_genes))
+    for a in range(n_perturbations):
+        support = np.flatnonzero(profile[a])
+        others = np.delete(np.arange(n_perturbations), a)
+        others = others[norms[others] > 0]
+        if not len(support) or not len(others):
+            continue
+        dots = profile[others] @ profile[a]
+        plain = closeness(dots, norms[a], norms[others])
+        # leave-one-out where A's profile is not 0 (elsewhere it is the plain cosine)
+        left_out = closeness(dots[:, None] - profile[others][:, support] * profile[a, support],
+                             np.sqrt(np.maximum(norms[a] ** 2 - profile[a, support] ** 2, 0.0))[None, :],
+                             norms[others][:, None])
+        partners = (plain > 0) | (left_out > 0).any(axis=1)
+        if not partners.any():
+            continue
+        evidence = (plain[partners, None] * changed[others[partners]]).max(axis=0)
+        evidence[support] = (left_out[partners] * changed[others[partners]][:, support]).max(axis=0)
+        raw = 1.0 + settings.gain * evidence
+        weights[a] = raw / raw.mean()
+    return weights
 
 
 @dataclass
@@ -168,18 +243,19 @@ def differential_expression(
         for column, values in model_values.items():
             part[column] = np.full(len(genes), np.nan)
             part[column][model_columns] = values
-        counts = cell_sets.sparse_rows(adata.X, rows)
+        # Wilcoxon on every cell: the rank test is cheap next to the decoding, and genes
+        # outside the model have no other test
+        counts = cell_sets.sparse_rows(adata.X, all_rows)
         lfc, pvalue, padj = wilcoxon_against_controls(counts, control_lognorm, control_mean, settings.pseudocount)
         part.update(wilcoxon_lfc=lfc, wilcoxon_pvalue=pvalue, wilcoxon_padj=padj, wilcoxon_is_de=padj < settings.fdr)
         posterior_calls = np.zeros(len(genes), dtype=bool)
         posterior_calls[model_columns] = posterior_fdr_calls(summary.prob_de, settings.fdr)
         part["posterior_is_de"] = posterior_calls
-        part["de_padj"] = benjamini_hochberg(np.where(in_model, part["residual_pvalue"], pvalue))
-        part["is_de"] = part["de_padj"] < settings.fdr
-        size = np.tanh(np.abs(np.where(in_model, part["residual_lfc"], lfc)))
-        part["de_score"] = 0.99 * (1.0 - part["de_padj"]) + 0.01 * np.nan_to_num(size)
+        part["de_pvalue"] = np.where(in_model, part["residual_pvalue"], pvalue)
+        part["de_lfc"] = np.where(in_model, part["residual_lfc"], lfc)
         parts.append(part)
     residuals.release()
+    _call_genes(parts, genes, settings)
     table = pd.DataFrame({column: np.concatenate([part[column] for part in parts]) for column in COLUMNS})
     table["perturbation"] = pd.Categorical(table["perturbation"], categories=list(groups))
     table["de_source"] = pd.Categorical(table["de_source"], categories=["model", "wilcoxon"])
@@ -188,9 +264,29 @@ def differential_expression(
     return DEResult(table, top_genes(table, settings.top_n), used, int(len(control_rows)))
 
 
+def _call_genes(parts: list[dict], genes: np.ndarray, settings: DESettings) -> None:
+    """``de_weight``, ``de_padj``, ``is_de`` and ``de_score`` of every part with statistics,
+    from their ``de_pvalue`` and ``de_lfc`` (removed): one weighted BH per perturbation,
+    the weights shared between alike perturbations (``program_weights``)."""
+    tested = [part for part in parts if "de_pvalue" in part]
+    if not tested:
+        return
+    position = {str(gene): i for i, gene in enumerate(genes)}
+    targets = np.array([position.get(str(part["perturbation"][0]), -1) for part in tested], dtype=int)
+    pvalues = np.vstack([part.pop("de_pvalue") for part in tested])
+    lfc = np.vstack([part.pop("de_lfc") for part in tested])
+    weights = program_weights(pvalues, lfc, targets, SharingSettings(gain=settings.share_gain))
+    for part, pvalue, weight, change in zip(tested, pvalues, weights, lfc):
+        part["de_weight"] = weight
+        part["de_padj"] = weighted_benjamini_hochberg(pvalue, weight)
+        part["is_de"] = part["de_padj"] < settings.fdr
+        part["de_score"] = 0.99 * (1.0 - part["de_padj"]) + 0.01 * np.nan_to_num(np.tanh(np.abs(change)))
+
+
 def _empty_statistics(part: dict) -> dict:
     n = len(part["gene"])
-    for column in (*MODEL_COLUMNS, "de_padj", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj"):
+    for column in (*MODEL_COLUMNS, "de_padj", "de_score", "wilcoxon_lfc", "wilcoxon_pvalue", "wilcoxon_padj",
+                   "de_weight"):
         part[column] = np.full(n, np.nan)
     for column in ("posterior_is_de", "is_de", "wilcoxon_is_de"):
         part[column] = np.zeros(n, dtype=bool)

@@ -1,5 +1,5 @@
-"""False discovery rate control: Benjamini-Hochberg for p-values and the posterior
-expected FDR procedure for posterior probabilities."""
+"""False discovery rate control: Benjamini-Hochberg (plain and weighted) for p-values and
+the posterior expected FDR procedure for posterior probabilities."""
 
 from __future__ import annotations
 
@@ -19,6 +19,21 @@ def benjamini_hochberg(pvalues) -> np.ndarray:
     # Step-up: the adjusted value of rank i is the smallest scaled value at rank >= i.
     adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
     return adjusted
+
+
+def weighted_benjamini_hochberg(pvalues, weights) -> np.ndarray:
+    """Weighted BH (Genovese, Roeder and Wasserman 2006): BH of ``p / w``, the weights
+    rescaled to mean 1 over the finite p-values, so FDR control holds as for BH when the
+    weights do not depend on the p-values they weigh. All weights equal is plain BH."""
+    p = np.asarray(pvalues, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    finite = np.isfinite(p)
+    if not finite.any():
+        return np.full(p.shape, np.nan)
+    if np.any(w[finite] <= 0) or not np.all(np.isfinite(w[finite])):
+        raise ValueError("weights must be positive and finite")
+    w = w / w[finite].mean()
+    return benjamini_hochberg(np.where(finite, np.minimum(p / w, 1.0), np.nan))
 
 
 def posterior_fdr_calls(prob_de, fdr: float = 0.05) -> np.ndarray:

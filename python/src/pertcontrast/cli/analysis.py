@@ -147,29 +147,35 @@ def responders_command(prepared, latents, model_spec, mlflow_uri, output, table_
 @click.option("--samples", "n_samples", type=click.IntRange(min=1), default=25, show_default=True,
               help="Posterior samples per cell.")
 @click.option("--max-cells-per-perturbation", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Random subsample of each perturbation's cells for the posterior samples and Wilcoxon "
-                   "(the residual test uses every cell).")
-@click.option("--max-control-cells", type=click.IntRange(min=2), default=2000, show_default=True,
-              help="Random subsample of control cells for the Wilcoxon test.")
+              help="Random subsample of each perturbation's cells for the posterior samples "
+                   "(the residual test and Wilcoxon use every cell).")
+@click.option("--max-control-cells", type=click.IntRange(min=2), default=10000, show_default=True,
+              help="Random subsample of the null controls for the Wilcoxon test.")
+@click.option("--share-gain", type=click.FloatRange(min=0), default=19.0, show_default=True,
+              help="Perturbations that look alike (a shared program) lend each other strength: a gene an "
+                   "alike perturbation changed gets up to 1 + this weight in a weighted Benjamini-Hochberg "
+                   "(weights scaled to mean 1, shown as de_weight). 0: plain BH per perturbation.")
 @click.option("--responders-only/--all-cells", default=False, show_default=True,
               help="Use only cells called responders (needs --responders).")
 @click.option("--perturbation", "perturbations", multiple=True,
-              help="Only this perturbation (repeatable; default: every perturbation).")
+              help="Only this perturbation (repeatable; default: every perturbation). Only the perturbations "
+                   "named lend each other strength (--share-gain).")
 @click.option("--top-n", type=click.IntRange(min=1), default=20, show_default=True, help="Genes per list in de_top.csv.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Cells per block.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and posterior samples.")
 @device_option
 @progress_lines_option
 def de_command(prepared, model_spec, mlflow_uri, responders, output, delta, fdr, pseudocount, n_samples,
-               max_cells_per_perturbation, max_control_cells, responders_only, perturbations, top_n, batch_size, seed,
-               device, progress):
+               max_cells_per_perturbation, max_control_cells, share_gain, responders_only, perturbations, top_n,
+               batch_size, seed, device, progress):
     """Differential expression of every perturbation vs controls.
 
     PREPARED is the .h5ad from 'pertcontrast preprocess' (the counts). The calls
     (is_de): a t-test on the model's residuals (each cell's log expression minus the
     model's fit of it unperturbed, so cycle, clone, batch and depth are gone) of every
-    cell of the perturbation against every null control, Benjamini-Hochberg at --fdr over
-    the perturbation's genes; genes outside the model by Wilcoxon. Beside them the decoded
+    cell of the perturbation against every null control, a weighted Benjamini-Hochberg at
+    --fdr over the perturbation's genes (genes that alike perturbations changed weigh more:
+    --share-gain); genes outside the model by Wilcoxon. Beside them the decoded
     counterfactual: paired posterior samples of each perturbed cell decoded with and
     without its salient latent (LFC mean, median, sd, P(|LFC| > delta), Bayes factor,
     posterior_is_de), and a Wilcoxon rank-sum test on log-normalised counts against the
@@ -184,8 +190,8 @@ def de_command(prepared, model_spec, mlflow_uri, responders, output, delta, fdr,
     echo_command_line()
     settings = DESettings(delta=delta, fdr=fdr, pseudocount=pseudocount, n_samples=n_samples,
                           max_cells_per_perturbation=max_cells_per_perturbation,
-                          max_control_cells=max_control_cells, responders_only=responders_only,
-                          top_n=top_n, batch_size=batch_size, seed=seed)
+                          max_control_cells=max_control_cells, share_gain=share_gain,
+                          responders_only=responders_only, top_n=top_n, batch_size=batch_size, seed=seed)
     model, info = load_model(model_spec, mlflow_uri)
     result = de_file(prepared, model, output, settings, device, info, resolve_progress(progress),
                      list(perturbations) or None, responders=responders)

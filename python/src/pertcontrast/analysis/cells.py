@@ -97,6 +97,12 @@ def perturbation_groups(
     return groups
 
 
+def target_columns(perturbations, gene_names) -> np.ndarray:
+    """Per perturbation, the column of the gene named like it (its target), -1 for none."""
+    position = {str(name): i for i, name in enumerate(gene_names)}
+    return np.array([position.get(str(p), -1) for p in perturbations], dtype=int)
+
+
 def sparse_rows(matrix, rows: np.ndarray, gene_index: np.ndarray | None = None) -> sp.csr_matrix:
     """Rows (sorted) of a cells x genes matrix (in memory or backed) as CSR, with the
     columns reordered to ``gene_index`` when given."""

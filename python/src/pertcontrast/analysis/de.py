@@ -37,6 +37,16 @@ from pertcontrast.errors import ParameterError
 
 
 @dataclass(frozen=True)
+class SharingSettings:
+    """How perturbations of one program lend each other strength (``analysis.differential.program_weights``)."""
+
+    min_z: float = 3.0  # genes with |z| above this make up a perturbation's profile
+    min_similarity: float = 0.3  # cosine of two profiles below which they share nothing
+    level: float = 0.05  # a gene counts as changed by a perturbation at this unadjusted p-value
+    gain: float = 19.0  # weight of a gene a perfectly alike perturbation changed, before scaling to mean 1
+
+
+@dataclass(frozen=True)
 class DESettings:
     # log2 fold change that counts as an effect; the model's population LFCs are averages
     # of single cells' posterior means, which shrink towards 0 (about 0.4x the pseudobulk
@@ -48,8 +58,8 @@ class DESettings:
     max_cells_per_perturbation: int = 500  # for the posterior samples (the tests use every cell)
     max_control_cells: int = 10000  # null controls for the Wilcoxon test
     # weighted BH: the weight of a gene an alike perturbation changed, before scaling to
-    # mean 1 (0: plain BH per perturbation; analysis.differential.program_weights)
-    share_gain: float = 19.0
+    # mean 1 (0: plain BH per perturbation)
+    share_gain: float = SharingSettings.gain
     responders_only: bool = False
     min_cells: int = 3  # perturbations with fewer cells get no statistics
     batch_size: int = 512

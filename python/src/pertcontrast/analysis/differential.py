@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from pertcontrast.analysis import cells as cell_sets
-from pertcontrast.analysis.de import DESettings, counterfactual_lfc
+from pertcontrast.analysis.de import DESettings, SharingSettings, counterfactual_lfc
 from pertcontrast.analysis.decode import LOG2, ExpressionResiduals
 from pertcontrast.analysis.multiple_testing import (
     log10_bayes_factor,
@@ -101,16 +101,6 @@ def pooled_t_test(cells: ResidualMoments, null: ResidualMoments) -> tuple[np.nda
     return difference, np.clip(np.nan_to_num(pvalue, nan=1.0), 0.0, 1.0)
 
 
-@dataclass(frozen=True)
-class SharingSettings:
-    """How perturbations of one program lend each other strength (``program_weights``)."""
-
-    min_z: float = 3.0  # genes with |z| above this make up a perturbation's profile
-    min_similarity: float = 0.3  # cosine of two profiles below which they share nothing
-    level: float = 0.05  # a gene counts as changed by a perturbation at this unadjusted p-value
-    gain: float = 19.0  # weight of a gene a perfectly alike perturbation changed, before scaling to mean 1
-
-
 def program_weights(pvalues: np.ndarray, lfc: np.ndarray, targets: np.ndarray,
                     settings: SharingSettings = SharingSettings()) -> np.ndarray:
     """Per perturbation (row) and gene (column), the weight of its test in a weighted BH.
@@ -158,8 +148,9 @@ def program_weights(pvalues: np.ndarray, lfc: np.ndarray, targets: np.ndarray,
         partners = (plain > 0) | (left_out > 0).any(axis=1)
         if not partners.any():
             continue
-        evidence = (plain[partners, None] * changed[others[partners]]).max(axis=0)
-        evidence[support] = (left_out[partners] * changed[others[partners]][:, support]).max(axis=0)
+        partner_changed = changed[others[partners]]
+        evidence = (plain[partners, None] * partner_changed).max(axis=0)
+        evidence[support] = (left_out[partners] * partner_changed[:, support]).max(axis=0)
         raw = 1.0 + settings.gain * evidence
         weights[a] = raw / raw.mean()
     return weights
@@ -271,8 +262,7 @@ def _call_genes(parts: list[dict], genes: np.ndarray, settings: DESettings) -> N
     tested = [part for part in parts if "de_pvalue" in part]
     if not tested:
         return
-    position = {str(gene): i for i, gene in enumerate(genes)}
-    targets = np.array([position.get(str(part["perturbation"][0]), -1) for part in tested], dtype=int)
+    targets = cell_sets.target_columns([part["perturbation"][0] for part in tested], genes)
     pvalues = np.vstack([part.pop("de_pvalue") for part in tested])
     lfc = np.vstack([part.pop("de_lfc") for part in tested])
     weights = program_weights(pvalues, lfc, targets, SharingSettings(gain=settings.share_gain))

@@ -41,6 +41,7 @@ import pandas as pd
 
 from scipy.stats import mannwhitneyu
 
+from pertcontrast.analysis.cells import target_columns
 from pertcontrast.analysis.energy import energy_test
 from pertcontrast.analysis.mixture import fit_null_mixture
 from pertcontrast.analysis.multiple_testing import benjamini_hochberg
@@ -260,8 +261,7 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
     whole = np.zeros((n_perturbations, n_genes))  # per perturbation: on all its cells
     detection = np.zeros((n_genes, 2 * n_perturbations))
     n_selected = np.zeros(2 * n_perturbations)
-    gene_position = {str(name): i for i, name in enumerate(getattr(residuals, "gene_names", None) or [])}
-    targets = np.array([gene_position.get(str(p), -1) for p in perturbations], dtype=int)
+    targets = target_columns(perturbations, getattr(residuals, "gene_names", None) or [])
     for i in range(n_perturbations):
         folds = slice(n_folds * i, n_folds * (i + 1))
         total = [values[folds].sum(0) for values in (sums, squares, count_sums, fit_sums)]

@@ -93,7 +93,9 @@ def fit_pertcontrast(prepared, folder: Path, args):
     if path.exists():
         return ContrastiveModel.load(path)
     model = ContrastiveModel.from_anndata(prepared)
-    model.train(progress=False, device=args.device, max_epochs=args.max_epochs)
+    overrides = dict(setting.split("=", 1) for setting in args.pertcontrast_setting)
+    model.train(progress=False, device=args.device, max_epochs=args.max_epochs,
+                **{key: float(value) for key, value in overrides.items()})
     model.save(path)
     return model
 
@@ -329,6 +331,8 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--n-cells", type=int, default=None, help="override the presets' cell numbers")
     parser.add_argument("--max-epochs", type=int, default=None, help="pertcontrast (default: from the data size)")
+    parser.add_argument("--pertcontrast-setting", action="append", default=[], metavar="FIELD=NUMBER",
+                        help="a TrainingSettings field for pertcontrast's fit (repeatable), e.g. independence_weight=2")
     parser.add_argument("--contrastivevi-epochs", type=int, default=100)
     parser.add_argument("--wasserstein-penalty", type=float, default=1.0, help="ContrastiveVI's")
     parser.add_argument("--no-de", dest="de", action="store_false", help="skip DE (faster)")

@@ -85,9 +85,22 @@ def test_history_has_per_epoch_terms(tiny_model):
     assert len(history) == 3
     for column in ("train_loss", "train_reconstruction", "train_kl_background", "train_kl_salient",
                    "train_wasserstein", "train_classification", "train_classifier_accuracy",
+                   "train_independence", "validation_independence",
                    "validation_loss", "validation_reconstruction", "learning_rate", "kl_weight"):
         assert column in history, column
     assert np.isfinite(history["validation_loss"]).all()
+    # the independence term is off by default
+    assert (history["train_independence"] == 0).all()
+
+
+def test_the_independence_weight_reaches_the_loss(tiny_prepared):
+    from pertcontrast import ContrastiveModel
+
+    model = ContrastiveModel.from_anndata(tiny_prepared, n_hidden=32)
+    model.train(max_epochs=2, batch_size=128, progress=False, independence_weight=5.0)
+    history = model.history
+    assert np.isfinite(history["train_independence"]).all() and history["train_independence"].max() > 0
+    assert model.training["settings"]["independence_weight"] == 5.0
 
 
 def test_train_and_export_commands(tiny_prepared, tmp_path):

@@ -82,6 +82,12 @@ def training_options(function):
                      help="Weight of a perturbation classifier on the salient mean (0: none). It separates the "
                           "perturbations' codes on the training cells, escapers included, and does not carry over "
                           "to new cells."),
+        click.option("--independence-weight", type=float, default=TRAINING["independence_weight"],
+                     show_default=True,
+                     help="Weight of a penalty on the dependence (normalised HSIC) of the salient on the background "
+                          "latent, per cell: keeps cell-cycle phase, clone and batch out of the salient space "
+                          "(0: none, the default). It also moves effects that lie along a background axis (e.g. a "
+                          "response that varies in the controls too) into the background and erodes weak programs."),
         click.option("--seed", type=int, default=TRAINING["seed"], show_default=True,
                      help="Random seed (CPU runs are repeatable)."),
         click.option("--sampling", type=click.Choice(["auto", "random", "buffered"]), default=TRAINING["sampling"],

@@ -14,7 +14,10 @@ It also holds the extra terms of the objective as named ``pyro.factor`` sites, e
 its weight (a factor of value f in the guide adds f to the loss, since the ELBO holds
 -log q): ``wasserstein``, the squared 2-Wasserstein distance of the controls' q(salient)
 to a point mass at 0; ``classification``, cross-entropy of a classifier of the
-perturbation from the salient mean (off unless weighted).
+perturbation from the salient mean (off unless weighted); ``independence``, the
+normalised (unbiased) HSIC of the salient and the (fixed) background means of the minibatch's cells
+that have a salient latent, times the screen's cell number (a per-cell weight like the
+others: what the background holds stays out of the salient latent).
 
 Minibatches hold controls and perturbed cells in a fixed proportion, so each cell carries
 a ``stratum_weight``: with the plate's ``n_cells / batch_size`` it makes every term an
@@ -36,6 +39,7 @@ from pyro.nn import PyroModule
 from torch.nn import functional as F
 
 from pertcontrast.module.architecture import Architecture
+from pertcontrast.module.independence import normalised_hsic
 from pertcontrast.module.likelihood import CountDistribution, csr_entries
 from pertcontrast.module.networks import CountDecoder, GaussianEncoder, PerturbationClassifier, encode_together
 
@@ -49,6 +53,7 @@ class TermWeights:
     kl: float = 1.0  # must be > 0 (Pyro's scale)
     wasserstein: float = 1.0
     classification: float = 0.0
+    independence: float = 0.0
 
 
 def _entries_and_library(counts: torch.Tensor):
@@ -168,6 +173,12 @@ class ContrastiveInference(PyroModule):
                     # -log q(label | salient): pulls the salient means of different perturbations apart
                     cross_entropy = F.cross_entropy(logits, batch["label"].clamp_min(0), reduction="none")
                     pyro.factor("classification", weights.classification * cross_entropy, has_rsample=True)
+        if weights.independence > 0:
+            # only the salient side moves: the background keeps what it explains in every cell
+            free = ~is_control
+            dependence = normalised_hsic(encoded["salient_loc"][free], encoded["background_loc"][free].detach())
+            # the estimate is unbiased, so about half of an independent pair's is below 0: no pull there
+            pyro.factor("independence", weights.independence * n_cells * dependence.clamp_min(0), has_rsample=True)
         return encoded
 
 

@@ -13,7 +13,8 @@ from torch.distributions import kl_divergence
 # how each site of the model/guide pair enters the loss, by name
 OBSERVED_TERM = {"counts": "reconstruction"}
 LATENT_TERM = {"background": "kl_background", "salient": "kl_salient", "library": "kl_library"}
-TERM_NAMES = ("reconstruction", "kl_background", "kl_salient", "kl_library", "wasserstein", "classification")
+TERM_NAMES = ("reconstruction", "kl_background", "kl_salient", "kl_library", "wasserstein", "classification",
+              "independence")
 
 
 class NamedTermsELBO(TraceMeanField_ELBO):

@@ -34,6 +34,10 @@ class TrainingSettings:
     gradient_clip_norm: float = 50.0
     wasserstein_weight: float = 5.0
     classification_weight: float = 0.0  # > 0 needs a model set up with a classifier
+    # off by default: it keeps phase, clone and batch out of the salient space, but it also
+    # moves effects that lie along a background axis into the background (the Papalexi
+    # screen) and erodes weak programs (benchmarks/README.md, "Independence of the salient latent")
+    independence_weight: float = 0.0
     seed: int = 0
     max_steps_auto: int = 6_000
     resident: str = "auto"  # hold the counts on the device: auto (CUDA, when they fit), on, off
@@ -57,6 +61,7 @@ class TrainingSettings:
             (self.gradient_clip_norm > 0, "gradient_clip_norm", "must be positive"),
             (self.wasserstein_weight >= 0, "wasserstein_weight", "must be 0 or more"),
             (self.classification_weight >= 0, "classification_weight", "must be 0 or more"),
+            (self.independence_weight >= 0, "independence_weight", "must be 0 or more"),
             (self.resident in ("auto", "on", "off"), "resident", "must be auto, on or off"),
             (self.prefetch in (True, False, "auto"), "prefetch", "must be True, False or auto"),
             (self.precision in ("32", "bf16-mixed"), "precision", "must be 32 or bf16-mixed"),

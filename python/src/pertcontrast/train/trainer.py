@@ -270,6 +270,7 @@ class Trainer:
             kl=factor,
             wasserstein=self.settings.wasserstein_weight * factor,
             classification=self.settings.classification_weight * factor,
+            independence=self.settings.independence_weight * factor,
         )
 
     def _train_epoch(self, epoch: int, bar) -> dict[str, float]:

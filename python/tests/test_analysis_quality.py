@@ -78,9 +78,9 @@ def test_the_salient_space_holds_the_program_and_not_the_background(screens, new
     assert scores["program_from_salient"] >= 2 * pca
     assert scores["program_from_salient"] >= 0.5
     assert scores["clone_in_salient"] <= 0.05 and scores["batch_in_salient"] <= 0.05
-    # target 0.05 (README quality table); measured 0.046 with the defaults, 0.016 with the
-    # independence term at weight 10
-    assert scores["phase_in_salient"] <= 0.10
+    # measured -0.000 with the defaults (the nuisance term on the cell-cycle scores), 0.045
+    # without it
+    assert scores["phase_in_salient"] <= 0.05
     assert scores["program_in_background"] <= 0.10
 
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from pertcontrast.cli import main
 from pertcontrast.errors import ModelLoadError
 from pertcontrast import ContrastiveModel
+from pertcontrast.data.encoding import DataEncoding
 
 
 def test_round_trip_gives_identical_latents(tiny_model, tiny_prepared, tmp_path):
@@ -85,12 +86,12 @@ def test_history_has_per_epoch_terms(tiny_model):
     assert len(history) == 3
     for column in ("train_loss", "train_reconstruction", "train_kl_background", "train_kl_salient",
                    "train_wasserstein", "train_classification", "train_classifier_accuracy",
-                   "train_independence", "validation_independence",
+                   "train_independence", "validation_independence", "train_nuisance",
                    "validation_loss", "validation_reconstruction", "learning_rate", "kl_weight"):
         assert column in history, column
     assert np.isfinite(history["validation_loss"]).all()
-    # the independence term is off by default
-    assert (history["train_independence"] == 0).all()
+    # the independence term is off by default; the nuisance term is on (the screen has cell-cycle scores)
+    assert (history["train_independence"] == 0).all() and (history["train_nuisance"] > 0).any()
 
 
 def test_the_independence_weight_reaches_the_loss(tiny_prepared):
@@ -101,6 +102,28 @@ def test_the_independence_weight_reaches_the_loss(tiny_prepared):
     history = model.history
     assert np.isfinite(history["train_independence"]).all() and history["train_independence"].max() > 0
     assert model.training["settings"]["independence_weight"] == 5.0
+
+
+def test_the_nuisance_term_targets_the_cell_cycle_scores_of_preprocess(tiny_prepared, caplog):
+    from pertcontrast import ContrastiveModel
+
+    model = ContrastiveModel.from_anndata(tiny_prepared, n_hidden=32)
+    scores = tiny_prepared.obs[["S_score", "G2M_score"]].to_numpy()
+    assert list(model.encoding.nuisance_covariates) == ["S_score", "G2M_score"]
+    np.testing.assert_allclose([m for m, _ in model.encoding.nuisance_covariates.values()], scores.mean(0), rtol=1e-6)
+    encoded = model.encoding.encode_obs(tiny_prepared.obs, nuisance=True)["nuisance"]
+    np.testing.assert_allclose(encoded, (scores - scores.mean(0)) / scores.std(0), rtol=1e-4, atol=1e-5)
+    assert "nuisance" not in model.encoding.encode_obs(tiny_prepared.obs)  # new data needs no scores
+    model.train(max_epochs=2, batch_size=128, progress=False, nuisance_weight=5.0)
+    assert np.isfinite(model.history["train_nuisance"]).all() and model.history["train_nuisance"].max() > 0
+    assert model.training["settings"]["nuisance_weight"] == 5.0
+    # the encoding (with its nuisance columns) survives the config round trip
+    assert DataEncoding.from_dict(model.encoding.to_dict()) == model.encoding
+    without = ContrastiveModel.from_anndata(tiny_prepared.copy(), n_hidden=32, nuisance_keys=[])
+    assert without.encoding.nuisance_covariates == {}
+    with caplog.at_level("WARNING", logger="pertcontrast"):
+        without.train(max_epochs=1, batch_size=128, progress=False, nuisance_weight=1.0)
+    assert "nuisance term is off" in caplog.text and (without.history["train_nuisance"] == 0).all()
 
 
 def test_train_and_export_commands(tiny_prepared, tmp_path):

@@ -65,13 +65,35 @@ def test_the_term_is_weighted_per_cell_and_moves_only_the_salient_encoder():
     assert terms["independence"] > 0
     assert terms["independence"] == pytest.approx(expected.item(), rel=1e-5)
     assert loss.item() == pytest.approx(sum(terms.values()), rel=1e-5)
-    # the guide's factor alone: the same draws with and without it, differenced
-    with_term, _, _ = loss_and_terms(module, batch, 240, TermWeights(independence=2.0), seed=3)
+    assert_only_the_salient_encoder_answers(module, batch, TermWeights(independence=2.0))
+
+
+def assert_only_the_salient_encoder_answers(module, batch, weights):
+    """The guide's factor alone (the same draws with and without it, differenced) moves the
+    salient encoder and nothing else: the background keeps what it explains, the decoder too."""
+    with_term, _, _ = loss_and_terms(module, batch, 240, weights, seed=3)
     without, _, _ = loss_and_terms(module, batch, 240, TermWeights(), seed=3)
     module.zero_grad()
     (with_term - without).backward()
     grads = {name: p.grad for name, p in module.named_parameters()}
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("inference.salient"))
-    # the background keeps what it explains: the penalty does not move its encoder or the decoder
     assert all(g is None or g.abs().sum() == 0 for n, g in grads.items()
                if n.startswith(("inference.background", "generative")))
+
+
+def test_the_nuisance_term_scores_the_salient_against_the_nuisance_columns_only():
+    torch.manual_seed(0)
+    module = make_module().eval()
+    batch = make_batch()
+    free = ~batch["is_control"]
+    _, off, encoded = loss_and_terms(module, batch, 240, TermWeights())
+    # nuisance columns that are a function of the salient means: strongly dependent
+    batch["nuisance"] = encoded["salient_loc"].detach()[:, :2].pow(2)
+    _, empty, _ = loss_and_terms(module, {**batch, "nuisance": batch["nuisance"][:, :0]}, 240,
+                                 TermWeights(nuisance=2.0))
+    assert "nuisance" not in off and "nuisance" not in empty  # weight 0 or no column: no site
+    loss, terms, encoded = loss_and_terms(module, batch, 240, TermWeights(nuisance=2.0))
+    expected = 2.0 * 240 * normalised_hsic(encoded["salient_loc"][free], batch["nuisance"][free]).clamp_min(0)
+    assert terms["nuisance"] == pytest.approx(expected.item(), rel=1e-5) and terms["nuisance"] > 1.0
+    assert loss.item() == pytest.approx(sum(terms.values()), rel=1e-5)
+    assert_only_the_salient_encoder_answers(module, batch, TermWeights(nuisance=2.0))

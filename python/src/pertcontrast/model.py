@@ -22,6 +22,7 @@ from pertcontrast.versions import __version__
 from pertcontrast.data.loader import CellArrays, CountRows, csr_tensor, sequential_batches
 from pertcontrast.data.layers import counts_view
 from pertcontrast.data.encoding import DataEncoding
+from pertcontrast.data.preprocess.checks import CELL_CYCLE_COLUMNS
 from pertcontrast.data.screen_files import perturbation_column, recorded_preprocessing  # noqa: F401 - re-exported
 from pertcontrast.errors import InputDataError, ModelLoadError, OutputExistsError, ParameterError
 from pertcontrast.io import atomic_path, write_json_atomic
@@ -94,13 +95,16 @@ class BaseContrastiveModel:
         seed: int = 0,
         source: str = "input",
         layer: str | None = None,
+        nuisance_keys=None,
         **architecture,
     ) -> "BaseContrastiveModel":
         """Set up a model for ``adata`` (raw counts in ``X``, or in ``layers[layer]``: read
         there, never copied or densified, and ``adata`` is left as it is). Keys not given are read from
         what ``pertcontrast preprocess`` recorded in ``adata.uns["pertcontrast"]``.
         ``architecture``: fields of :class:`~pertcontrast.module.architecture.Architecture`
-        (``n_background=16``, ``likelihood="nb"``...); the others keep their defaults."""
+        (``n_background=16``, ``likelihood="nb"``...); the others keep their defaults.
+        ``nuisance_keys``: numeric columns the ``nuisance`` term keeps out of the salient
+        latent (default: ``S_score`` and ``G2M_score`` when ``obs`` has them)."""
         from pertcontrast.data import validate
         from pertcontrast.module.architecture import architecture_defaults
 
@@ -127,8 +131,16 @@ class BaseContrastiveModel:
             param = ("batch_key" if key == batch_key else
                      "categorical_covariate_keys" if key in categorical else "continuous_covariate_keys")
             validate.check_obs_column(adata.obs, key, source, "covariate", param)
+        if nuisance_keys is None:  # the cell-cycle scores, where 'preprocess' could compute them
+            nuisance_keys = [key for key in CELL_CYCLE_COLUMNS if key in adata.obs
+                             and pd.api.types.is_numeric_dtype(adata.obs[key]) and adata.obs[key].notna().all()]
+        for key in nuisance_keys:
+            validate.check_obs_column(adata.obs, key, source, "nuisance", "nuisance_keys")
+            if not pd.api.types.is_numeric_dtype(adata.obs[key]):
+                raise InputDataError(f"{source}: nuisance column '{key}' is not numeric; name numeric columns "
+                                     "with {param} (e.g. S_score, G2M_score).", param="nuisance_keys")
         encoding = DataEncoding.from_obs(
-            adata.obs, adata.var_names, perturbation_key, control_label, categorical, continuous
+            adata.obs, adata.var_names, perturbation_key, control_label, categorical, continuous, list(nuisance_keys)
         )
         arch = Architecture(
             n_genes=adata.n_vars, n_covariates=encoding.n_covariates, n_labels=len(encoding.perturbations),
@@ -170,7 +182,11 @@ class BaseContrastiveModel:
             raise ParameterError("needs a model set up with a classifier (ContrastiveModel.from_anndata(..., "
                                  "classifier=True)).", param="classification_weight")
         validate.check_counts(self.adata.X, "training data")
-        cells = CellArrays.from_encoded(self.encoding.encode_obs(self.adata.obs))
+        if settings.nuisance_weight > 0 and not self.encoding.nuisance_covariates:
+            log.warning("no nuisance columns (no cell-cycle scores S_score/G2M_score in obs): the nuisance "
+                        "term is off; score the cell cycle when preprocessing, or name numeric columns as "
+                        "nuisance_keys")
+        cells = CellArrays.from_encoded(self.encoding.encode_obs(self.adata.obs, nuisance=True))
         split = split_cells(cells.is_control, settings.validation_fraction, settings.decoy_control_fraction,
                             settings.seed)
         if len(split["decoy"]):  # decoys: controls that get the perturbed cells' objective

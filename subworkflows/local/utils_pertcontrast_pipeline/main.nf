@@ -128,7 +128,7 @@ def validateParameters(Map schema) {
 // Training settings a sweep may vary, as 'pertcontrast train' names them (with _ for -).
 def sweepableSettings() {
     return ['seed', 'learning_rate', 'batch_size', 'n_background', 'n_salient', 'n_hidden', 'n_layers',
-            'dropout', 'wasserstein_weight', 'classification_weight', 'independence_weight', 'control_fraction',
+            'dropout', 'wasserstein_weight', 'classification_weight', 'independence_weight', 'nuisance_weight', 'control_fraction',
             'likelihood', 'max_epochs']
 }
 

@@ -30,7 +30,7 @@ _HDF5_FORMAT = re.compile(r"file signature not found|truncated file|bad object h
 FIELD_FLAGS = {"min_umis": "--min-guide-umis", "min_fraction": "--min-guide-fraction",
                "control_labels": "--control-label", "score_cell_cycle": "--cell-cycle",
                "categorical_covariate_keys": "--categorical-covariate",
-               "continuous_covariate_keys": "--continuous-covariate",
+               "continuous_covariate_keys": "--continuous-covariate", "nuisance_keys": "--nuisance-key",
                # tracking.TrackingOptions and the model registry's Python arguments
                "uri": "--mlflow-uri", "offline_ok": "--mlflow-offline-ok",
                "spec": "--model", "requested": "--requested-model"}

@@ -25,6 +25,9 @@ def model_options(function):
                      help="Override the categorical covariates recorded by preprocess (repeatable)."),
         click.option("--continuous-covariate", "continuous", multiple=True,
                      help="Override the continuous covariates recorded by preprocess (repeatable)."),
+        click.option("--nuisance-key", "nuisance", multiple=True,
+                     help="Numeric obs column the --nuisance-weight term keeps out of the salient latent "
+                          "(repeatable; default: S_score and G2M_score when present)."),
         click.option("--n-background", type=int, default=ARCHITECTURE["n_background"], show_default=True,
                      help="Size of the background latent (cycle, clones, sub-states, depth need room)."),
         click.option("--n-salient", type=int, default=ARCHITECTURE["n_salient"], show_default=True,
@@ -88,6 +91,11 @@ def training_options(function):
                           "latent, per cell: keeps cell-cycle phase, clone and batch out of the salient space "
                           "(0: none, the default). It also moves effects that lie along a background axis (e.g. a "
                           "response that varies in the controls too) into the background and erodes weak programs."),
+        click.option("--nuisance-weight", type=float, default=TRAINING["nuisance_weight"], show_default=True,
+                     help="Weight of the same penalty against the cell-cycle scores of 'preprocess' (S_score, "
+                          "G2M_score) only: keeps phase out of the salient space and leaves effects along other "
+                          "background axes where they are (0: none; inactive when the data has no such "
+                          "columns)."),
         click.option("--seed", type=int, default=TRAINING["seed"], show_default=True,
                      help="Random seed (CPU runs are repeatable)."),
         click.option("--sampling", type=click.Choice(["auto", "random", "buffered"]), default=TRAINING["sampling"],
@@ -178,6 +186,7 @@ def build_model_options(options: dict) -> dict:
         "batch_key": options["batch_key"],
         "categorical_covariate_keys": list(options["categorical"]) or None,
         "continuous_covariate_keys": list(options["continuous"]) or None,
+        "nuisance_keys": list(options["nuisance"]) or None,
         **{name: options[name] for name in ARCHITECTURE if name in options},
         "classifier": options["classification_weight"] > 0,
         "seed": options["seed"],

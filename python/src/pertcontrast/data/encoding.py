@@ -25,6 +25,9 @@ class DataEncoding:
     continuous_covariates: dict[str, tuple[float, float]] = field(default_factory=dict)
     library_key: str | None = None  # categorical column that groups the library prior
     library_groups: list[str] = field(default_factory=lambda: ["all"])
+    # continuous columns the salient latent should not depend on (mean, sd): not model
+    # inputs, only the ``nuisance`` term's targets (by default the cell-cycle scores)
+    nuisance_covariates: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def n_covariates(self) -> int:
@@ -36,7 +39,8 @@ class DataEncoding:
     @classmethod
     def from_dict(cls, data: dict) -> "DataEncoding":
         data = dict(data)
-        data["continuous_covariates"] = {k: tuple(v) for k, v in data.get("continuous_covariates", {}).items()}
+        for key in ("continuous_covariates", "nuisance_covariates"):
+            data[key] = {k: tuple(v) for k, v in data.get(key, {}).items()}
         return cls(**data)
 
     @classmethod
@@ -48,17 +52,14 @@ class DataEncoding:
         control_label: str,
         categorical_covariate_keys=(),
         continuous_covariate_keys=(),
+        nuisance_keys=(),
     ) -> "DataEncoding":
         labels = obs[perturbation_key].astype(str)
         perturbations = sorted(set(labels) - {control_label})
         categorical = {}
         for key in categorical_covariate_keys:
             categorical[key] = sorted(obs[key].astype(str).unique().tolist())
-        continuous = {}
-        for key in continuous_covariate_keys:
-            values = pd.to_numeric(obs[key], errors="coerce").to_numpy(dtype=float)
-            sd = float(np.nanstd(values))
-            continuous[key] = (float(np.nanmean(values)), sd if sd > 0 else 1.0)
+        continuous = {key: _standardisation(obs[key]) for key in continuous_covariate_keys}
         library_key = categorical_covariate_keys[0] if categorical_covariate_keys else None
         groups = categorical[library_key] if library_key else ["all"]
         return cls(
@@ -70,10 +71,13 @@ class DataEncoding:
             continuous_covariates=continuous,
             library_key=library_key,
             library_groups=groups,
+            nuisance_covariates={key: _standardisation(obs[key]) for key in nuisance_keys},
         )
 
-    def encode_obs(self, obs: pd.DataFrame, require_labels: bool = True) -> dict[str, np.ndarray]:
-        """Per-cell arrays: is_control, label, covariates, library_group.
+    def encode_obs(self, obs: pd.DataFrame, require_labels: bool = True,
+                   nuisance: bool = False) -> dict[str, np.ndarray]:
+        """Per-cell arrays: is_control, label, covariates, library_group (and, with
+        ``nuisance``, the standardised nuisance columns: training needs them, new data does not).
 
         With ``require_labels=False`` (export on new data) a missing perturbation column or
         unseen perturbation labels are allowed: those cells get label -1.
@@ -114,13 +118,7 @@ class DataEncoding:
             covariates[np.arange(n), column + codes] = 1.0
             column += len(categories)
         for key, (mean, sd) in self.continuous_covariates.items():
-            values = pd.to_numeric(self._column(obs, key), errors="coerce").to_numpy(dtype=float)
-            if not np.isfinite(values).all():
-                raise InputDataError(
-                    f"continuous covariate column '{key}' has missing or non-numeric values; "
-                    "fill them or drop the covariate."
-                )
-            covariates[:, column] = (values - mean) / sd
+            covariates[:, column] = self._standardised(obs, key, mean, sd, "continuous covariate")
             column += 1
         if self.library_key:
             library_group = pd.Categorical(
@@ -128,12 +126,25 @@ class DataEncoding:
             ).codes.astype(np.int64)
         else:
             library_group = np.zeros(n, dtype=np.int64)
-        return {
+        encoded = {
             "is_control": is_control,
             "label": label,
             "covariates": covariates,
             "library_group": library_group,
         }
+        if nuisance:
+            columns = [self._standardised(obs, key, mean, sd, "nuisance")
+                       for key, (mean, sd) in self.nuisance_covariates.items()]
+            encoded["nuisance"] = np.stack(columns, axis=1).astype(np.float32) if columns else np.zeros((n, 0), np.float32)
+        return encoded
+
+    def _standardised(self, obs: pd.DataFrame, key: str, mean: float, sd: float, kind: str) -> np.ndarray:
+        values = pd.to_numeric(self._column(obs, key), errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(values).all():
+            raise InputDataError(
+                f"{kind} column '{key}' has missing or non-numeric values; fill them or drop it."
+            )
+        return (values - mean) / sd
 
     @staticmethod
     def _column(obs: pd.DataFrame, key: str) -> pd.Series:
@@ -143,3 +154,10 @@ class DataEncoding:
                 "add it or use a model trained without it."
             )
         return obs[key]
+
+
+def _standardisation(column: pd.Series) -> tuple[float, float]:
+    """(mean, sd) of a numeric column, NaNs left out; an sd of 0 becomes 1."""
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    sd = float(np.nanstd(values))
+    return float(np.nanmean(values)), sd if sd > 0 else 1.0

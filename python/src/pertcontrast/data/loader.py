@@ -95,10 +95,20 @@ class CellArrays:
     label: np.ndarray
     covariates: np.ndarray
     library_group: np.ndarray
+    nuisance: np.ndarray | None = None  # cells x nuisance columns (None: no column)
+
+    def __post_init__(self):
+        if self.nuisance is None:
+            self.nuisance = np.zeros((len(self.is_control), 0), dtype=np.float32)
 
     @classmethod
     def from_encoded(cls, encoded: dict[str, np.ndarray]) -> "CellArrays":
         return cls(**encoded)
+
+    def rows(self, rows: np.ndarray) -> "CellArrays":
+        """The arrays of the given rows."""
+        return CellArrays(self.is_control[rows], self.label[rows], self.covariates[rows], self.library_group[rows],
+                          self.nuisance[rows])
 
 
 def make_batch(
@@ -113,6 +123,7 @@ def make_batch(
     tensors = {
         "counts": csr_tensor(counts.csr_rows(rows)),
         "covariates": torch.from_numpy(cells.covariates[rows]),
+        "nuisance": torch.from_numpy(cells.nuisance[rows]),
         "is_control": torch.from_numpy(cells.is_control[rows]),
         "label": torch.from_numpy(cells.label[rows]),
         "library_group": torch.from_numpy(cells.library_group[rows]),
@@ -220,6 +231,7 @@ class DeviceResidentCounts:
         self.n_genes = csr.shape[1]
         self.cells = {
             "covariates": torch.from_numpy(cells.covariates).to(device),
+            "nuisance": torch.from_numpy(cells.nuisance).to(device),
             "is_control": torch.from_numpy(cells.is_control).to(device),
             "label": torch.from_numpy(cells.label).to(device),
             "library_group": torch.from_numpy(cells.library_group).to(device),
@@ -345,10 +357,7 @@ class ShuffleBufferEpoch:
         """Yields ``(buffer_counts, buffer_cells, local_rows, weights, global_rows)``."""
         for blocks, rows, steps in self.buffers:
             buffer_counts = self._read(blocks, rows)
-            local_cells = CellArrays(
-                is_control=self.cells.is_control[rows], label=self.cells.label[rows],
-                covariates=self.cells.covariates[rows], library_group=self.cells.library_group[rows],
-            )
+            local_cells = self.cells.rows(rows)
             local = np.arange(len(rows))
             controls, perturbed = local[local_cells.is_control], local[~local_cells.is_control]
             batches = StratifiedBatches(controls, perturbed, self.batch_size, self.control_fraction,

@@ -17,14 +17,17 @@ to a point mass at 0; ``classification``, cross-entropy of a classifier of the
 perturbation from the salient mean (off unless weighted); ``independence``, the
 normalised (unbiased) HSIC of the salient and the (fixed) background means of the minibatch's cells
 that have a salient latent, times the screen's cell number (a per-cell weight like the
-others: what the background holds stays out of the salient latent).
+others: what the background holds stays out of the salient latent); ``nuisance``, the same
+of the salient means and the cells' known nuisance columns (by default the cell-cycle
+scores): only what is named as nuisance is pushed out, so an effect that lies along a
+background axis (a response that also varies among controls) stays.
 
 Minibatches hold controls and perturbed cells in a fixed proportion, so each cell carries
 a ``stratum_weight``: with the plate's ``n_cells / batch_size`` it makes every term an
 unbiased estimate over the full screen. A minibatch is a dict of tensors: ``counts``
 (sparse CSR, cells x genes), ``covariates``, ``is_control``, ``label`` (perturbation
 index, -1 for controls), ``index`` (positions in the screen), ``stratum_weight``,
-``library_group``.
+``library_group``, ``nuisance`` (standardised nuisance columns, cells x 0 when none).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class TermWeights:
     wasserstein: float = 1.0
     classification: float = 0.0
     independence: float = 0.0
+    nuisance: float = 0.0
 
 
 def _entries_and_library(counts: torch.Tensor):
@@ -179,6 +183,11 @@ class ContrastiveInference(PyroModule):
             dependence = normalised_hsic(encoded["salient_loc"][free], encoded["background_loc"][free].detach())
             # the estimate is unbiased, so about half of an independent pair's is below 0: no pull there
             pyro.factor("independence", weights.independence * n_cells * dependence.clamp_min(0), has_rsample=True)
+        nuisance = batch.get("nuisance")
+        if weights.nuisance > 0 and nuisance is not None and nuisance.shape[-1] > 0:
+            free = ~is_control
+            dependence = normalised_hsic(encoded["salient_loc"][free], nuisance[free])
+            pyro.factor("nuisance", weights.nuisance * n_cells * dependence.clamp_min(0), has_rsample=True)
         return encoded
 
 

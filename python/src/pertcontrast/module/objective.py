@@ -14,7 +14,7 @@ from torch.distributions import kl_divergence
 OBSERVED_TERM = {"counts": "reconstruction"}
 LATENT_TERM = {"background": "kl_background", "salient": "kl_salient", "library": "kl_library"}
 TERM_NAMES = ("reconstruction", "kl_background", "kl_salient", "kl_library", "wasserstein", "classification",
-              "independence")
+              "independence", "nuisance")
 
 
 class NamedTermsELBO(TraceMeanField_ELBO):

@@ -38,6 +38,10 @@ class TrainingSettings:
     # moves effects that lie along a background axis into the background (the Papalexi
     # screen) and erodes weak programs (benchmarks/README.md, "Independence of the salient latent")
     independence_weight: float = 0.0
+    # the same measure against the named nuisance columns only (the cell-cycle scores of
+    # 'preprocess'): keeps phase out of the salient space without moving effects that lie
+    # along other background axes (benchmarks/README.md, "Nuisance term")
+    nuisance_weight: float = 10.0
     seed: int = 0
     max_steps_auto: int = 6_000
     resident: str = "auto"  # hold the counts on the device: auto (CUDA, when they fit), on, off
@@ -62,6 +66,7 @@ class TrainingSettings:
             (self.wasserstein_weight >= 0, "wasserstein_weight", "must be 0 or more"),
             (self.classification_weight >= 0, "classification_weight", "must be 0 or more"),
             (self.independence_weight >= 0, "independence_weight", "must be 0 or more"),
+            (self.nuisance_weight >= 0, "nuisance_weight", "must be 0 or more"),
             (self.resident in ("auto", "on", "off"), "resident", "must be auto, on or off"),
             (self.prefetch in (True, False, "auto"), "prefetch", "must be True, False or auto"),
             (self.precision in ("32", "bf16-mixed"), "precision", "must be 32 or bf16-mixed"),

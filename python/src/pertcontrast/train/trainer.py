@@ -271,6 +271,7 @@ class Trainer:
             wasserstein=self.settings.wasserstein_weight * factor,
             classification=self.settings.classification_weight * factor,
             independence=self.settings.independence_weight * factor,
+            nuisance=self.settings.nuisance_weight * factor,
         )
 
     def _train_epoch(self, epoch: int, bar) -> dict[str, float]:

@@ -179,16 +179,19 @@ class ContrastiveInference(PyroModule):
                     pyro.factor("classification", weights.classification * cross_entropy, has_rsample=True)
         if weights.independence > 0:
             # only the salient side moves: the background keeps what it explains in every cell
-            free = ~is_control
-            dependence = normalised_hsic(encoded["salient_loc"][free], encoded["background_loc"][free].detach())
-            # the estimate is unbiased, so about half of an independent pair's is below 0: no pull there
-            pyro.factor("independence", weights.independence * n_cells * dependence.clamp_min(0), has_rsample=True)
+            _dependence_factor("independence", weights.independence * n_cells, encoded["salient_loc"],
+                               encoded["background_loc"].detach(), ~is_control)
         nuisance = batch.get("nuisance")
         if weights.nuisance > 0 and nuisance is not None and nuisance.shape[-1] > 0:
-            free = ~is_control
-            dependence = normalised_hsic(encoded["salient_loc"][free], nuisance[free])
-            pyro.factor("nuisance", weights.nuisance * n_cells * dependence.clamp_min(0), has_rsample=True)
+            _dependence_factor("nuisance", weights.nuisance * n_cells, encoded["salient_loc"], nuisance, ~is_control)
         return encoded
+
+
+def _dependence_factor(name: str, weight: float, salient: torch.Tensor, other: torch.Tensor, rows) -> None:
+    """``weight`` x the normalised HSIC of ``salient`` and ``other`` over ``rows`` as a factor.
+    The estimate is unbiased, so about half of an independent pair's is below 0: no pull there."""
+    dependence = normalised_hsic(salient[rows], other[rows])
+    pyro.factor(name, weight * dependence.clamp_min(0), has_rsample=True)
 
 
 class ContrastiveModule(PyroModule):

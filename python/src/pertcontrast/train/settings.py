@@ -40,7 +40,7 @@ class TrainingSettings:
     independence_weight: float = 0.0
     # the same measure against the named nuisance columns only (the cell-cycle scores of
     # 'preprocess'): keeps phase out of the salient space without moving effects that lie
-    # along other background axes (benchmarks/README.md, "Nuisance term")
+    # along other background axes (benchmarks/README.md, "The nuisance term")
     nuisance_weight: float = 10.0
     seed: int = 0
     max_steps_auto: int = 6_000

@@ -257,6 +257,35 @@ def test_pseudo_perturbations_of_null_controls_call_nothing(rng):
     assert result["effects_called"] == 0 and result["responder_fraction"] <= 0.05
 
 
+def test_pseudo_perturbations_are_tested_beside_the_real_ones(rng, monkeypatch):
+    """Each group goes through the calls with the screen's real perturbations in (their
+    effects are what its detection direction borrows from), against the null controls
+    outside it; a real perturbation named like the check's label is refused."""
+    from pertcontrast.analysis import responders
+    from pertcontrast.analysis.calibration import PSEUDO_LABEL, CalibrationSettings, run_check
+    from pertcontrast.errors import InputDataError
+
+    salient, labels, null, _ = _screen_with_a_tight_training_null(rng)
+    seen = []
+    real_call = responders.call_responders
+
+    def recording(salient, labels, *args, **kwargs):
+        seen.append(pd.Series(labels).value_counts())
+        return real_call(salient, labels, *args, **kwargs)
+
+    monkeypatch.setattr(responders, "call_responders", recording)
+    table = run_check(salient, labels, "control", null, CalibrationSettings(n_groups=2, de=False))
+    assert len(seen) == 2
+    for counts, size in zip(seen, table["n_cells"]):
+        assert counts[PSEUDO_LABEL] == size and counts["control"] == null.sum() - size
+        real = pd.Series(labels[labels != "control"]).value_counts()
+        pd.testing.assert_series_equal(counts.drop(["control", PSEUDO_LABEL]).sort_index(), real.sort_index(),
+                                       check_names=False)
+    renamed = np.where(labels == "A", PSEUDO_LABEL, labels)
+    with pytest.raises(InputDataError, match=PSEUDO_LABEL):
+        run_check(salient, renamed, "control", null, CalibrationSettings(n_groups=2, de=False))
+
+
 class ArrayResiduals:
     """Residuals held in memory, served in blocks the way ExpressionResiduals serves them."""
 
@@ -372,6 +401,68 @@ def test_gene_space_scores_are_not_fooled_by_their_own_noise(rng, screen):
     scores = result.score[labels[keep] != "control"]
     assert abs(np.mean(scores)) < 0.1 and 0.8 < np.std(scores) < 1.25
 
+
+
+def _shared_program_screen(rng, weak_shift=0.25):
+    """Gene-space residuals over 2,000 genes: perturbation A shifts 30 genes by 0.6 sd in
+    all of its 600 cells, B the same 30 genes by ``weak_shift`` sd in 70% of its 300, and
+    20 perturbations have no effect."""
+    n_genes = 2000
+    program = np.zeros(n_genes)
+    program[:30] = np.where(np.arange(30) % 3 == 0, -1.0, 1.0)
+    groups = [("control", 1600, 0.0, 1.0), ("A", 600, 0.6, 1.0), ("B", 300, weak_shift, 0.7)]
+    groups += [(f"none{i}", 150, 0.0, 0.0) for i in range(20)]
+    values, labels = [], []
+    for label, n, shift, fraction in groups:
+        cells = rng.normal(0, 1, (n, n_genes))
+        cells[rng.random(n) < fraction] += shift * program
+        values.append(cells)
+        labels += [label] * n
+    return ArrayResiduals(np.vstack(values)), np.array(labels)
+
+
+def test_borrowed_direction_keeps_the_program_and_drops_the_noise(rng):
+    """A half's noisy estimate of a weak program, projected on another perturbation's
+    whole effect, is the program; added to the estimate at equal length it brings the
+    direction closer to the program; the perturbation's own row and its target never
+    enter; without other perturbations the direction is its own."""
+    from pertcontrast.analysis.responders import _borrowed_directions
+
+    n_genes = 1000
+    program = np.zeros(n_genes)
+    program[:20] = 1.0
+    noisy = 0.3 * program + rng.normal(0, 1, n_genes)  # one half's standardised difference
+    own = np.where(np.abs(noisy) > 3, noisy, 0.0)[None]
+    basis = np.vstack([program + rng.normal(0, 0.03, n_genes), 5.0 * program])  # row 1: its own whole effect
+    basis[0, 25] = 50.0  # the target's column, left out of the projection
+    cosine = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
+    targets = np.array([-1, 25])
+    borrowed = _borrowed_directions(own, noisy[None], np.ones((1, n_genes)), basis, np.array([1]), targets)
+    assert cosine(borrowed[0], program) > cosine(own[0], program) + 0.2
+    projected = borrowed[0] - own[0] / np.linalg.norm(own[0])  # the borrowed part, at unit length
+    assert np.linalg.norm(projected) == pytest.approx(1.0) and cosine(projected, program) > 0.95
+    assert borrowed[0, 25] == 0.0
+    alone = _borrowed_directions(own, noisy[None], np.ones((1, n_genes)), basis[1:], np.array([0]), targets[1:])
+    np.testing.assert_array_equal(alone, own)
+
+
+def test_a_weak_perturbation_is_detected_through_the_program_it_shares(rng, monkeypatch):
+    """B's shift (0.25 sd on 30 of 2,000 genes, 30% escapers) is too weak for a direction
+    estimated on half of its cells; borrowed from A's effect it is detected, while 20
+    perturbations without an effect keep uniform detection p-values."""
+    from pertcontrast.analysis import responders
+
+    residuals, labels = _shared_program_screen(rng)
+    salient = np.zeros((len(labels), 2))
+    table = call_responders(salient, labels, "control", residuals=residuals, n_permutations=20).table
+    table = table.set_index("perturbation")
+    assert table.loc["A", "effect_detected"] and table.loc["B", "effect_detected"]
+    nulls = table.drop(index=["A", "B"])
+    assert not nulls["effect_detected"].any() and (nulls["detection_pvalue"] < 0.05).mean() <= 0.15
+    monkeypatch.setattr(responders, "_borrowed_directions", lambda own, *args, **kwargs: own)
+    alone = call_responders(salient, labels, "control", residuals=residuals, n_permutations=20).table
+    alone = alone.set_index("perturbation")
+    assert alone.loc["B", "detection_pvalue"] > 10 * table.loc["B", "detection_pvalue"]
 
 
 def test_residual_t_test_matches_scipy_over_blocks(rng):

@@ -3,7 +3,9 @@
 Random groups of null controls (controls the model did not train on), as large as the
 screen's real perturbations (at most half of the null controls), are labelled as fake
 perturbations and go through the same calls as the real ones, each against the null
-controls outside its group: the responders' detection test (the effect calls;
+controls outside its group and beside the screen's real perturbations (the detection test
+borrows from the other perturbations' effects, so a group is tested the way a real
+perturbation is): the responders' detection test (the effect calls;
 Benjamini-Hochberg over the groups; the energy test is kept beside it), the responder
 calls, and DE (model and Wilcoxon). None of them has an effect,
 so at FDR 0.05 the check should call about no effect, at most ~5% responders and at most
@@ -58,12 +60,16 @@ def run_check(salient: np.ndarray, labels: np.ndarray, control_label: str, null:
     from pertcontrast.analysis.responders import call_responders
 
     null_rows = np.flatnonzero(null)
-    real = pd.Series(labels[~(labels == control_label)]).value_counts()
+    perturbed = np.flatnonzero(labels != control_label)
+    real = pd.Series(labels[perturbed]).value_counts()
+    if PSEUDO_LABEL in real.index:
+        raise InputDataError(f"a perturbation is named {PSEUDO_LABEL!r}, the check's own label; rename it.")
     rows = []
     for index, group in enumerate(pseudo_groups(null_rows, real.to_numpy(), settings)):
         rest = np.setdiff1d(null_rows, group)
-        subset = np.concatenate([group, rest])
-        sub_labels = np.array([PSEUDO_LABEL] * len(group) + [control_label] * len(rest), dtype=object)
+        subset = np.concatenate([group, rest, perturbed])
+        sub_labels = np.concatenate([np.array([PSEUDO_LABEL] * len(group) + [control_label] * len(rest), dtype=object),
+                                     labels[perturbed].astype(object)])
         # a fresh view of the counts per group: the DE below may reopen a backed file
         residuals = ExpressionResiduals(model, adata, device) if model is not None and adata is not None else None
         result = call_responders(salient[subset], sub_labels, control_label, fdr=settings.fdr,
@@ -71,11 +77,13 @@ def run_check(salient: np.ndarray, labels: np.ndarray, control_label: str, null:
                                  residuals=None if residuals is None else residuals.subset(subset))
         if residuals is not None:
             residuals.release()
-        row = {"group": index + 1, "n_cells": len(group), "energy_pvalue": float(result.table["energy_pvalue"][0]),
-               "detection_pvalue": float(result.table["detection_pvalue"][0]),
-               "responder_fraction": float(result.table["responder_fraction"][0])}
+        pseudo = result.table.set_index("perturbation").loc[PSEUDO_LABEL]
+        row = {"group": index + 1, "n_cells": len(group), "energy_pvalue": float(pseudo["energy_pvalue"]),
+               "detection_pvalue": float(pseudo["detection_pvalue"]),
+               "responder_fraction": float(pseudo["responder_fraction"])}
         if settings.de and model is not None and adata is not None:
-            row.update(_group_de(model, adata, subset, sub_labels, de_settings, device))
+            row.update(_group_de(model, adata, subset[: len(group) + len(rest)], sub_labels[: len(group) + len(rest)],
+                                 de_settings, device))
         rows.append(row)
     table = pd.DataFrame(rows)
     table["energy_padj"] = benjamini_hochberg(table["energy_pvalue"].to_numpy())

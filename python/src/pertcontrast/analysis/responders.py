@@ -29,7 +29,9 @@ compressed, partly shrunk summary, while the residual keeps every gene of the ef
 the background removed (benchmarks/README.md, "Responder scores", has what each choice
 measured on new cells). The perturbation is then detected by the cross-fitted scores
 themselves (a one-sided rank test against the null controls' scores, without the target
-gene) or by the energy test, Bonferroni over the two (``either``).
+gene) or by the energy test, Bonferroni over the two (``either``). The rank test's
+direction borrows from the other perturbations' effects, so a weak effect that shares a
+program with others is detected through it (benchmarks/README.md, "Detection borrows").
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class ExpressionScores:
     null: dict[str, np.ndarray]  # per perturbation: the null controls' z-scores on its scoring directions
     bar: np.ndarray  # per cell: the ``null_quantile`` of the null z-scores on its own direction
     pvalue: dict[str, float]  # per perturbation: one-sided rank test of its scores against the null's
-    n_genes: dict[str, float]  # per perturbation: genes in its detection directions (mean of the two halves)
+    n_genes: dict[str, float]  # per perturbation: genes past the cut in its own detection directions (halves' mean)
 
 
 def _direction(difference: np.ndarray, variance: np.ndarray, t: np.ndarray, min_t: float):
@@ -107,6 +109,45 @@ def _direction(difference: np.ndarray, variance: np.ndarray, t: np.ndarray, min_
     selected = np.abs(t) > min_t
     weights = difference / variance
     return (np.where(selected, weights, 0.0) if selected.any() else weights), int(selected.sum())
+
+
+def _borrowed_directions(own: np.ndarray, standardised: np.ndarray, scale: np.ndarray, basis: np.ndarray,
+                         owner: np.ndarray, targets: np.ndarray, max_basis: int = 100) -> np.ndarray:
+    """Detection directions that borrow from the other perturbations: each row of ``own``
+    (a half's ``|t| > min_t`` direction) plus, at equal length, the part of that half's
+    ``standardised`` mean difference (difference / ``scale``) that the other perturbations'
+    whole effects (``basis``, standardised and shrunk; row ``owner`` of a direction is its
+    own perturbation, left out) explain by least squares, mapped back by ``scale``.
+
+    A weak effect estimated on half its cells is mostly noise over thousands of genes; its
+    projection on the few effects the screen has keeps the program and drops most of the
+    noise (a program two perturbations share is found from both). Nothing of the scored
+    half's cells or of the null half it is tested against enters, so the test stays valid.
+    With more than ``max_basis`` other perturbations, those whose effects are most alike
+    (|cosine| to the half's own difference) form the basis. Targets are left out of both."""
+    directions = own.copy()
+    has_basis = np.flatnonzero(np.abs(basis).sum(1) > 0)
+    for row in range(len(own)):
+        others = has_basis[has_basis != owner[row]]
+        target = targets[owner[row]]
+        values = standardised[row].copy()
+        if len(others) == 0 or not values.any():
+            continue
+        if target >= 0:
+            values[target] = 0.0
+        if len(others) > max_basis:
+            cosine = np.abs(basis[others] @ values) / np.maximum(np.linalg.norm(basis[others], axis=1), 1e-12)
+            others = others[np.argsort(-cosine)[:max_basis]]
+        span = basis[others].T.copy()
+        if target >= 0:
+            span[target] = 0.0
+        coefficients = np.linalg.lstsq(span, values, rcond=None)[0]
+        borrowed = (span @ coefficients) / scale[row]
+        length = np.linalg.norm(borrowed)
+        if length > 0:
+            own_length = np.linalg.norm(own[row])
+            directions[row] = borrowed / length + (own[row] / own_length if own_length > 0 else 0.0)
+    return directions
 
 
 def _balanced_folds(codes: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
@@ -186,9 +227,11 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
 
     Detection is a one-sided rank test per half of the cells (the even and the odd folds),
     each scored on a direction fitted on the other half against the first null half,
-    ``difference / variance`` on the genes with ``|t| > min_t``, without the gene named like
-    the perturbation (its target): the target's own drop is the knockdown, not its effect,
-    so a knockdown without downstream changes is not detected. Cells are scored with the
+    ``difference / variance`` on the genes with ``|t| > min_t`` plus, at equal length, the
+    part of that half's difference the other perturbations' whole effects explain
+    (``_borrowed_directions``: a weak effect is found through the program it shares),
+    without the gene named like the perturbation (its target): the target's own drop is
+    the knockdown, not its effect, so a knockdown without downstream changes is not detected. Cells are scored with the
     target in: whether a cell's target dropped is the best single sign that its knockdown
     worked, and escapers are the cells where it did not. Two passes over ``residuals``."""
     if n_folds < 2 or n_folds % 2:
@@ -261,6 +304,11 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
     whole = np.zeros((n_perturbations, n_genes))  # per perturbation: on all its cells
     detection = np.zeros((n_genes, 2 * n_perturbations))
     n_selected = np.zeros(2 * n_perturbations)
+    # for the borrowed directions: each half's standardised difference and scale, and each
+    # perturbation's whole effect (standardised, shrunk by its evidence, its target left out)
+    half_standardised = np.zeros((2 * n_perturbations, n_genes))
+    half_scale = np.ones((2 * n_perturbations, n_genes))
+    basis = np.zeros((n_perturbations, n_genes))
     targets = target_columns(perturbations, getattr(residuals, "gene_names", None) or [])
     for i in range(n_perturbations):
         folds = slice(n_folds * i, n_folds * (i + 1))
@@ -268,6 +316,10 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
         n_total = size[folds].sum()
         if n_total:
             whole[i] = effect(*total, n_total)
+            difference, t, pooled = statistics(total[0], total[1], n_total)
+            basis[i] = difference / np.sqrt(pooled) * t**2 / (t**2 + shrinkage)
+            if targets[i] >= 0:
+                basis[i, targets[i]] = 0.0
         for g in range(n_folds * i, n_folds * (i + 1)):
             if n_total - size[g]:
                 effects[g] = effect(*(a - b[g] for a, b in zip(total, (sums, squares, count_sums, fit_sums))),
@@ -281,6 +333,10 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
             if targets[i] >= 0:
                 difference[targets[i]] = t[targets[i]] = 0.0
             detection[:, 2 * i + h], n_selected[2 * i + h] = _direction(difference, pooled, t, min_t)
+            half_scale[2 * i + h] = np.sqrt(pooled)
+            half_standardised[2 * i + h] = difference / half_scale[2 * i + h]
+    detection = _borrowed_directions(detection.T, half_standardised, half_scale, basis,
+                                     np.repeat(np.arange(n_perturbations), 2), targets).T
     effects = _share_effects(effects, whole, size, targets, n_folds, min_similarity)
     dispersion = np.asarray(residuals.dispersion, dtype=np.float64) if has_counts else None
 

@@ -68,6 +68,7 @@ def run_check(salient: np.ndarray, labels: np.ndarray, control_label: str, null:
     for index, group in enumerate(pseudo_groups(null_rows, real.to_numpy(), settings)):
         rest = np.setdiff1d(null_rows, group)
         subset = np.concatenate([group, rest, perturbed])
+        n_null = len(group) + len(rest)  # the rows DE compares: the group against the rest
         sub_labels = np.concatenate([np.array([PSEUDO_LABEL] * len(group) + [control_label] * len(rest), dtype=object),
                                      labels[perturbed].astype(object)])
         # a fresh view of the counts per group: the DE below may reopen a backed file
@@ -82,8 +83,7 @@ def run_check(salient: np.ndarray, labels: np.ndarray, control_label: str, null:
                "detection_pvalue": float(pseudo["detection_pvalue"]),
                "responder_fraction": float(pseudo["responder_fraction"])}
         if settings.de and model is not None and adata is not None:
-            row.update(_group_de(model, adata, subset[: len(group) + len(rest)], sub_labels[: len(group) + len(rest)],
-                                 de_settings, device))
+            row.update(_group_de(model, adata, subset[:n_null], sub_labels[:n_null], de_settings, device))
         rows.append(row)
     table = pd.DataFrame(rows)
     table["energy_padj"] = benjamini_hochberg(table["energy_pvalue"].to_numpy())

@@ -111,11 +111,11 @@ def _direction(difference: np.ndarray, variance: np.ndarray, t: np.ndarray, min_
     return (np.where(selected, weights, 0.0) if selected.any() else weights), int(selected.sum())
 
 
-def _borrowed_directions(own: np.ndarray, standardised: np.ndarray, scale: np.ndarray, basis: np.ndarray,
+def _borrowed_directions(own: np.ndarray, difference: np.ndarray, scale: np.ndarray, basis: np.ndarray,
                          owner: np.ndarray, targets: np.ndarray, max_basis: int = 100) -> np.ndarray:
     """Detection directions that borrow from the other perturbations: each row of ``own``
     (a half's ``|t| > min_t`` direction) plus, at equal length, the part of that half's
-    ``standardised`` mean difference (difference / ``scale``) that the other perturbations'
+    standardised mean difference (``difference / scale``) that the other perturbations'
     whole effects (``basis``, standardised and shrunk; row ``owner`` of a direction is its
     own perturbation, left out) explain by least squares, mapped back by ``scale``.
 
@@ -130,7 +130,7 @@ def _borrowed_directions(own: np.ndarray, standardised: np.ndarray, scale: np.nd
     for row in range(len(own)):
         others = has_basis[has_basis != owner[row]]
         target = targets[owner[row]]
-        values = standardised[row].copy()
+        values = difference[row] / scale[row]
         if len(others) == 0 or not values.any():
             continue
         if target >= 0:
@@ -231,8 +231,8 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
     part of that half's difference the other perturbations' whole effects explain
     (``_borrowed_directions``: a weak effect is found through the program it shares),
     without the gene named like the perturbation (its target): the target's own drop is
-    the knockdown, not its effect, so a knockdown without downstream changes is not detected. Cells are scored with the
-    target in: whether a cell's target dropped is the best single sign that its knockdown
+    the knockdown, not its effect, so a knockdown without downstream changes is not
+    detected. Cells are scored with the target in: whether a cell's target dropped is the best single sign that its knockdown
     worked, and escapers are the cells where it did not. Two passes over ``residuals``."""
     if n_folds < 2 or n_folds % 2:
         raise ValueError(f"n_folds must be even and at least 2, got {n_folds}")
@@ -304,9 +304,9 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
     whole = np.zeros((n_perturbations, n_genes))  # per perturbation: on all its cells
     detection = np.zeros((n_genes, 2 * n_perturbations))
     n_selected = np.zeros(2 * n_perturbations)
-    # for the borrowed directions: each half's standardised difference and scale, and each
+    # for the borrowed directions: each half's difference and scale (sd), and each
     # perturbation's whole effect (standardised, shrunk by its evidence, its target left out)
-    half_standardised = np.zeros((2 * n_perturbations, n_genes))
+    half_difference = np.zeros((2 * n_perturbations, n_genes))
     half_scale = np.ones((2 * n_perturbations, n_genes))
     basis = np.zeros((n_perturbations, n_genes))
     targets = target_columns(perturbations, getattr(residuals, "gene_names", None) or [])
@@ -333,9 +333,8 @@ def expression_scores(residuals, labels: np.ndarray, is_control: np.ndarray, nul
             if targets[i] >= 0:
                 difference[targets[i]] = t[targets[i]] = 0.0
             detection[:, 2 * i + h], n_selected[2 * i + h] = _direction(difference, pooled, t, min_t)
-            half_scale[2 * i + h] = np.sqrt(pooled)
-            half_standardised[2 * i + h] = difference / half_scale[2 * i + h]
-    detection = _borrowed_directions(detection.T, half_standardised, half_scale, basis,
+            half_difference[2 * i + h], half_scale[2 * i + h] = difference, np.sqrt(pooled)
+    detection = _borrowed_directions(detection.T, half_difference, half_scale, basis,
                                      np.repeat(np.arange(n_perturbations), 2), targets).T
     effects = _share_effects(effects, whole, size, targets, n_folds, min_similarity)
     dispersion = np.asarray(residuals.dispersion, dtype=np.float64) if has_counts else None

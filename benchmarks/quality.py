@@ -92,7 +92,7 @@ def fit_pertcontrast(prepared, folder: Path, args):
     path = folder / "pertcontrast.model"
     if path.exists():
         return ContrastiveModel.load(path)
-    model = ContrastiveModel.from_anndata(prepared)
+    model = ContrastiveModel.from_anndata(prepared, **dict(field.split("=", 1) for field in args.pertcontrast_architecture))
     overrides = dict(setting.split("=", 1) for setting in args.pertcontrast_setting)
     model.train(progress=False, device=args.device, max_epochs=args.max_epochs,
                 **{key: float(value) for key, value in overrides.items()})
@@ -333,6 +333,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-epochs", type=int, default=None, help="pertcontrast (default: from the data size)")
     parser.add_argument("--pertcontrast-setting", action="append", default=[], metavar="FIELD=NUMBER",
                         help="a TrainingSettings field for pertcontrast's fit (repeatable), e.g. independence_weight=2")
+    parser.add_argument("--pertcontrast-architecture", action="append", default=[], metavar="FIELD=CHOICE",
+                        help="a text Architecture field for pertcontrast (repeatable), e.g. salient_prior=perturbation")
     parser.add_argument("--contrastivevi-epochs", type=int, default=100)
     parser.add_argument("--wasserstein-penalty", type=float, default=1.0, help="ContrastiveVI's")
     parser.add_argument("--no-de", dest="de", action="store_false", help="skip DE (faster)")

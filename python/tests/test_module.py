@@ -36,6 +36,9 @@ def make_batch(n=24, genes=30, covariates=3, n_controls=8, seed=0, dtype=torch.f
 
 
 def make_module(classifier=False, **arch):
+    """A small module; the standard salient prior and the counts as the salient encoder's
+    input unless named (the defaults' own tests: test_module_salient_options.py)."""
+    arch = {"salient_prior": "standard", "salient_input": "counts", **arch}
     arch = Architecture(n_genes=30, n_covariates=3, n_labels=4, n_library_groups=2, n_hidden=16,
                         classifier=classifier, **arch)
     return ContrastiveModule(arch, [7.0, 7.5], [0.4, 0.5])

@@ -33,10 +33,12 @@ def upgrade(version: int, architecture: dict, state: dict):
     """The architecture and weights of a folder of an older format, as this format has them.
 
     Format 1 had a classifier outside the guide, always present, and (before the linear
-    salient path existed) no ``salient_linear`` key.
+    salient path existed) no ``salient_linear`` key. Folders written before the salient
+    prior and input were choices have neither key: theirs were the standard prior and the counts.
     """
     from pertcontrast.module.architecture import Architecture
 
+    architecture = {"salient_prior": "standard", "salient_input": "counts", **architecture}
     if version == 1:
         architecture = {"salient_linear": False, **architecture, "classifier": True}
         state = {(f"inference.{key}" if key.startswith("classifier.") else key): value for key, value in state.items()}

@@ -8,7 +8,13 @@ from pertcontrast.cli._common import (
     progress_lines_option,
     setup_logging,
 )
-from pertcontrast.module.architecture import LIBRARY_MODES, LIKELIHOODS, architecture_defaults
+from pertcontrast.module.architecture import (
+    LIBRARY_MODES,
+    LIKELIHOODS,
+    SALIENT_INPUTS,
+    SALIENT_PRIORS,
+    architecture_defaults,
+)
 from pertcontrast.train.settings import TrainingSettings
 
 # one source per default: the dataclasses' (the Nextflow schema is checked against these)
@@ -47,6 +53,15 @@ def model_options(function):
         click.option("--salient-linear/--no-salient-linear", default=ARCHITECTURE["salient_linear"],
                      show_default=True,
                      help="A direct linear path from the salient latent to expression (additive programs)."),
+        click.option("--salient-prior", type=click.Choice(SALIENT_PRIORS), default=ARCHITECTURE["salient_prior"],
+                     show_default=True,
+                     help="Prior of a perturbed cell's salient latent: standard Normal, or 'perturbation': half "
+                          "at 0 (an escaper), half at a centre learned per perturbation, so cells that share a "
+                          "response share a code (new cells are encoded without their label)."),
+        click.option("--salient-input", type=click.Choice(SALIENT_INPUTS), default=ARCHITECTURE["salient_input"],
+                     show_default=True,
+                     help="What the salient encoder reads: the log-normalised counts, or 'residual': their "
+                          "difference from the decoded background (cycle, clone and depth taken out first)."),
     ]
     for option in reversed(options):
         function = option(function)

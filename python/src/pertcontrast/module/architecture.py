@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 
 LIKELIHOODS = ("zinb", "nb")
 LIBRARY_MODES = ("observed", "latent")
+SALIENT_PRIORS = ("standard", "perturbation")
+SALIENT_INPUTS = ("counts", "residual")
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,20 @@ class Architecture:
     library: str = "observed"
     salient_linear: bool = True  # direct linear path salient -> expression logits
     classifier: bool = False  # the perturbation classifier of the salient mean
+    # a perturbed cell's salient prior: half at 0 (escaper), half at a centre learned per
+    # perturbation; N(0, I) ("standard") makes a weak program cost each cell its own code
+    salient_prior: str = "perturbation"
+    salient_input: str = "residual"  # the salient encoder reads the counts minus the decoded background
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if self.library not in LIBRARY_MODES:
             raise ValueError(f"library must be one of {LIBRARY_MODES}, got {self.library!r}")
+        if self.salient_prior not in SALIENT_PRIORS:
+            raise ValueError(f"salient_prior must be one of {SALIENT_PRIORS}, got {self.salient_prior!r}")
+        if self.salient_input not in SALIENT_INPUTS:
+            raise ValueError(f"salient_input must be one of {SALIENT_INPUTS}, got {self.salient_input!r}")
 
 
 def architecture_defaults() -> dict:

@@ -3,13 +3,17 @@
 Generative story (``ContrastiveGenerative``), for a minibatch of a screen of ``n_cells``:
 
     background_n ~ Normal(0, I)                       every cell
-    salient_n    ~ Normal(0, I)  if perturbed,  = 0   if control
+    salient_n    ~ 1/2 Normal(0, I) + 1/2 Normal(c_p, I)  if perturbed (by p),  = 0  if control
     log library_n = log observed total counts   (or ~ Normal(prior of its library group))
     counts_n     ~ CountDistribution(decoder([background_n, salient_n, s_n]), library_n)
 
-``s_n`` are the cell's covariates (one-hot categorical, standardised continuous). The
-guide (``ContrastiveInference``) encodes log-normalised counts and covariates into
-q(background | x, s), q(salient | x, s) and, with a latent library, q(log library | x, s).
+``s_n`` are the cell's covariates (one-hot categorical, standardised continuous). ``c_p``
+is a centre learned per perturbation (one more for the decoy controls) with
+``salient_prior="perturbation"``; ``"standard"`` is Normal(0, I) for every perturbed cell.
+The guide (``ContrastiveInference``) encodes log-normalised counts and covariates into
+q(background | x, s), q(salient | x, s) and, with a latent library, q(log library | x, s);
+with ``salient_input="residual"`` the salient encoder reads the log-normalised counts minus
+the expression decoded from the background mean (salient at 0).
 It also holds the extra terms of the objective as named ``pyro.factor`` sites, each with
 its weight (a factor of value f in the guide adds f to the loss, since the ELBO holds
 -log q): ``wasserstein``, the squared 2-Wasserstein distance of the controls' q(salient)
@@ -103,6 +107,20 @@ class ContrastiveGenerative(PyroModule):
         scale = torch.ones(groups) if library_log_scale is None else torch.as_tensor(library_log_scale, dtype=torch.float32)
         self.register_buffer("library_log_loc", loc.reshape(groups))
         self.register_buffer("library_log_scale", scale.reshape(groups))
+        if arch.salient_prior == "perturbation":
+            # one responder centre per perturbation, and one for the decoy controls (last row)
+            self.salient_centres = torch.nn.Parameter(0.01 * torch.randn(arch.n_labels + 1, arch.n_salient))
+
+    def salient_prior(self, batch) -> dist.Distribution:
+        """p(salient | perturbation) of the minibatch's cells."""
+        n_cells, arch = len(batch["index"]), self.arch
+        zeros = batch["covariates"].new_zeros(n_cells, arch.n_salient)
+        if arch.salient_prior == "standard":
+            return dist.Normal(zeros, 1.0).to_event(1)
+        label = torch.where(batch["label"] >= 0, batch["label"], torch.full_like(batch["label"], arch.n_labels))
+        centres = torch.stack([zeros, self.salient_centres[label]], dim=-2)  # cells x 2 x n_salient
+        weights = dist.Categorical(probs=zeros.new_full((n_cells, 2), 0.5))
+        return dist.MixtureSameFamily(weights, dist.Normal(centres, 1.0).to_event(1))
 
     def forward(self, batch, n_cells: int, weights: TermWeights = TermWeights()) -> None:
         arch, counts = self.arch, batch["counts"]
@@ -112,7 +130,7 @@ class ContrastiveGenerative(PyroModule):
             with poutine.scale(scale=weights.kl):
                 background = pyro.sample("background", dist.Normal(zeros[:, : arch.n_background], 1.0).to_event(1))
                 with poutine.mask(mask=perturbed):
-                    salient = pyro.sample("salient", dist.Normal(zeros[:, arch.n_background :], 1.0).to_event(1))
+                    salient = pyro.sample("salient", self.salient_prior(batch))
                 if arch.library == "latent":
                     group = batch["library_group"]
                     prior = dist.Normal(self.library_log_loc[group].unsqueeze(-1), self.library_log_scale[group].unsqueeze(-1))
@@ -124,6 +142,12 @@ class ContrastiveGenerative(PyroModule):
             pyro.sample("counts", self.count_distribution(background, salient, batch["covariates"], log_library),
                         obs=counts)
 
+    def background_log_proportions(self, background, covariates) -> torch.Tensor:
+        """Decoded log expression proportions with the salient latent at 0."""
+        salient = background.new_zeros(len(background), self.arch.n_salient)
+        log_library = background.new_zeros(len(background), 1)
+        return self.count_distribution(background, salient, covariates, log_library).log_proportions
+
     def count_distribution(self, background, salient, covariates, log_library) -> CountDistribution:
         """p(counts | latents, covariates) of each cell."""
         logits, gate_logits = self.decoder(torch.cat([background, salient, covariates], dim=-1))
@@ -134,9 +158,12 @@ class ContrastiveGenerative(PyroModule):
 class ContrastiveInference(PyroModule):
     """q(background, salient, library | counts, covariates) and the extra terms: the guide."""
 
-    def __init__(self, arch: Architecture):
+    def __init__(self, arch: Architecture, background_log_proportions=None):
         super().__init__()
         self.arch = arch
+        # salient_input "residual": the salient encoder sees what the decoded background
+        # leaves (the generative side's decoder, read here, trained only by the model)
+        self.background_log_proportions = background_log_proportions
         n_input = arch.n_genes + arch.n_covariates
         args = (arch.n_hidden, arch.n_layers, arch.dropout)
         self.background_encoder = GaussianEncoder(n_input, arch.n_background, *args)
@@ -150,11 +177,18 @@ class ContrastiveInference(PyroModule):
     def encode(self, counts: torch.Tensor, covariates: torch.Tensor) -> dict[str, torch.Tensor]:
         """Posterior locs and scales (``background_loc``, ``salient_scale``, ...) of a block."""
         features = encoder_features(counts, covariates)
-        names = ["background", "salient"] + (["library"] if self.arch.library == "latent" else [])
+        residual = self.arch.salient_input == "residual"
+        names = ["background"] + ([] if residual else ["salient"]) + (["library"] if self.arch.library == "latent" else [])
         outputs = encode_together(features, [getattr(self, f"{name}_encoder") for name in names])
         encoded = {}
         for name, (loc, scale) in zip(names, outputs):
             encoded[f"{name}_loc"], encoded[f"{name}_scale"] = loc, scale
+        if residual:
+            with torch.no_grad():
+                expected = torch.log1p(self.background_log_proportions(encoded["background_loc"], covariates).exp()
+                                       * NORMALISED_TOTAL)
+            salient_features = torch.cat([features[:, : self.arch.n_genes] - expected, covariates], dim=-1)
+            encoded["salient_loc"], encoded["salient_scale"] = self.salient_encoder(salient_features)
         return encoded
 
     def forward(self, batch, n_cells: int, weights: TermWeights = TermWeights()) -> dict[str, torch.Tensor]:
@@ -203,7 +237,7 @@ class ContrastiveModule(PyroModule):
             super().__init__()
             self.arch = arch
             self.generative = ContrastiveGenerative(arch, library_log_loc, library_log_scale)
-            self.inference = ContrastiveInference(arch)
+            self.inference = ContrastiveInference(arch, self.generative.background_log_proportions)
 
     def model(self, *args, **kwargs):
         with pyro.settings.context(module_local_params=True):

@@ -47,7 +47,11 @@ def site_terms(model_trace, guide_trace) -> dict[str, float]:
             terms[OBSERVED_TERM.get(name, name)] = -torch_item(site["log_prob_sum"])
         else:
             guide_site = guide_trace.nodes[name]
-            kl = scale_and_mask(kl_divergence(guide_site["fn"], site["fn"]), guide_site["scale"], guide_site["mask"])
+            try:
+                kl = kl_divergence(guide_site["fn"], site["fn"])
+            except NotImplementedError:  # a mixture prior: the one-draw estimate, as the loss takes it
+                kl = guide_site["fn"].log_prob(site["value"]) - site["fn"].log_prob(site["value"])
+            kl = scale_and_mask(kl, guide_site["scale"], guide_site["mask"])
             terms[LATENT_TERM.get(name, f"kl_{name}")] = torch_item(kl.sum())
     for name, site in guide_trace.nodes.items():
         if site["type"] == "sample" and name not in model_trace.nodes:  # auxiliary: factors

@@ -67,9 +67,23 @@ def test_salient_space_holds_the_program_and_not_the_background(screen, cells, w
     assert salient["batch"] <= 0.15
 
 
-def test_controls_sit_at_the_origin_of_the_salient_space(screen):
-    latents = read_merged(screen / "prepared.h5ad", screen / "latents.h5ad")
-    obs = latents.obs
-    controls = obs["perturbation"].astype(str).to_numpy() == "control"
-    responders = obs["truth_responder"].to_numpy()
-    assert np.median(obs["salient_norm"][controls]) < 0.5 * np.median(obs["salient_norm"][responders])
+def test_controls_sit_nearer_the_origin_of_the_salient_space_than_responders(screen):
+    """On the training cells and on cells the model never saw: the salient norm tells
+    responders from controls. (The Wasserstein weight 1 pulls training controls to 0 less
+    than 5 did, so their norm is judged against the responders', not against 0.)"""
+    from sklearn.metrics import roc_auc_score
+
+    for prepared, exported in (("prepared.h5ad", "latents.h5ad"), ("heldout.h5ad", "heldout_latents.h5ad")):
+        obs = read_merged(screen / prepared, screen / exported).obs
+        controls = obs["perturbation"].astype(str).to_numpy() == "control"
+        responders = obs["truth_responder"].to_numpy(bool)
+        norm = obs["salient_norm"].to_numpy()
+        cells = controls | responders
+        auroc = roc_auc_score(responders[cells], norm[cells])
+        print(f"\n{prepared}: median salient norm controls {np.median(norm[controls]):.3f}, responders "
+              f"{np.median(norm[responders]):.3f}, AUROC {auroc:.3f}")
+        if prepared == "prepared.h5ad":
+            assert auroc >= 0.9
+            assert np.median(norm[controls]) < np.quantile(norm[responders], 0.25)
+        else:  # new controls sit further out than trained ones (responder calls use the genes)
+            assert auroc >= 0.7

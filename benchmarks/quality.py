@@ -86,14 +86,19 @@ def effect_pvalues(salient, labels, null_controls, seed=0) -> pd.Series:
 
 
 # -- pertcontrast ------------------------------------------------------------------------
+def field_values(pairs) -> dict:
+    """``["field=value", ...]`` of the command line as a dict (values as text)."""
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def fit_pertcontrast(prepared, folder: Path, args):
     from pertcontrast import ContrastiveModel
 
     path = folder / "pertcontrast.model"
     if path.exists():
         return ContrastiveModel.load(path)
-    model = ContrastiveModel.from_anndata(prepared, **dict(field.split("=", 1) for field in args.pertcontrast_architecture))
-    overrides = dict(setting.split("=", 1) for setting in args.pertcontrast_setting)
+    model = ContrastiveModel.from_anndata(prepared, **field_values(args.pertcontrast_architecture))
+    overrides = field_values(args.pertcontrast_setting)
     model.train(progress=False, device=args.device, max_epochs=args.max_epochs,
                 **{key: float(value) for key, value in overrides.items()})
     model.save(path)

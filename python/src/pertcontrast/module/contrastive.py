@@ -142,11 +142,14 @@ class ContrastiveGenerative(PyroModule):
             pyro.sample("counts", self.count_distribution(background, salient, batch["covariates"], log_library),
                         obs=counts)
 
-    def background_log_proportions(self, background, covariates) -> torch.Tensor:
-        """Decoded log expression proportions with the salient latent at 0."""
-        salient = background.new_zeros(len(background), self.arch.n_salient)
+    def log_proportions(self, background, salient, covariates) -> torch.Tensor:
+        """Decoded log expression proportions (each cell sums to 1 over genes)."""
         log_library = background.new_zeros(len(background), 1)
         return self.count_distribution(background, salient, covariates, log_library).log_proportions
+
+    def background_log_proportions(self, background, covariates) -> torch.Tensor:
+        """Decoded log expression proportions with the salient latent at 0."""
+        return self.log_proportions(background, background.new_zeros(len(background), self.arch.n_salient), covariates)
 
     def count_distribution(self, background, salient, covariates, log_library) -> CountDistribution:
         """p(counts | latents, covariates) of each cell."""
@@ -255,5 +258,4 @@ class ContrastiveModule(PyroModule):
     @torch.inference_mode()
     def log_proportions(self, background, salient, covariates) -> torch.Tensor:
         """Decoded log expression proportions (each cell sums to 1 over genes)."""
-        log_library = background.new_zeros(len(background), 1)
-        return self.generative.count_distribution(background, salient, covariates, log_library).log_proportions
+        return self.generative.log_proportions(background, salient, covariates)
